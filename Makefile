@@ -1,0 +1,18 @@
+# The README's two commands. Each installs what is missing first (scripts/setup.sh).
+.PHONY: run test lint bench
+
+run:
+	@scripts/setup.sh run
+	@.venv/bin/acp serve
+
+test:
+	@scripts/setup.sh test
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/python -m pytest -q
+
+bench:
+	@scripts/setup.sh test
+	@.venv/bin/python bench/audit_rate.py
+	@.venv/bin/python bench/workspace_ready.py
+	@.venv/bin/python bench/cli_startup.py

@@ -1,0 +1,417 @@
+"""The `acp` command: the terminal front door over runtime.engine.
+
+Parses arguments, calls the engine, renders. No policy here. A user error is one clear line
+on stderr and a non-zero exit, never a traceback. Heavy modules are imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
+    from runtime.jobs import JobRecord
+
+SETTLED_WAIT_S = 120.0
+
+
+def _identity(args: argparse.Namespace) -> str:
+    return args.as_user or os.environ.get("ACP_USER") or getpass.getuser()
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+# --- rendering ---------------------------------------------------------------
+
+
+def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str:
+    spec = job.spec
+    decision = job.decision
+    lines = [
+        f"{job.job_id}  {job.state.value}",
+        f"  type/target : {spec.job_type.value} {spec.target or '(none)'}",
+        f"  requester   : {spec.requester} via {spec.origin.value}",
+        f"  prompt      : {job.prompt if len(job.prompt) < 300 else job.prompt[:300] + '…'}",
+        f"  decision    : {decision.get('effect')} — " + "; ".join(decision.get("reasons", [])),
+        f"  rules       : {', '.join(decision.get('rule_ids', [])) or '-'}",
+        f"  policy hash : {job.policy_hash[:16]}",
+        f"  tools       : {', '.join(job.tools_granted) or '-'}",
+        f"  model       : {job.model.model} (rule {job.model.route_rule or '-'}), "
+        f"{job.model.calls} calls, ${job.model.cost_usd:.4f}",
+    ]
+    if spec.approval_required_for:
+        lines.append(f"  approval for: {', '.join(spec.approval_required_for)}")
+    if job.clarification and job.state.value == "needs_clarification":
+        lines.append(f"  question    : {job.clarification.question}")
+        if job.clarification.options:
+            lines.append(f"  options     : {', '.join(job.clarification.options)}")
+        lines.append(f"  answer with : acp answer {job.job_id} '<answer>'")
+    for gate in job.approvals:
+        status = gate.decision or "pending"
+        who = f" by {gate.decided_by}" if gate.decided_by else ""
+        when = f" at {gate.decided_at:%Y-%m-%d %H:%M:%S} UTC" if gate.decided_at else ""
+        expires = (
+            f", expires {gate.expires_at:%Y-%m-%d %H:%M} UTC"
+            if gate.expires_at and not gate.decision
+            else ""
+        )
+        lines.append(
+            f"  approval    : {gate.action} {status}{who}{when} (rule {gate.rule_id}; "
+            f"approvers: {', '.join(gate.approvers) or '-'}; change {gate.action_hash[:12]}"
+            f"{expires})"
+        )
+    if job.state.value == "awaiting_approval":
+        lines.append(f"  approve with: acp approve {job.job_id} --as <approver>")
+    if job.result.get("reason"):
+        lines.append(f"  result      : {job.result['reason']}")
+    for ref in job.artifacts:
+        lines.append(f"  artifact    : {ref.name} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
+    diff = next((a for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
+    if with_diff and diff:
+        stat = (job.pending_action or {}).get("stat") or {}
+        if stat:
+            lines.append(
+                f"  diff        : {stat.get('files_changed', 0)} file(s), "
+                f"+{stat.get('insertions', 0)} -{stat.get('deletions', 0)}"
+            )
+        lines.append("")
+        lines.append(engine.artifacts.read(diff.sha256).decode(errors="replace").rstrip())
+    return "\n".join(lines)
+
+
+def _job_line(job: JobRecord) -> str:
+    spec = job.spec
+    return (
+        f"{job.job_id:<6} {job.state.value:<19} {spec.job_type.value:<7} "
+        f"{(spec.target or '-'):<18} {spec.requester:<10} {job.created_at:%Y-%m-%d %H:%M}  "
+        f"{spec.instruction[:50]}"
+    )
+
+
+# --- commands ----------------------------------------------------------------
+
+
+async def _settle(engine: Engine, job: JobRecord, wait: bool) -> JobRecord:
+    """Wait while a worker moves the job along, so the person sees where it landed."""
+    busy = {"queued", "running", "approved"}
+    if not wait or job.state.value not in busy:
+        return job
+    if await engine.live_workers() == 0:
+        print(
+            f"{job.job_id} is {job.state.value}; no worker is running — start one with `acp serve`",
+            file=sys.stderr,
+        )
+        return job
+    deadline = time.monotonic() + SETTLED_WAIT_S
+    while job.state.value in busy and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        job = await engine.get(job.id)
+    return job
+
+
+async def cmd_submit(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import Origin
+
+    actor = engine.actor("cli", _identity(args))
+    text = sys.stdin.read() if args.request == "-" else args.request
+    job = await engine.submit(text, actor, Origin.cli)
+    if not args.json:
+        print(f"{job.job_id} {job.state.value}", file=sys.stderr)
+    job = await _settle(engine, job, not args.no_wait)
+    return _show(engine, job, args)
+
+
+def _show(engine: Engine, job: JobRecord, args: argparse.Namespace) -> int:
+    if args.json:
+        _print_json(job.model_dump(mode="json"))
+    else:
+        print(render_job(engine, job))
+    return 0
+
+
+async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    return _show(engine, await engine.get(parse_job_id(args.job)), args)
+
+
+async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
+    requester = None
+    if args.mine:
+        requester = engine.actor("cli", _identity(args)).person
+    states = args.state.split(",") if args.state else None
+    jobs = await engine.jobs(requester=requester, states=states, limit=args.limit)
+    if args.json:
+        _print_json([job.model_dump(mode="json") for job in jobs])
+    elif not jobs:
+        print("no jobs yet — submit one with: acp submit 'code demo: run `make test`'")
+    else:
+        for job in jobs:
+            print(_job_line(job))
+    return 0
+
+
+async def cmd_approve(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    actor = engine.actor("cli", _identity(args))
+    job = await engine.approve(parse_job_id(args.job), actor, action_hash=args.hash)
+    print(f"{job.job_id} approved by {actor.person}", file=sys.stderr)
+    return _show(engine, await _settle(engine, job, not args.no_wait), args)
+
+
+async def cmd_reject(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    actor = engine.actor("cli", _identity(args))
+    job = await engine.reject(
+        parse_job_id(args.job), actor, reason=args.reason or "", action_hash=args.hash
+    )
+    print(f"{job.job_id} rejected by {actor.person}", file=sys.stderr)
+    return _show(engine, job, args)
+
+
+async def cmd_answer(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    actor = engine.actor("cli", _identity(args))
+    job = await engine.answer(parse_job_id(args.job), actor, " ".join(args.answer))
+    job = await _settle(engine, job, not args.no_wait)
+    return _show(engine, job, args)
+
+
+async def cmd_rollback(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    actor = engine.actor("cli", _identity(args))
+    job = await engine.rollback(parse_job_id(args.job), actor)
+    print(f"{job.job_id} rolled back: revert commit {job.result.get('revert_commit', '')[:12]}")
+    return 0
+
+
+async def cmd_audit_verify(engine: Engine, args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    report = await engine.verify_audit()
+    took = time.perf_counter() - started
+    if args.json:
+        _print_json({"ok": True, **report.model_dump(), "seconds": round(took, 3)})
+    else:
+        print(
+            f"chain intact: {report.events} events, {report.artifacts_checked} artifact "
+            f"references checked, head {report.head[:16]} ({took:.2f}s)"
+        )
+    return 0
+
+
+async def cmd_audit_export(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.jobs import parse_job_id
+
+    job_id = parse_job_id(args.job) if args.job else None
+    events = await engine.events(job_id)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
+    try:
+        for event in events:
+            out.write(json.dumps(event.model_dump(mode="json"), ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+            print(f"wrote {len(events)} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+async def cmd_policy_check(engine: Engine, args: argparse.Namespace) -> int:
+    actor = engine.actor("cli", _identity(args))
+    check = engine.check(args.request, actor)
+    if args.json:
+        _print_json(check.model_dump(mode="json"))
+        return 0
+    d = check.decision
+    parsed = check.parsed
+    print(
+        f"as {check.person}: {parsed['job_type'] or '?'} {parsed['target'] or '?'} "
+        f"(by {parsed['method']}, confidence {parsed['confidence']:.2f})"
+    )
+    print(f"  effect      : {d.effect}")
+    for reason in d.reasons:
+        print(f"  reason      : {reason}")
+    print(f"  rules       : {', '.join(d.rule_ids) or '-'}")
+    print(f"  tools       : {', '.join(d.tools_granted) or '-'}")
+    for gate in d.approvals:
+        print(
+            f"  approval    : {gate.action} by {', '.join(gate.approvers) or 'nobody'} "
+            f"(rule {gate.rule_id}{', four-eyes' if gate.four_eyes else ''})"
+        )
+    print(f"  model route : {d.model or '-'} (rule {d.model_rule or '-'}), risk {d.risk or '-'}")
+    if d.question:
+        print(f"  would ask   : {d.question} {d.options or ''}")
+    if parsed.get("commands"):
+        print(f"  steps       : {parsed['commands']}")
+    print(f"  policy hash : {check.policy_hash[:16]}  (nothing was run or recorded)")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from runtime.jobs import JobSpec
+
+    _print_json(JobSpec.model_json_schema())
+    return 0
+
+
+async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime import code_jobs
+    from runtime.worker import Worker
+
+    for name, target in engine.policy.targets.repos.items():
+        if target.sample:
+            _, path = await code_jobs.ensure_repo(engine, name)
+            print(f"sample repo '{name}' at {path}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(engine)
+    print(f"acp service: home {engine.settings.home}")
+    print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
+    print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
+    print(f"  worker   : {worker.id}")
+    if args.command == "serve":
+        slack = "configured" if os.environ.get("SLACK_BOT_TOKEN") else "not configured"
+        print(f"  slack    : {slack}")
+    print(
+        "ready — in another terminal: acp submit --as alice "
+        "'code demo: run `sed -i \"s/teh/the/\" README.md`'",
+        flush=True,
+    )
+    await worker.run(stop)
+    print("acp service stopped")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from runtime.secrets import redact
+
+    return redact(url)
+
+
+# --- argument parsing ----------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acp", description="Agent control plane: governed jobs from the terminal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, *, identity: bool = False, read: bool = False):
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if identity:
+            cmd.add_argument(
+                "--as",
+                dest="as_user",
+                metavar="USER",
+                help="act as this person (default: the terminal user)",
+            )
+        if read:
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+        return cmd
+
+    p = add("submit", "submit a request as a job", identity=True, read=True)
+    p.add_argument("request", help="e.g. 'code demo: run `make test`' ('-' reads stdin)")
+    p.add_argument("--no-wait", action="store_true", help="return as soon as the job is queued")
+    p = add("jobs", "list jobs, newest first", identity=True, read=True)
+    p.add_argument("--mine", action="store_true", help="only jobs I requested")
+    p.add_argument("--state", help="comma-separated states, e.g. awaiting_approval")
+    p.add_argument("--limit", type=int, default=50)
+    p = add("show", "show a job: state, decision, approvals, artifacts, diff", read=True)
+    p.add_argument("job", help="job id, e.g. J-1")
+    p = add("approve", "approve the pending action of a job", identity=True, read=True)
+    p.add_argument("job")
+    p.add_argument("--hash", help="the change hash you reviewed (refused if it differs)")
+    p.add_argument("--no-wait", action="store_true")
+    p = add("reject", "reject the pending action of a job", identity=True, read=True)
+    p.add_argument("job")
+    p.add_argument("--reason", help="why (recorded)")
+    p.add_argument("--hash", help="the change hash you reviewed")
+    p = add("answer", "answer a job's clarifying question", identity=True, read=True)
+    p.add_argument("job")
+    p.add_argument("answer", nargs="+")
+    p.add_argument("--no-wait", action="store_true")
+    p = add("rollback", "revert a published change", identity=True)
+    p.add_argument("job")
+    audit = sub.add_parser("audit", help="verify or export the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    p = audit_sub.add_parser("verify", help="check the hash chain and artifacts")
+    p.add_argument("--json", action="store_true")
+    p = audit_sub.add_parser("export", help="write events as JSON lines")
+    p.add_argument("--job", help="only this job's events")
+    p.add_argument("--output", "-o", help="file to write (default stdout)")
+    policy = sub.add_parser("policy", help="inspect the policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+    p = policy_sub.add_parser("check", help="what would happen to a request (runs nothing)")
+    p.add_argument("--as", dest="as_user", metavar="USER")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("request")
+    add("schema", "print the job schema (JSON Schema)")
+    add("serve", "run the service: worker (and Slack when configured)")
+    add("worker", "run a worker only")
+    return parser
+
+
+_ASYNC: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+    "submit": cmd_submit,
+    "jobs": cmd_jobs,
+    "show": cmd_show,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
+    "answer": cmd_answer,
+    "rollback": cmd_rollback,
+    "serve": cmd_serve,
+    "worker": cmd_serve,
+}
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from runtime.engine import Engine
+
+    engine = await Engine.open()
+    try:
+        if args.command == "audit":
+            handler = cmd_audit_verify if args.audit_command == "verify" else cmd_audit_export
+        elif args.command == "policy":
+            handler = cmd_policy_check
+        else:
+            handler = _ASYNC[args.command]
+        return await handler(engine, args)
+    finally:
+        await engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    args = build_parser().parse_args(argv)
+    from runtime.errors import AcpError
+
+    try:
+        if args.command == "schema":
+            return cmd_schema(args)
+        return asyncio.run(_run(args))
+    except AcpError as error:
+        print(f"acp: {error.render()}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The hash-chained audit log: append, verify, export; and the content-addressed artifact store.
+
+Each event's hash is SHA-256 over the previous hash and the event's stored fields, so any
+edit, deletion or reordering breaks the chain at a nameable event. Never UPDATE or DELETE here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runtime.errors import AuditChainBroken
+from runtime.jobs import ArtifactRef
+from runtime.secrets import redact
+from runtime.store.database import AUDIT_LOCK, Database
+from runtime.store.models import AuditEventRow
+
+GENESIS = "0" * 64
+_events = AuditEventRow.__table__
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(
+    prev_hash: str,
+    seq: int,
+    ts: str,
+    job_id: int | None,
+    kind: str,
+    actor: str,
+    artifacts: str,
+    data: str,
+) -> str:
+    job = "" if job_id is None else job_id
+    line = f"{prev_hash}\n{seq}\n{ts}\n{job}\n{kind}\n{actor}\n{artifacts}\n"
+    return hashlib.sha256(line.encode() + data.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    kind: str
+    actor: str
+    job_id: int | None = None
+    data: dict[str, Any] | None = None
+    artifacts: Sequence[str] = ()
+
+
+class AuditEvent(BaseModel):
+    seq: int
+    ts: str
+    job_id: int | None
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    artifacts: list[str]
+    prev_hash: str
+    hash: str
+
+
+class VerifyReport(BaseModel):
+    events: int
+    head: str
+    artifacts_checked: int
+
+
+async def append(conn: AsyncConnection, db: Database, event: NewEvent) -> AuditEvent:
+    """Append one event inside the caller's transaction (so it commits with the state change)."""
+    return (await append_many(conn, db, [event]))[0]
+
+
+async def append_many(
+    conn: AsyncConnection, db: Database, events: Sequence[NewEvent]
+) -> list[AuditEvent]:
+    if db.dialect == "postgresql":
+        # Serialises appenders so two transactions never both extend the same head.
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})"))
+    head = (
+        await conn.execute(
+            select(_events.c.seq, _events.c.hash).order_by(_events.c.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    ts = datetime.now(UTC).isoformat(timespec="microseconds")
+    rows, out = [], []
+    for event in events:
+        seq += 1
+        data = redact(canonical_json(event.data or {}))
+        artifacts = " ".join(event.artifacts)
+        digest = event_hash(prev, seq, ts, event.job_id, event.kind, event.actor, artifacts, data)
+        rows.append(
+            {
+                "seq": seq,
+                "ts": ts,
+                "job_id": event.job_id,
+                "kind": event.kind,
+                "actor": event.actor,
+                "data": data,
+                "artifacts": artifacts,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    await conn.execute(insert(_events), rows)
+    for row in rows:
+        out.append(
+            AuditEvent(
+                **{
+                    **row,
+                    "data": json.loads(row["data"]),
+                    "artifacts": list(filter(None, row["artifacts"].split(" "))),
+                }
+            )
+        )
+    return out
+
+
+async def _rows(db: Database, batch: int = 20_000) -> AsyncIterator[Sequence[Any]]:
+    columns = (
+        _events.c.seq,
+        _events.c.ts,
+        _events.c.job_id,
+        _events.c.kind,
+        _events.c.actor,
+        _events.c.artifacts,
+        _events.c.data,
+        _events.c.prev_hash,
+        _events.c.hash,
+    )
+    last = 0
+    async with db.engine.connect() as conn:
+        while True:
+            result = await conn.execute(
+                select(*columns).where(_events.c.seq > last).order_by(_events.c.seq).limit(batch)
+            )
+            rows = result.all()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+
+async def verify(db: Database, artifacts: ArtifactStore) -> VerifyReport:
+    """Walk the chain from the first event; raise AuditChainBroken naming the first bad one."""
+    expected_seq, prev, count, checked = 1, GENESIS, 0, 0
+    sha256 = hashlib.sha256
+    async for rows in _rows(db):
+        for seq, ts, job_id, kind, actor, arts, data, prev_hash, digest in rows:
+            if seq != expected_seq:
+                raise AuditChainBroken(
+                    f"event #{expected_seq} is missing: the log jumps from #{expected_seq - 1} "
+                    f"to #{seq}",
+                    seq=expected_seq,
+                )
+            if prev_hash != prev:
+                raise AuditChainBroken(
+                    f"event #{seq} does not follow event #{seq - 1}: its link to the previous "
+                    "hash is broken (deleted, inserted or reordered)",
+                    seq=seq,
+                )
+            job = "" if job_id is None else job_id
+            line = f"{prev}\n{seq}\n{ts}\n{job}\n{kind}\n{actor}\n{arts}\n"
+            if sha256(line.encode() + data.encode()).hexdigest() != digest:
+                raise AuditChainBroken(
+                    f"event #{seq} ({kind}) was altered: its content no longer matches its hash",
+                    seq=seq,
+                )
+            if arts:
+                for ref in arts.split(" "):
+                    problem = artifacts.check(ref)
+                    if problem:
+                        raise AuditChainBroken(
+                            f"artifact {ref[:12]}… referenced by event #{seq} ({kind}) {problem}",
+                            seq=seq,
+                        )
+                    checked += 1
+            prev, expected_seq, count = digest, expected_seq + 1, count + 1
+    return VerifyReport(events=count, head=prev, artifacts_checked=checked)
+
+
+async def events_for(db: Database, job_id: int | None = None) -> list[AuditEvent]:
+    query = select(_events).order_by(_events.c.seq)
+    if job_id is not None:
+        query = query.where(_events.c.job_id == job_id)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        AuditEvent(
+            **{
+                **row,
+                "data": json.loads(row["data"]),
+                "artifacts": [a for a in row["artifacts"].split(" ") if a],
+            }
+        )
+        for row in rows
+    ]
+
+
+class ArtifactStore:
+    """Files stored by content hash under ACP_HOME/artifacts; events reference the hash."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:]
+
+    def put(self, name: str, content: bytes, media_type: str = "text/plain") -> ArtifactRef:
+        digest = hashlib.sha256(content).hexdigest()
+        path = self.path_for(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(content)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, path)
+        return ArtifactRef(name=name, sha256=digest, size=len(content), media_type=media_type)
+
+    def read(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()
+
+    def check(self, sha256: str) -> str | None:
+        path = self.path_for(sha256)
+        if not path.exists():
+            return "is missing from the artifact store"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+            return "was changed after it was recorded"
+        return None

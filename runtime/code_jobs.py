@@ -1,0 +1,300 @@
+"""Code jobs: run explicit steps in a sandboxed worktree, leave a diff, publish after approval.
+
+Every tool call is authorized against the job's grant here, before it runs; a refusal is an
+audit event. The model (later) and the commands are untrusted; git runs outside the sandbox
+only with hooks and filters disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtime.errors import ApprovalMismatch, PublishConflict, SandboxViolation, ToolNotGranted
+from runtime.jobs import JobRecord, JobState
+from runtime.policy import RepoTarget
+from runtime.sandbox import worktree as wt
+from runtime.sandbox.bwrap import run_sandboxed
+from runtime.secrets import redact
+from runtime.settings import SAMPLES_DIR
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
+
+
+def repo_path(engine: Engine, target: RepoTarget) -> Path:
+    return Path(target.path.replace("{ACP_HOME}", str(engine.settings.home))).expanduser()
+
+
+async def ensure_repo(engine: Engine, name: str) -> tuple[RepoTarget, Path]:
+    """The repo a target names; a bundled sample is created on first use."""
+    target = engine.policy.targets.repos[name]
+    path = repo_path(engine, target)
+    if target.sample and not (path / ".git").exists():
+        await wt.init_sample_repo(SAMPLES_DIR / target.sample, path, target.base_branch)
+    return target, path
+
+
+def authorize(job: JobRecord, tool: str) -> None:
+    if tool not in job.tools_granted:
+        granted = ", ".join(job.tools_granted) or "none"
+        raise ToolNotGranted(
+            f"{job.job_id} may not use the '{tool}' tool; its grant allows: {granted}"
+        )
+
+
+async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
+    """Run the job's steps; end awaiting approval, succeeded (no change) or failed."""
+    actor = f"worker:{worker_id}"
+    target, path = await ensure_repo(engine, job.spec.target or "")
+    tree = await wt.create_worktree(
+        path, target.base_branch, job.job_id, engine.settings.worktrees_dir
+    )
+    await engine.log(
+        job.id,
+        "sandbox.worktree_created",
+        actor,
+        {"branch": tree.branch, "base_branch": tree.base_branch, "base_commit": tree.base_commit},
+    )
+    artifacts = list(job.artifacts)
+    try:
+        for index, command in enumerate(job.spec.commands, start=1):
+            try:
+                authorize(job, "shell")
+            except SandboxViolation as refusal:
+                await engine.log(
+                    job.id,
+                    "tool.refused",
+                    actor,
+                    {"tool": "shell", "command": command, "reason": refusal.message},
+                )
+                return await engine.finish(
+                    job,
+                    JobState.failed,
+                    actor,
+                    "job.failed",
+                    reason=refusal.message,
+                    artifacts=artifacts,
+                )
+            limits = engine.policy.limits
+            result = await run_sandboxed(
+                command,
+                tree.path,
+                ro_paths=[tree.git_common_dir],
+                timeout_s=limits.command_timeout_s,
+                output_cap=limits.output_cap_bytes,
+            )
+            log = redact(
+                f"$ {command}\n--- exit {result.exit_code} in {result.duration_s:.2f}s"
+                f"{' (timed out)' if result.timed_out else ''}"
+                f"{' (output truncated)' if result.truncated else ''}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            )
+            ref = engine.artifacts.put(f"command-{index}.log", log.encode())
+            artifacts.append(ref)
+            await engine.log(
+                job.id,
+                "tool.shell",
+                actor,
+                {
+                    "index": index,
+                    "command": command,
+                    "exit_code": result.exit_code,
+                    "duration_s": round(result.duration_s, 3),
+                    "timed_out": result.timed_out,
+                    "truncated": result.truncated,
+                    "stderr_tail": redact(result.stderr[-500:]),
+                },
+                event_artifacts=(ref.sha256,),
+            )
+            if result.exit_code != 0:
+                why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+                return await engine.finish(
+                    job,
+                    JobState.failed,
+                    actor,
+                    "job.failed",
+                    reason=f"step {index} `{command}` {why}; see command-{index}.log",
+                    artifacts=artifacts,
+                )
+        head = await wt.commit_all(
+            tree,
+            f"{job.job_id}: {job.spec.instruction[:72]}",
+            author_name=job.spec.requester,
+            author_email=f"{job.spec.requester}@acp.local",
+        )
+        if head is None:
+            return await engine.finish(
+                job,
+                JobState.succeeded,
+                actor,
+                "job.succeeded",
+                reason="the steps changed no file; nothing to publish",
+                artifacts=artifacts,
+            )
+        diff = await wt.diff(tree)
+    finally:
+        await wt.remove_worktree(tree)
+    ref = engine.artifacts.put("diff.patch", redact(diff.patch).encode(), "text/x-diff")
+    artifacts.append(ref)
+    stat = diff.stat.model_dump()
+    await engine.log(
+        job.id,
+        "artifact.created",
+        actor,
+        {"name": "diff.patch", "stat": stat},
+        event_artifacts=(ref.sha256,),
+    )
+    pending = {
+        "action": "merge" if target.publish == "merge" else "push",
+        "repo": job.spec.target,
+        "base_branch": target.base_branch,
+        "job_branch": tree.branch,
+        "base_commit": diff.base_commit,
+        "head_commit": diff.head_commit,
+        "diff_sha256": ref.sha256,
+        "stat": stat,
+    }
+    return await request_or_publish(engine, job, pending, artifacts, actor)
+
+
+async def request_or_publish(
+    engine: Engine, job: JobRecord, pending: dict[str, Any], artifacts: list, actor: str
+) -> JobRecord:
+    gated = {gate["action"] for gate in job.decision.get("approvals", [])}
+    if pending["action"] in gated or "publish" in gated:
+        action = pending["action"] if pending["action"] in gated else "publish"
+        gate = engine.new_gate(job, action, pending)
+
+        async def body(conn, fresh: JobRecord) -> JobRecord:
+            return await engine.transition(
+                conn,
+                fresh,
+                JobState.awaiting_approval,
+                actor=actor,
+                kind="approval.requested",
+                data={
+                    "action": action,
+                    "action_hash": gate.action_hash,
+                    "pending": pending,
+                    "approvers": gate.approvers,
+                    "four_eyes": gate.four_eyes,
+                    "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+                },
+                pending_action=pending,
+                approvals=[*fresh.approvals, gate],
+                artifacts=artifacts,
+            )
+
+        return await engine.locked(job.id, body)
+    job = await engine.save_progress(job, pending_action=pending, artifacts=artifacts)
+    return await publish(engine, job, actor)
+
+
+async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
+    """Merge (or push) exactly the change that was approved; anything else goes back for review."""
+    pending = job.pending_action or {}
+    approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
+    if approved is not None:
+        from runtime.engine import pending_hash
+
+        if approved.action_hash != pending_hash(pending):
+            raise ApprovalMismatch(f"{job.job_id}: the approved change is not the pending one")
+    target, path = await ensure_repo(engine, pending["repo"])
+    message = f"Merge {pending['job_branch']} ({job.job_id}): {job.spec.instruction[:60]}"
+    try:
+        if target.publish == "push":
+            commit = await wt.publish_push(
+                path,
+                target.remote or "origin",
+                pending["job_branch"],
+                target.remote_branch or pending["job_branch"],
+                pending["head_commit"],
+            )
+        else:
+            async with publish_lock(path, target.base_branch):
+                commit = await wt.publish_merge(
+                    path, target.base_branch, pending["job_branch"], pending["head_commit"], message
+                )
+    except ApprovalMismatch as moved:
+        await engine.log(
+            job.id,
+            "approval.invalidated",
+            actor,
+            {"reason": moved.message, "approved_hash": approved.action_hash if approved else None},
+        )
+        return await rerequest(engine, job, path, pending, actor)
+    except PublishConflict as conflict:
+        return await engine.finish(
+            job, JobState.failed, actor, "publish.failed", reason=conflict.message
+        )
+    return await engine.finish(
+        job,
+        JobState.succeeded,
+        actor,
+        "publish.merged" if target.publish == "merge" else "publish.pushed",
+        reason=f"published as {commit[:12]} on {target.base_branch}",
+        published_commit=commit,
+    )
+
+
+def publish_lock(path: Path, base_branch: str):
+    """In-process serialisation on top of the cross-process file lock in publish_merge."""
+    key = (str(path), base_branch)
+    lock = _LOCKS.setdefault(key, asyncio.Lock())
+    return lock
+
+
+_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+async def rerequest(
+    engine: Engine, job: JobRecord, path: Path, old: dict[str, Any], actor: str
+) -> JobRecord:
+    """The branch moved after review: show the change as it is now and ask again."""
+    head = await wt.branch_head(path, old["job_branch"])
+    patch = await wt.diff_between(path, old["base_commit"], head)
+    ref = engine.artifacts.put("diff.patch", redact(patch).encode(), "text/x-diff")
+    pending = {**old, "head_commit": head, "diff_sha256": ref.sha256}
+    gate = engine.new_gate(
+        job,
+        old["action"]
+        if old["action"] in {g["action"] for g in job.decision.get("approvals", [])}
+        else "publish",
+        pending,
+    )
+
+    async def body(conn, fresh: JobRecord) -> JobRecord:
+        return await engine.transition(
+            conn,
+            fresh,
+            JobState.awaiting_approval,
+            actor=actor,
+            kind="approval.requested",
+            data={
+                "action": gate.action,
+                "action_hash": gate.action_hash,
+                "pending": pending,
+                "approvers": gate.approvers,
+                "reason": "the change differs from what was approved",
+            },
+            event_artifacts=(ref.sha256,),
+            pending_action=pending,
+            approvals=[*fresh.approvals, gate],
+            artifacts=[*fresh.artifacts, ref],
+        )
+
+    return await engine.locked(job.id, body)
+
+
+async def rollback(engine: Engine, job: JobRecord) -> str:
+    pending = job.pending_action or {}
+    target, path = await ensure_repo(engine, job.spec.target or pending.get("repo", ""))
+    async with publish_lock(path, target.base_branch):
+        return await wt.revert_merge(
+            path,
+            target.base_branch,
+            job.result["published_commit"],
+            f"Revert {job.job_id}: {job.spec.instruction[:60]}",
+        )

@@ -1,0 +1,712 @@
+"""The job state machine: the one facade every front door calls.
+
+Submit, answer, approve, reject, rollback and read jobs. Every state change is written in the
+same transaction as its audit event. Front doors pass identities; the engine asks the policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runtime import audit
+from runtime.audit import ArtifactStore, AuditEvent, NewEvent, VerifyReport
+from runtime.errors import (
+    AcpError,
+    AlreadyDecided,
+    ApprovalExpired,
+    ApprovalMismatch,
+    ApprovalRefused,
+    BadRequest,
+    InvalidTransition,
+    PolicyDenied,
+    UnknownJob,
+    UnknownPerson,
+    UnknownTarget,
+)
+from runtime.intake import ParsedRequest, parse_request
+from runtime.jobs import (
+    ARTIFACT_CONTRACTS,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    ApprovalRequest,
+    Clarification,
+    JobRecord,
+    JobSpec,
+    JobState,
+    JobType,
+    ModelUse,
+    Origin,
+    format_job_id,
+)
+from runtime.policy import (
+    Decision,
+    Door,
+    LoadedPolicy,
+    RequestFacts,
+    decide,
+    decide_approval,
+    load_policy,
+)
+from runtime.settings import Settings
+from runtime.store import job_store
+from runtime.store.database import Database
+from runtime.store.job_store import utcnow
+from runtime.store.models import WorkerRow
+
+T = TypeVar("T")
+
+LIVE_WORKER_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A person from the policy, and the door and identity they came through."""
+
+    person: str
+    door: Door
+    identity: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.person} ({self.door}:{self.identity})"
+
+
+class PolicyCheck(BaseModel):
+    """What would happen to a request; `acp policy check` prints it and runs nothing."""
+
+    person: str
+    parsed: dict[str, Any]
+    decision: Decision
+    policy_hash: str
+
+
+def request_digest(text: str) -> dict[str, Any]:
+    """How refusals refer to a request: its hash and size, never a 100 KB copy of it."""
+    return {"sha256": hashlib.sha256(text.encode(errors="replace")).hexdigest(), "chars": len(text)}
+
+
+def pending_hash(action: dict[str, Any]) -> str:
+    return hashlib.sha256(audit.canonical_json(action).encode()).hexdigest()
+
+
+class Engine:
+    """The runtime's facade. Create with `await Engine.open(settings)`."""
+
+    def __init__(self, settings: Settings, db: Database, policy: LoadedPolicy) -> None:
+        self.settings = settings
+        self.db = db
+        self.loaded = policy
+        self.artifacts = ArtifactStore(settings.artifacts_dir)
+
+    @classmethod
+    async def open(cls, settings: Settings | None = None) -> Engine:
+        settings = settings or Settings.from_env()
+        loaded = load_policy(settings.policy_dir)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+        await db.create_schema()
+        return cls(settings, db, loaded)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    @property
+    def policy(self):
+        return self.loaded.policy
+
+    # --- identity --------------------------------------------------------
+
+    def actor(self, door: Door, identity: str) -> Actor:
+        person = self.policy.person_for(door, identity)
+        if person is None:
+            known = ", ".join(sorted(self.policy.people)) or "nobody"
+            raise UnknownPerson(
+                f"{door} identity '{identity}' is not a person in the policy",
+                hint=f"people in the policy: {known} (pass --as NAME, or add the identity "
+                f"under people.<name>.identities.{door})",
+            )
+        return Actor(person=person, door=door, identity=identity)
+
+    # --- transactions and events -----------------------------------------
+
+    async def _event(
+        self,
+        conn: AsyncConnection,
+        kind: str,
+        actor: str,
+        job_id: int | None = None,
+        data: dict[str, Any] | None = None,
+        artifacts: tuple[str, ...] = (),
+    ) -> AuditEvent:
+        return await audit.append(conn, self.db, NewEvent(kind, actor, job_id, data, artifacts))
+
+    async def record_refusal(
+        self, kind: str, actor: str, error: AcpError, job_id: int | None = None, **data: Any
+    ) -> None:
+        """A refusal leaves one audit event and nothing else."""
+        payload = {"error": type(error).__name__, "message": error.message, **data}
+        if isinstance(error, PolicyDenied):
+            payload["rule_ids"] = error.rule_ids
+        if job_id is not None:
+            payload["job"] = format_job_id(job_id)
+        if isinstance(error, UnknownJob):
+            job_id = None  # the event must not point at a job that does not exist
+        async with self.db.begin() as conn:
+            await self._event(conn, kind, actor, job_id, payload)
+
+    async def transition(
+        self,
+        conn: AsyncConnection,
+        job: JobRecord,
+        to: JobState,
+        *,
+        actor: str,
+        kind: str,
+        data: dict[str, Any] | None = None,
+        event_artifacts: tuple[str, ...] = (),
+        worker_id: str | None = None,
+        **changes: Any,
+    ) -> JobRecord:
+        if to not in TRANSITIONS.get(job.state, frozenset()):
+            raise InvalidTransition(
+                f"{job.job_id} is {job.state.value}; it cannot become {to.value}",
+                hint=f"`acp show {job.job_id}` shows what it is waiting for",
+            )
+        updated = job.model_copy(update={"state": to, **changes})
+        saved = await job_store.save_job(
+            conn, updated, expected_state=job.state, worker_id=worker_id
+        )
+        payload = {"from": job.state.value, "to": to.value, **(data or {})}
+        await self._event(conn, kind, actor, job.id, payload, event_artifacts)
+        return saved
+
+    async def locked(
+        self, job_id: int, body: Callable[[AsyncConnection, JobRecord], Awaitable[T]]
+    ) -> T:
+        async with self.db.begin() as conn:
+            job = await job_store.load_job(conn, job_id, for_update=True)
+            return await body(conn, job)
+
+    async def log(
+        self,
+        job_id: int,
+        kind: str,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        event_artifacts: tuple[str, ...] = (),
+    ) -> AuditEvent:
+        """An audit event about a job that does not change its state (a tool call, an artifact)."""
+        async with self.db.begin() as conn:
+            return await self._event(conn, kind, actor, job_id, data, event_artifacts)
+
+    async def save_progress(self, job: JobRecord, **changes: Any) -> JobRecord:
+        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
+            updated = fresh.model_copy(update=changes)
+            return await job_store.save_job(conn, updated, expected_state=fresh.state)
+
+        return await self.locked(job.id, body)
+
+    async def finish(
+        self,
+        job: JobRecord,
+        state: JobState,
+        actor: str,
+        kind: str,
+        *,
+        reason: str,
+        artifacts: list | None = None,
+        **result: Any,
+    ) -> JobRecord:
+        """Move a running job to its next state with a reason a person can read."""
+
+        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
+            changes: dict[str, Any] = {"result": {**fresh.result, "reason": reason, **result}}
+            if artifacts is not None:
+                changes["artifacts"] = artifacts
+            return await self.transition(
+                conn,
+                fresh,
+                state,
+                actor=actor,
+                kind=kind,
+                data={"reason": reason, **result},
+                **changes,
+            )
+
+        return await self.locked(job.id, body)
+
+    # --- reading -----------------------------------------------------------
+
+    async def get(self, job_id: int) -> JobRecord:
+        async with self.db.engine.connect() as conn:
+            return await job_store.load_job(conn, job_id)
+
+    async def jobs(
+        self, *, requester: str | None = None, states: list[str] | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        async with self.db.engine.connect() as conn:
+            return await job_store.list_jobs(conn, requester=requester, states=states, limit=limit)
+
+    async def events(self, job_id: int | None = None) -> list[AuditEvent]:
+        if job_id is not None:
+            await self.get(job_id)
+        return await audit.events_for(self.db, job_id)
+
+    async def verify_audit(self) -> VerifyReport:
+        return await audit.verify(self.db, self.artifacts)
+
+    async def live_workers(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(select(WorkerRow.heartbeat_at))).scalars().all()
+        return sum(1 for at in rows if job_store._aware(at) >= cutoff)
+
+    # --- deciding ----------------------------------------------------------
+
+    def _facts(self, person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
+        return RequestFacts(
+            person=person,
+            job_type=parsed.job_type,
+            target=parsed.target,
+            origin=origin,
+            confidence=parsed.confidence,
+            has_explicit_steps=bool(parsed.commands),
+        )
+
+    def _spec(
+        self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
+    ) -> JobSpec:
+        job_type = parsed.job_type
+        site = (
+            self.policy.targets.sites.get(parsed.target or "")
+            if job_type is JobType.browser
+            else None
+        )
+        database = self.policy.targets.databases.get(parsed.target or "")
+        return JobSpec(
+            job_type=job_type or JobType.code,
+            target=parsed.target,
+            instruction=parsed.instruction,
+            tools=decision.tools_granted,
+            approval_required_for=decision.approval_required_for,
+            artifact_contract=ARTIFACT_CONTRACTS[job_type] if job_type else "",
+            filesystem_scope=["worktree"] if job_type in (JobType.code, JobType.doc) else [],
+            network_scope="allowlist" if site else "none",
+            browser_domains=list(site.domains) if site else [],
+            credential_refs=[database.dsn_env] if database and job_type is JobType.sql else [],
+            commands=parsed.commands,
+            schedule=parsed.schedule,
+            origin=origin,
+            requester=person,
+        )
+
+    def check(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> PolicyCheck:
+        """Parse and decide without writing anything."""
+        parsed = parse_request(text, self.policy)
+        decision = decide(self.policy, self._facts(actor.person, parsed, origin))
+        return PolicyCheck(
+            person=actor.person,
+            parsed=parsed.model_dump(mode="json"),
+            decision=decision,
+            policy_hash=self.loaded.sha256,
+        )
+
+    # --- submit and answer -------------------------------------------------
+
+    async def submit(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> JobRecord:
+        try:
+            parsed = parse_request(text, self.policy)
+        except BadRequest as error:
+            await self.record_refusal(
+                "request.refused", actor.label, error, request=request_digest(text or "")
+            )
+            raise
+        decision = decide(self.policy, self._facts(actor.person, parsed, origin))
+        now = utcnow()
+        job_type_known = parsed.job_type is not None
+        record = JobRecord(
+            id=0,
+            state=JobState.received,
+            spec=self._spec(actor.person, parsed, origin, decision),
+            prompt=text,
+            tools_granted=decision.tools_granted,
+            decision=decision.model_dump(mode="json"),
+            policy_hash=self.loaded.sha256,
+            classifier={
+                "method": parsed.method,
+                "confidence": parsed.confidence,
+                "cues": parsed.cues,
+                "job_type_known": job_type_known,
+            },
+            model=ModelUse(model=decision.model or "direct", route_rule=decision.model_rule),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.db.begin() as conn:
+            job = await job_store.insert_job(conn, record)
+            await self._event(
+                conn,
+                "job.received",
+                actor.label,
+                job.id,
+                {
+                    "prompt": text,
+                    "origin": origin.value,
+                    "spec": job.spec.model_dump(mode="json"),
+                    "classifier": job.classifier,
+                    "policy_hash": self.loaded.sha256,
+                },
+            )
+            job = await self._apply_decision(conn, job, decision, actor.label)
+        return job
+
+    async def _apply_decision(
+        self, conn: AsyncConnection, job: JobRecord, decision: Decision, actor: str
+    ) -> JobRecord:
+        data = {
+            "effect": decision.effect,
+            "reasons": decision.reasons,
+            "rule_ids": decision.rule_ids,
+            "tools_granted": decision.tools_granted,
+            "approval_required_for": decision.approval_required_for,
+            "model": decision.model,
+            "model_rule": decision.model_rule,
+            "policy_hash": self.loaded.sha256,
+        }
+        if decision.effect == "deny":
+            return await self.transition(
+                conn,
+                job,
+                JobState.denied,
+                actor="policy",
+                kind="policy.denied",
+                data=data,
+                result={"reason": "; ".join(decision.reasons)},
+            )
+        if decision.effect == "needs_clarification":
+            question = Clarification(
+                question=decision.question or "Please clarify the request.",
+                options=decision.options,
+                field=decision.clarify_field or "confirm",
+            )
+            return await self.transition(
+                conn,
+                job,
+                JobState.needs_clarification,
+                actor="policy",
+                kind="job.clarification_requested",
+                data={**data, "question": question.question, "options": question.options},
+                clarification=question,
+            )
+        return await self.transition(
+            conn,
+            job,
+            JobState.queued,
+            actor="policy",
+            kind="job.queued",
+            data=data,
+            clarification=None,
+        )
+
+    async def answer(self, job_id: int, actor: Actor, answer: str) -> JobRecord:
+        async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
+            if job.state is not JobState.needs_clarification or job.clarification is None:
+                raise AlreadyDecided(
+                    f"{job.job_id} is {job.state.value} and is not waiting for an answer; "
+                    "nothing changed"
+                )
+            if actor.person != job.spec.requester:
+                raise PolicyDenied(
+                    f"only {job.spec.requester}, who requested {job.job_id}, "
+                    "may answer its question",
+                    rule_ids=["clarification.requester_only"],
+                )
+            parsed = self._parsed_with_answer(job, answer.strip())
+            decision = decide(self.policy, self._facts(job.spec.requester, parsed, job.spec.origin))
+            spec = self._spec(job.spec.requester, parsed, job.spec.origin, decision)
+            await self._event(
+                conn,
+                "job.answered",
+                actor.label,
+                job.id,
+                {"field": job.clarification.field, "answer": answer.strip()},
+            )
+            updated = job.model_copy(
+                update={
+                    "spec": spec,
+                    "tools_granted": decision.tools_granted,
+                    "decision": decision.model_dump(mode="json"),
+                    "policy_hash": self.loaded.sha256,
+                    "model": ModelUse(
+                        model=decision.model or "direct", route_rule=decision.model_rule
+                    ),
+                }
+            )
+            return await self._apply_decision(conn, updated, decision, actor.label)
+
+        try:
+            return await self.locked(job_id, body)
+        except (BadRequest, PolicyDenied, UnknownJob) as error:
+            await self.record_refusal("answer.refused", actor.label, error, job_id=job_id)
+            raise
+
+    def _parsed_with_answer(self, job: JobRecord, answer: str) -> ParsedRequest:
+        assert job.clarification is not None
+        spec = job.spec
+        known_type = job.classifier.get("job_type_known", True)
+        parsed = ParsedRequest(
+            job_type=spec.job_type if known_type else None,
+            target=spec.target,
+            instruction=spec.instruction,
+            commands=spec.commands,
+            schedule=spec.schedule,
+            confidence=1.0,
+            method="grammar",
+            cues=["answer"],
+        )
+        field = job.clarification.field
+        if not answer:
+            raise BadRequest("the answer is empty", hint=job.clarification.question)
+        if field == "job_type":
+            from runtime.intake import TYPE_ALIASES
+
+            chosen = TYPE_ALIASES.get(answer.lower())
+            if chosen is None:
+                options = ", ".join(job.clarification.options)
+                raise BadRequest(f"'{answer}' is not a job type", hint=f"answer one of: {options}")
+            return parsed.model_copy(update={"job_type": chosen})
+        if field == "target":
+            job_type = parsed.job_type or JobType.code
+            if answer not in self.policy.targets_for(job_type):
+                names = ", ".join(sorted(self.policy.targets_for(job_type)))
+                raise UnknownTarget(
+                    f"unknown {job_type.value} target '{answer}'",
+                    hint=f"known {job_type.value} targets: {names}",
+                )
+            return parsed.model_copy(update={"target": answer})
+        if field == "commands":
+            from runtime.intake import extract_commands
+
+            commands = extract_commands(answer) or [answer.strip("`").strip()]
+            return parsed.model_copy(update={"commands": commands})
+        return parsed
+
+    # --- approvals -----------------------------------------------------------
+
+    def _open_gate(self, job: JobRecord) -> ApprovalRequest:
+        for gate in reversed(job.approvals):
+            if gate.decision is None:
+                return gate
+        raise InvalidTransition(f"{job.job_id} has no open approval request")
+
+    async def approve(self, job_id: int, actor: Actor, action_hash: str | None = None) -> JobRecord:
+        return await self._decide_gate(job_id, actor, approve=True, action_hash=action_hash)
+
+    async def reject(
+        self, job_id: int, actor: Actor, reason: str = "", action_hash: str | None = None
+    ) -> JobRecord:
+        return await self._decide_gate(
+            job_id, actor, approve=False, action_hash=action_hash, reason=reason
+        )
+
+    async def _decide_gate(
+        self, job_id: int, actor: Actor, *, approve: bool, action_hash: str | None, reason: str = ""
+    ) -> JobRecord:
+        verb = "approve" if approve else "reject"
+        expired: list[Decision] = []
+
+        async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
+            if job.state is not JobState.awaiting_approval:
+                last = next((g for g in reversed(job.approvals) if g.decision), None)
+                said = (
+                    f" ({last.decision} by {last.decided_by} "
+                    f"at {last.decided_at:%Y-%m-%d %H:%M} UTC)"
+                    if last and last.decided_at
+                    else ""
+                )
+                raise AlreadyDecided(
+                    f"{job.job_id} is {job.state.value}{said}; nothing changed",
+                )
+            gate = self._open_gate(job)
+            if action_hash and action_hash != gate.action_hash[: len(action_hash)]:
+                raise ApprovalMismatch(
+                    f"you reviewed change {action_hash[:12]}, but {job.job_id} now waits on "
+                    f"{gate.action_hash[:12]}; the approval does not apply",
+                    hint=f"review it again: `acp show {job.job_id}`",
+                )
+            now = utcnow()
+            withdrawing = not approve and actor.person == job.spec.requester
+            verdict = decide_approval(
+                self.policy,
+                approver=actor.person,
+                requester=job.spec.requester,
+                rule_id=gate.rule_id,
+                expires_at=gate.expires_at,
+                now=now,
+                four_eyes=gate.four_eyes,
+            )
+            if withdrawing and "approval.expired" not in verdict.rule_ids:
+                verdict = Decision(
+                    effect="allow",
+                    reasons=["the requester withdrew the job"],
+                    rule_ids=["approval.requester_withdraws"],
+                )
+            if verdict.effect != "allow":
+                if "approval.expired" in verdict.rule_ids:
+                    # Commit the expiry itself; the refusal is raised after the transaction.
+                    expired.append(verdict)
+                    return await self._expire(conn, job, gate, now)
+                raise ApprovalRefused(
+                    f"{actor.person} may not {verb} {job.job_id}: " + "; ".join(verdict.reasons),
+                    rule_ids=verdict.rule_ids,
+                )
+            decided = gate.model_copy(
+                update={
+                    "decision": "approved" if approve else "rejected",
+                    "decided_by": actor.person,
+                    "decided_at": now,
+                    "reason": reason or None,
+                }
+            )
+            approvals = [decided if g is gate else g for g in job.approvals]
+            data = {
+                "action": gate.action,
+                "action_hash": gate.action_hash,
+                "rule_ids": verdict.rule_ids,
+                "reason": reason or None,
+            }
+            if approve:
+                return await self.transition(
+                    conn,
+                    job,
+                    JobState.approved,
+                    actor=actor.label,
+                    kind="approval.granted",
+                    data=data,
+                    approvals=approvals,
+                )
+            return await self.transition(
+                conn,
+                job,
+                JobState.rejected,
+                actor=actor.label,
+                kind="approval.rejected",
+                data=data,
+                approvals=approvals,
+                pending_action=None,
+                result={**job.result, "reason": reason or "rejected"},
+            )
+
+        try:
+            job = await self.locked(job_id, body)
+            if expired:
+                raise ApprovalExpired(
+                    f"cannot {verb} {job.job_id}: " + "; ".join(expired[0].reasons),
+                    rule_ids=expired[0].rule_ids,
+                    hint="the job was rejected as expired; submit it again",
+                )
+            return job
+        except (PolicyDenied, ApprovalMismatch, UnknownJob) as error:
+            await self.record_refusal(f"{verb}.refused", actor.label, error, job_id=job_id)
+            raise
+
+    async def _expire(
+        self, conn: AsyncConnection, job: JobRecord, gate: ApprovalRequest, now: Any
+    ) -> JobRecord:
+        decided = gate.model_copy(
+            update={"decision": "expired", "decided_at": now, "decided_by": "policy"}
+        )
+        approvals = [decided if g is gate else g for g in job.approvals]
+        return await self.transition(
+            conn,
+            job,
+            JobState.rejected,
+            actor="policy",
+            kind="approval.expired",
+            data={
+                "action": gate.action,
+                "action_hash": gate.action_hash,
+                "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+            },
+            approvals=approvals,
+            pending_action=None,
+            result={**job.result, "reason": "the approval request expired"},
+        )
+
+    async def expire_overdue(self) -> list[int]:
+        """Reject every job whose open approval request has passed its expiry."""
+        now = utcnow()
+        done = []
+        for job in await self.jobs(states=[JobState.awaiting_approval.value], limit=1000):
+            gate = next((g for g in reversed(job.approvals) if g.decision is None), None)
+            if gate and gate.expires_at and now >= gate.expires_at:
+
+                async def body(conn: AsyncConnection, fresh: JobRecord, gate=gate) -> None:
+                    if fresh.state is JobState.awaiting_approval:
+                        await self._expire(conn, fresh, self._open_gate(fresh), now)
+
+                await self.locked(job.id, body)
+                done.append(job.id)
+        return done
+
+    def new_gate(self, job: JobRecord, action: str, pending: dict[str, Any]) -> ApprovalRequest:
+        """The approval request for `action` on this job, bound to the pending action's hash."""
+        gate = next((g for g in job.decision.get("approvals", []) if g["action"] == action), None)
+        if gate is None:
+            raise PolicyDenied(f"no approval rule covers {action} for {job.job_id}")
+        now = utcnow()
+        expires = gate.get("expires_after_s")
+        return ApprovalRequest(
+            action=action,
+            action_hash=pending_hash(pending),
+            rule_id=gate["rule_id"],
+            approvers=gate["approvers"],
+            four_eyes=gate["four_eyes"],
+            requested_at=now,
+            expires_at=now + timedelta(seconds=expires) if expires else None,
+        )
+
+    # --- rollback --------------------------------------------------------------
+
+    async def rollback(self, job_id: int, actor: Actor) -> JobRecord:
+        from runtime import code_jobs
+
+        job = await self.get(job_id)
+        if job.state is not JobState.succeeded or not job.result.get("published_commit"):
+            raise InvalidTransition(
+                f"{job.job_id} is {job.state.value} and has no published change to roll back"
+            )
+        allowed = {job.spec.requester, *(p for g in job.approvals for p in g.approvers)}
+        if actor.person not in allowed:
+            error = PolicyDenied(
+                f"{actor.person} may not roll back {job.job_id}; "
+                "the requester and its approvers may",
+                rule_ids=["rollback.not_allowed"],
+            )
+            await self.record_refusal("rollback.refused", actor.label, error, job_id=job_id)
+            raise error
+        revert = await code_jobs.rollback(self, job)
+
+        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
+            return await self.transition(
+                conn,
+                fresh,
+                JobState.rolled_back,
+                actor=actor.label,
+                kind="publish.rolled_back",
+                data={"reverted": fresh.result.get("published_commit"), "revert_commit": revert},
+                result={**fresh.result, "revert_commit": revert},
+            )
+
+        return await self.locked(job_id, body)
+
+    def is_terminal(self, job: JobRecord) -> bool:
+        return job.state in TERMINAL_STATES

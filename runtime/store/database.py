@@ -1,0 +1,101 @@
+"""The database handle: SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL.
+
+Creates the schema and the triggers that make the audit log append-only. Every transaction
+on SQLite is BEGIN IMMEDIATE so a read-then-write (the audit chain head) cannot interleave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from runtime.errors import AcpError
+from runtime.store.models import Base
+
+_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+)
+
+_POSTGRES_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION acp_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
+    "DROP TRIGGER IF EXISTS audit_events_no_change ON audit_events",
+    "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION acp_audit_append_only()",
+    "DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events",
+    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION acp_audit_append_only()",
+)
+
+# Any constant works; it only has to be the same in every process of one deployment.
+SCHEMA_LOCK = 0x616370_01
+AUDIT_LOCK = 0x616370_02
+
+
+class Database:
+    """One async engine plus the dialect-specific details the rest of the runtime relies on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise AcpError(
+                f"unsupported database URL scheme '{parsed.drivername}'",
+                hint="use sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db",
+            )
+        if self.dialect == "sqlite":
+            if parsed.database:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(
+                url, connect_args={"timeout": 60}, pool_size=5, max_overflow=5
+            )
+            _sqlite_immediate_transactions(self.engine)
+        else:
+            self.engine = create_async_engine(url, pool_size=5, max_overflow=5)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        database = make_url(self.url).database
+        return Path(database) if self.dialect == "sqlite" and database else None
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def create_schema(self) -> None:
+        async with self.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
+            await conn.run_sync(Base.metadata.create_all)
+            triggers = _SQLITE_TRIGGERS if self.dialect == "sqlite" else _POSTGRES_TRIGGERS
+            for statement in triggers:
+                await conn.execute(text(statement))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, emit BEGIN, so it can be BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,137 @@
+"""Reading and writing job rows as JobRecords; the only place that knows the jobs table's shape.
+
+Every write names the state it expects, so two writers never both move the same job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runtime.errors import InvalidTransition, UnknownJob
+from runtime.jobs import JobRecord, JobState, format_job_id
+from runtime.store.models import JobRow
+
+jobs_table = JobRow.__table__
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def record_from_row(row: Any) -> JobRecord:
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return JobRecord(
+        id=data["id"],
+        state=data["state"],
+        spec=data["spec"],
+        prompt=data["prompt"],
+        tools_granted=data["tools_granted"] or [],
+        decision=data["decision"] or {},
+        policy_hash=data["policy_hash"],
+        classifier=data["classifier"] or {},
+        clarification=data["clarification"],
+        pending_action=data["pending_action"],
+        approvals=data["approvals"] or [],
+        artifacts=data["artifacts"] or [],
+        model=data["model"] or {},
+        result=data["result"] or {},
+        created_at=_aware(data["created_at"]),
+        updated_at=_aware(data["updated_at"]),
+    )
+
+
+def row_values(record: JobRecord) -> dict[str, Any]:
+    dumped = record.model_dump(mode="json")
+    return {
+        "state": record.state.value,
+        "job_type": record.spec.job_type.value if record.spec.job_type else "",
+        "target": record.spec.target,
+        "requester": record.spec.requester,
+        "origin": record.spec.origin.value,
+        "prompt": record.prompt,
+        "spec": dumped["spec"],
+        "decision": dumped["decision"],
+        "classifier": dumped["classifier"],
+        "policy_hash": record.policy_hash,
+        "tools_granted": dumped["tools_granted"],
+        "clarification": dumped["clarification"],
+        "pending_action": dumped["pending_action"],
+        "approvals": dumped["approvals"],
+        "artifacts": dumped["artifacts"],
+        "model": dumped["model"],
+        "result": dumped["result"],
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+async def insert_job(conn: AsyncConnection, record: JobRecord) -> JobRecord:
+    values = row_values(record)
+    result = await conn.execute(insert(jobs_table).values(**values).returning(jobs_table.c.id))
+    return record.model_copy(update={"id": result.scalar_one()})
+
+
+async def load_job(conn: AsyncConnection, job_id: int, *, for_update: bool = False) -> JobRecord:
+    query = select(jobs_table).where(jobs_table.c.id == job_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        top = (await conn.execute(select(func.max(jobs_table.c.id)))).scalar()
+        known = f"jobs run from J-1 to {format_job_id(top)}" if top else "there are no jobs yet"
+        raise UnknownJob(f"no job {format_job_id(job_id)}", hint=f"{known}; `acp jobs` lists them")
+    return record_from_row(row)
+
+
+async def save_job(
+    conn: AsyncConnection,
+    record: JobRecord,
+    *,
+    expected_state: JobState,
+    worker_id: str | None = None,
+) -> JobRecord:
+    """Write the whole record, only if the row is still in `expected_state`."""
+    record = record.model_copy(update={"updated_at": utcnow()})
+    values = row_values(record)
+    values.pop("created_at")
+    if worker_id is not None:
+        values["worker_id"] = worker_id
+    result = await conn.execute(
+        update(jobs_table)
+        .where(jobs_table.c.id == record.id, jobs_table.c.state == expected_state.value)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise InvalidTransition(
+            f"{record.job_id} changed while this action was in flight; nothing was changed",
+            hint=f"`acp show {record.job_id}` shows where it is now",
+        )
+    return record
+
+
+async def list_jobs(
+    conn: AsyncConnection,
+    *,
+    requester: str | None = None,
+    states: list[str] | None = None,
+    limit: int = 50,
+) -> list[JobRecord]:
+    query = select(jobs_table).order_by(jobs_table.c.id.desc()).limit(limit)
+    if requester:
+        query = query.where(jobs_table.c.requester == requester)
+    if states:
+        query = query.where(jobs_table.c.state.in_(states))
+    return [record_from_row(row) for row in (await conn.execute(query)).all()]
+
+
+async def worker_of(conn: AsyncConnection, job_id: int) -> str | None:
+    query = select(jobs_table.c.worker_id).where(jobs_table.c.id == job_id)
+    return (await conn.execute(query)).scalar()

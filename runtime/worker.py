@@ -1,0 +1,203 @@
+"""The worker: claims queued and approved jobs from the database queue and runs them.
+
+A job interrupted by a crash is never silently lost: a publish is resumed (it is idempotent),
+a half-run execution is failed with a reason, because re-running its steps could run them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runtime import code_jobs
+from runtime.engine import LIVE_WORKER_SECONDS, Engine
+from runtime.errors import AcpError
+from runtime.jobs import JobRecord, JobState, JobType
+from runtime.store import job_store
+from runtime.store.job_store import jobs_table, utcnow
+from runtime.store.models import WorkerRow
+
+log = logging.getLogger("acp.worker")
+_workers = WorkerRow.__table__
+
+
+class Worker:
+    def __init__(self, engine: Engine, *, poll_interval: float = 0.2, heartbeat: float = 2.0):
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat
+        self.host = socket.gethostname()
+        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.actor = f"worker:{self.id}"
+
+    # --- liveness ------------------------------------------------------------
+
+    async def register(self) -> None:
+        now = utcnow()
+        async with self.engine.db.begin() as conn:
+            await conn.execute(
+                insert(_workers).values(
+                    id=self.id, host=self.host, pid=os.getpid(), started_at=now, heartbeat_at=now
+                )
+            )
+
+    async def beat(self) -> None:
+        async with self.engine.db.begin() as conn:
+            await conn.execute(
+                update(_workers).where(_workers.c.id == self.id).values(heartbeat_at=utcnow())
+            )
+
+    async def unregister(self) -> None:
+        async with self.engine.db.begin() as conn:
+            await conn.execute(delete(_workers).where(_workers.c.id == self.id))
+
+    async def _is_dead(self, conn: AsyncConnection, worker_id: str | None) -> bool:
+        if worker_id is None:
+            return True
+        if worker_id == self.id:
+            return False
+        row = (await conn.execute(select(_workers).where(_workers.c.id == worker_id))).first()
+        if row is None:
+            return True
+        if row.host == self.host and not _pid_alive(row.pid):
+            return True
+        stale = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS * 2)
+        return job_store._aware(row.heartbeat_at) < stale
+
+    # --- recovery ------------------------------------------------------------
+
+    async def recover(self) -> list[int]:
+        """Take over jobs whose worker died: resume publishes, fail interrupted executions."""
+        recovered = []
+        for job in await self.engine.jobs(states=[JobState.running.value], limit=1000):
+            async with self.engine.db.engine.connect() as conn:
+                owner = await job_store.worker_of(conn, job.id)
+                if not await self._is_dead(conn, owner):
+                    continue
+            recovered.append(job.id)
+            if job.result.get("phase") == "publish":
+                taken = await self.engine.save_progress(job)
+                await self.engine.log(
+                    job.id,
+                    "job.resumed",
+                    self.actor,
+                    {"phase": "publish", "previous_worker": owner},
+                )
+                await self._guarded(taken, code_jobs.publish(self.engine, taken, self.actor))
+            else:
+                await self.engine.finish(
+                    job,
+                    JobState.failed,
+                    self.actor,
+                    "job.interrupted",
+                    reason="interrupted: the service stopped while this job was running its steps "
+                    f"(worker {owner}); nothing was published. Submit it again to re-run it.",
+                    previous_worker=owner,
+                )
+        return recovered
+
+    # --- the queue -------------------------------------------------------------
+
+    async def claim(self) -> JobRecord | None:
+        async with self.engine.db.begin() as conn:
+            query = (
+                select(jobs_table.c.id)
+                .where(jobs_table.c.state.in_([JobState.queued.value, JobState.approved.value]))
+                .order_by(jobs_table.c.id)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            job_id = (await conn.execute(query)).scalar()
+            if job_id is None:
+                return None
+            job = await job_store.load_job(conn, job_id)
+            phase = "publish" if job.state is JobState.approved else "execute"
+            return await self.engine.transition(
+                conn,
+                job,
+                JobState.running,
+                actor=self.actor,
+                kind="publish.started" if phase == "publish" else "job.started",
+                data={"worker": self.id, "phase": phase},
+                worker_id=self.id,
+                result={**job.result, "phase": phase},
+            )
+
+    async def process(self, job: JobRecord) -> JobRecord:
+        if job.result.get("phase") == "publish":
+            return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
+        if job.spec.job_type is JobType.code:
+            return await self._guarded(job, code_jobs.execute(self.engine, job, self.id))
+        return await self.engine.finish(
+            job,
+            JobState.failed,
+            self.actor,
+            "job.failed",
+            reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
+            "only code jobs execute",
+        )
+
+    async def _guarded(self, job: JobRecord, work) -> JobRecord:
+        try:
+            return await work
+        except AcpError as error:
+            return await self._fail(job, error.message)
+        except Exception as error:  # a bug must fail the job visibly, never strand it running
+            log.exception("job %s failed with an internal error", job.job_id)
+            return await self._fail(job, f"internal error: {type(error).__name__}: {error}")
+
+    async def _fail(self, job: JobRecord, reason: str) -> JobRecord:
+        fresh = await self.engine.get(job.id)
+        if fresh.state is not JobState.running:
+            return fresh
+        return await self.engine.finish(
+            fresh, JobState.failed, self.actor, "job.failed", reason=reason
+        )
+
+    async def run_once(self) -> JobRecord | None:
+        job = await self.claim()
+        return await self.process(job) if job else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.register()
+        try:
+            await self.recover()
+            beat = asyncio.create_task(self._heartbeat(stop))
+            try:
+                while not stop.is_set():
+                    done = await self.run_once()
+                    if done is None:
+                        await self.engine.expire_overdue()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), self.poll_interval)
+            finally:
+                beat.cancel()
+        finally:
+            await self.unregister()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.beat()
+            except Exception:  # a missed beat is retried; the next one may succeed
+                log.warning("heartbeat failed", exc_info=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
