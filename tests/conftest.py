@@ -51,3 +51,36 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # --- Other fixtures (added by the lead) -----------------------------------------------
+
+SECRET_VALUE = "sk-test-5ecret-value-never-shown"
+BUNDLED_POLICY = Path(__file__).resolve().parent.parent / "policies"
+
+
+@pytest.fixture
+def acp_env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    """Environment for a service and its `acp` commands: its own home, database and a secret."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_", "OPENAI_"))}
+    env.update(
+        ACP_HOME=str(tmp_path / "home"),
+        ACP_DATABASE_URL=db_url,
+        ACP_POLICY_DIR=str(BUNDLED_POLICY),
+        OPENAI_API_KEY=SECRET_VALUE,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+async def engine(acp_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    """An in-process Engine on a fresh database (both backends), with the secret in its env."""
+    from runtime.engine import Engine
+    from runtime.settings import Settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET_VALUE)
+    eng = await Engine.open(Settings.from_env(acp_env))
+    try:
+        yield eng
+    finally:
+        await eng.close()

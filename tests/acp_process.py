@@ -1,0 +1,63 @@
+"""Running `acp` and the service as real subprocesses, the way a person does in two terminals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ACP = [sys.executable, "-m", "bot.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def acp(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*ACP, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Service:
+    """`acp serve` in the background; started, waited for, killed."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(env["ACP_HOME"]).parent / f"serve-{time.monotonic_ns()}.log"
+
+    def start(self, timeout: float = 30) -> Service:
+        Path(self.env["ACP_HOME"]).mkdir(parents=True, exist_ok=True)
+        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*ACP, "serve"], env=self.env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready" in self.log.read_text():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"acp serve exited early:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"acp serve did not become ready:\n{self.log.read_text()}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._out.close()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self._out.closed:
+            self._out.close()
+
+    def output(self) -> str:
+        return self.log.read_text()
