@@ -1,0 +1,80 @@
+"""A service killed with SIGKILL mid-job: nothing lost, nothing run twice, the chain intact."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from acp_process import Service, acp
+
+from runtime.jobs import JobState
+from runtime.worker import Worker
+
+
+def state(env, job: str) -> dict:
+    return json.loads(acp(env, "show", job, "--json").stdout)
+
+
+def wait_for(env, job: str, states: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = state(env, job)
+        if record["state"] in states:
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"{job} stayed {record['state']}, wanted {states}")
+
+
+def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(acp_env):
+    service = Service(acp_env).start()
+    try:
+        slow = acp(acp_env, "submit", "--as", "alice", "--no-wait",
+                   "code demo: run `echo started >> ran.txt; sleep 30; echo done > slow.txt`")  # fmt: skip
+        assert slow.returncode == 0, slow.stderr
+        quick = acp(acp_env, "submit", "--as", "alice", "--no-wait",
+                    "code demo: run `echo quick > quick.txt`")  # fmt: skip
+        assert quick.returncode == 0, quick.stderr
+        wait_for(acp_env, "J-1", {"running"})
+        time.sleep(0.5)
+        service.kill9()
+        assert state(acp_env, "J-1")["state"] == "running"
+        assert state(acp_env, "J-2")["state"] == "queued"
+    finally:
+        service.stop()
+
+    service = Service(acp_env).start()
+    try:
+        first = wait_for(acp_env, "J-1", {"failed"})
+        second = wait_for(acp_env, "J-2", {"awaiting_approval"})
+    finally:
+        service.stop()
+    assert "interrupted" in first["result"]["reason"]
+    assert "nothing was published" in first["result"]["reason"]
+    assert second["pending_action"]["stat"]["files"] == ["quick.txt"]
+
+    events = [json.loads(line) for line in acp(acp_env, "audit", "export").stdout.splitlines()]
+    started = [e["job_id"] for e in events if e["kind"] == "job.started"]
+    assert started.count(1) == 1 and started.count(2) == 1, "each job ran exactly once"
+    assert [e["kind"] for e in events if e["job_id"] == 1][-1] == "job.interrupted"
+    verified = acp(acp_env, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+
+
+async def test_publish_interrupted_by_a_crash_is_resumed_once(engine):
+    job = await engine.submit("code demo: run `echo x > x.txt`", engine.actor("cli", "alice"))
+    first = Worker(engine)
+    await first.run_once()
+    await engine.approve(job.id, engine.actor("cli", "bob"))
+    await first.register()
+    claimed = await first.claim()
+    assert claimed.state is JobState.running and claimed.result["phase"] == "publish"
+    await first.unregister()  # the worker is gone, as after a crash, before it published
+
+    second = Worker(engine)
+    await second.register()
+    assert await second.recover() == [job.id]
+    done = await engine.get(job.id)
+    assert done.state is JobState.succeeded, done.result
+    kinds = [e.kind for e in await engine.events(job.id)]
+    assert kinds.count("publish.merged") == 1 and "job.resumed" in kinds
+    assert await second.recover() == []
