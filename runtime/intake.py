@@ -142,10 +142,13 @@ def _parse_grammar(match: re.Match[str], policy: Policy) -> ParsedRequest | None
 
 def extract_commands(instruction: str) -> list[str]:
     """Explicit steps for direct mode: `run `cmd``, chained spans, or a fenced shell block."""
-    commands = [span for m in _RUN_SPANS.finditer(instruction) for span in _SPAN.findall(m[0])]
+    found: list[tuple[int, str]] = [
+        (m.start(), span) for m in _RUN_SPANS.finditer(instruction) for span in _SPAN.findall(m[0])
+    ]
     for fence in _FENCE.finditer(instruction):
-        commands.extend(line for line in fence.group("body").splitlines() if line.strip())
-    return [c.strip() for c in commands if c.strip()]
+        found.extend((fence.start(), line) for line in fence.group("body").splitlines())
+    # Written order: a fenced block before a `run` span runs first.
+    return [c.strip() for _, c in sorted(found, key=lambda item: item[0]) if c.strip()]
 
 
 def classify(text: str, policy: Policy) -> ParsedRequest:

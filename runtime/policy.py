@@ -80,7 +80,6 @@ class ApprovalRule(_Strict):
 
 class ClarificationRules(_Strict):
     confidence_threshold: float = Field(0.75, ge=0.0, le=1.0)
-    ask_when_mutating_without_target: bool = True
 
 
 class ModelRoute(_Strict):
@@ -207,7 +206,7 @@ def load_policy(directory: Path) -> LoadedPolicy:
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
         data, file_lines = _parse_yaml(path, raw)
         _validate_fragment(path, data, file_lines)
-        _merge(path, data, merged, owner)
+        _merge(path, data, merged, owner, file_lines)
         for key, where in file_lines.items():
             if key and key[0] == "approvals" and len(key) > 1 and isinstance(key[1], int):
                 offset = len(merged.get("approvals", [])) - len(data.get("approvals", []))
@@ -288,7 +287,9 @@ def _validation_error(exc: ValidationError, lines: dict, *, default: str) -> Pol
     return PolicyFileError(f"{file}:{line}: {dotted}: {message}{more}")
 
 
-def _merge(path: Path, data: dict[str, Any], merged: dict[str, Any], owner: dict) -> None:
+def _merge(
+    path: Path, data: dict[str, Any], merged: dict[str, Any], owner: dict, lines: dict
+) -> None:
     for section, value in data.items():
         if section == "approvals":
             merged.setdefault("approvals", []).extend(value or [])
@@ -298,20 +299,21 @@ def _merge(path: Path, data: dict[str, Any], merged: dict[str, Any], owner: dict
                 if section == "targets" and isinstance(item, dict):
                     bucket = into.setdefault(key, {})
                     for name, target in item.items():
-                        _claim(owner, (section, key, name), path)
+                        _claim(owner, (section, key, name), path, lines)
                         bucket[name] = target
                 else:
-                    _claim(owner, (section, key), path)
+                    _claim(owner, (section, key), path, lines)
                     into[key] = item
         else:
-            _claim(owner, (section,), path)
+            _claim(owner, (section,), path, lines)
             merged[section] = value
 
 
-def _claim(owner: dict, key: tuple[str, ...], path: Path) -> None:
+def _claim(owner: dict, key: tuple[str, ...], path: Path, lines: dict) -> None:
     if key in owner and owner[key] != str(path):
         dotted = ".".join(key)
-        raise PolicyFileError(f"{path}: '{dotted}' is also defined in {owner[key]}")
+        line = lines.get(key, (str(path), 1))[1]
+        raise PolicyFileError(f"{path}:{line}: '{dotted}' is also defined in {owner[key]}")
     owner[key] = str(path)
 
 
@@ -611,9 +613,15 @@ def decide_approval(
             reasons=[f"{approver} requested this job and may not approve it (four-eyes)"],
             rule_ids=[rule_id, "approval.four_eyes"],
         )
-    approvers = policy.approvers_for(rule) if rule else []
+    if rule is None:
+        return Decision(
+            effect="deny",
+            reasons=[f"approval rule '{rule_id}' is no longer in the policy; nobody may approve"],
+            rule_ids=[rule_id, "approval.rule_gone"],
+        )
+    approvers = policy.approvers_for(rule)
     if approver not in approvers:
-        who = ", ".join(approvers) or "nobody (the rule is gone from the policy)"
+        who = ", ".join(approvers) or "nobody (no person holds an approver role of this rule)"
         return Decision(
             effect="deny",
             reasons=[f"{approver} is not an approver under rule '{rule_id}'; approvers: {who}"],
