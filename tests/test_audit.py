@@ -26,8 +26,11 @@ async def fill(db: Database, store: ArtifactStore, count: int) -> str:
     async with db.begin() as conn:
         for i in range(count):
             arts = (ref.sha256,) if i == 3 else ()
-            await audit.append(conn, db, NewEvent("tool.shell", "alice (cli:alice)", 1,
-                                                  {"i": i, "cmd": "make test"}, arts))  # fmt: skip
+            await audit.append(
+                conn,
+                db,
+                NewEvent("tool.shell", "alice (cli:alice)", 1, {"i": i, "cmd": "make test"}, arts),
+            )
     return ref.sha256
 
 
@@ -64,16 +67,23 @@ async def test_database_refuses_update_and_delete_of_events(db, tmp_path):
 @pytest.mark.parametrize(
     ("tamper", "seq", "words"),
     [
-        ("UPDATE audit_events SET data = replace(data, 'make test', 'rm -rf /') WHERE seq = 5",
-         5, "was altered"),
+        (
+            "UPDATE audit_events SET data = replace(data, 'make test', 'rm -rf /') WHERE seq = 5",
+            5,
+            "was altered",
+        ),
         ("UPDATE audit_events SET actor = 'bob (cli:bob)' WHERE seq = 2", 2, "was altered"),
         ("DELETE FROM audit_events WHERE seq = 4", 4, "is missing"),
         ("DELETE FROM audit_events WHERE seq = 8", None, None),  # the head: see below
-        ("UPDATE audit_events SET seq = -seq WHERE seq IN (6, 7); "
-         "UPDATE audit_events SET seq = 13 + seq WHERE seq IN (-6, -7)", 6, "does not follow"),
+        (
+            "UPDATE audit_events SET seq = -seq WHERE seq IN (6, 7); "
+            "UPDATE audit_events SET seq = 13 + seq WHERE seq IN (-6, -7)",
+            6,
+            "does not follow",
+        ),
     ],
     ids=["edit-data", "edit-actor", "delete-middle", "delete-head", "reorder"],
-)  # fmt: skip
+)
 async def test_verify_names_the_first_tampered_event(db, tmp_path, tamper, seq, words):
     store = ArtifactStore(tmp_path / "a")
     await fill(db, store, 8)
@@ -125,7 +135,7 @@ APPENDER = textwrap.dedent(
 
 async def test_concurrent_appenders_never_fork_the_chain(db, tmp_path):
     procs = [
-        subprocess.Popen([sys.executable, "-c", APPENDER, db.url, f"p{n}", "60"], cwd=ROOT)
+        subprocess.Popen([sys.executable, "-c", APPENDER, db.url, f"p{n}", "60"], cwd=ROOT)  # noqa: ASYNC220
         for n in range(4)
     ]
     tasks = [asyncio.create_task(_append_many_tasks(db, f"t{n}", 30)) for n in range(3)]

@@ -74,9 +74,16 @@ def test_submit_review_approve_merge_and_verify(acp_env, service):
 
     exported = acp(acp_env, "audit", "export", "--job", "J-1")
     kinds = [json.loads(line)["kind"] for line in exported.stdout.splitlines()]
-    for kind in ("job.received", "job.queued", "job.started", "tool.shell", "artifact.created",
-                 "approval.requested", "approval.refused" if False else "approval.granted",
-                 "publish.merged"):  # fmt: skip
+    for kind in (
+        "job.received",
+        "job.queued",
+        "job.started",
+        "tool.shell",
+        "artifact.created",
+        "approval.requested",
+        "approval.refused" if False else "approval.granted",
+        "publish.merged",
+    ):
         assert kind in kinds, kinds
     everything = acp(acp_env, "audit", "export").stdout
     assert "approve.refused" in everything, "refused approvals are on the record"

@@ -28,11 +28,23 @@ def wait_for(env, job: str, states: set[str], timeout: float = 60) -> dict:
 def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(acp_env):
     service = Service(acp_env).start()
     try:
-        slow = acp(acp_env, "submit", "--as", "alice", "--no-wait",
-                   "code demo: run `echo started >> ran.txt; sleep 30; echo done > slow.txt`")  # fmt: skip
+        slow = acp(
+            acp_env,
+            "submit",
+            "--as",
+            "alice",
+            "--no-wait",
+            "code demo: run `echo started >> ran.txt; sleep 30; echo done > slow.txt`",
+        )
         assert slow.returncode == 0, slow.stderr
-        quick = acp(acp_env, "submit", "--as", "alice", "--no-wait",
-                    "code demo: run `echo quick > quick.txt`")  # fmt: skip
+        quick = acp(
+            acp_env,
+            "submit",
+            "--as",
+            "alice",
+            "--no-wait",
+            "code demo: run `echo quick > quick.txt`",
+        )
         assert quick.returncode == 0, quick.stderr
         wait_for(acp_env, "J-1", {"running"})
         time.sleep(0.5)
