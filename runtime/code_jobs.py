@@ -11,13 +11,13 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import ApprovalMismatch, PublishConflict, SandboxViolation, ToolNotGranted
+from runtime.errors import ApprovalMismatch, PublishConflict, SandboxViolation
 from runtime.jobs import JobRecord, JobState
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
-from runtime.sandbox.bwrap import run_sandboxed
 from runtime.secrets import redact
 from runtime.settings import SAMPLES_DIR
+from runtime.toolbox import Toolbox
 
 if TYPE_CHECKING:
     from runtime.engine import Engine
@@ -36,14 +36,6 @@ async def ensure_repo(engine: Engine, name: str) -> tuple[RepoTarget, Path]:
     return target, path
 
 
-def authorize(job: JobRecord, tool: str) -> None:
-    if tool not in job.tools_granted:
-        granted = ", ".join(job.tools_granted) or "none"
-        raise ToolNotGranted(
-            f"{job.job_id} may not use the '{tool}' tool; its grant allows: {granted}"
-        )
-
-
 async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     """Run the job's steps; end awaiting approval, succeeded (no change) or failed."""
     actor = f"worker:{worker_id}"
@@ -57,57 +49,20 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         actor,
         {"branch": tree.branch, "base_branch": tree.base_branch, "base_commit": tree.base_commit},
     )
-    artifacts = list(job.artifacts)
+    toolbox = Toolbox(engine, job, tree, actor)
     try:
         for index, command in enumerate(job.spec.commands, start=1):
             try:
-                authorize(job, "shell")
+                result = await toolbox.call("shell", command=command)
             except SandboxViolation as refusal:
-                await engine.log(
-                    job.id,
-                    "tool.refused",
-                    actor,
-                    {"tool": "shell", "command": command, "reason": refusal.message},
-                )
                 return await engine.finish(
                     job,
                     JobState.failed,
                     actor,
                     "job.failed",
                     reason=refusal.message,
-                    artifacts=artifacts,
+                    artifacts=[*job.artifacts, *toolbox.artifacts],
                 )
-            limits = engine.policy.limits
-            result = await run_sandboxed(
-                command,
-                tree.path,
-                ro_paths=[tree.git_common_dir],
-                timeout_s=limits.command_timeout_s,
-                output_cap=limits.output_cap_bytes,
-            )
-            log = redact(
-                f"$ {command}\n--- exit {result.exit_code} in {result.duration_s:.2f}s"
-                f"{' (timed out)' if result.timed_out else ''}"
-                f"{' (output truncated)' if result.truncated else ''}\n"
-                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-            )
-            ref = engine.artifacts.put(f"command-{index}.log", log.encode())
-            artifacts.append(ref)
-            await engine.log(
-                job.id,
-                "tool.shell",
-                actor,
-                {
-                    "index": index,
-                    "command": command,
-                    "exit_code": result.exit_code,
-                    "duration_s": round(result.duration_s, 3),
-                    "timed_out": result.timed_out,
-                    "truncated": result.truncated,
-                    "stderr_tail": redact(result.stderr[-500:]),
-                },
-                event_artifacts=(ref.sha256,),
-            )
             if result.exit_code != 0:
                 why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                 return await engine.finish(
@@ -116,7 +71,7 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
                     actor,
                     "job.failed",
                     reason=f"step {index} `{command}` {why}; see command-{index}.log",
-                    artifacts=artifacts,
+                    artifacts=[*job.artifacts, *toolbox.artifacts],
                 )
         head = await wt.commit_all(
             tree,
@@ -131,13 +86,13 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
                 actor,
                 "job.succeeded",
                 reason="the steps changed no file; nothing to publish",
-                artifacts=artifacts,
+                artifacts=[*job.artifacts, *toolbox.artifacts],
             )
         diff = await wt.diff(tree)
     finally:
         await wt.remove_worktree(tree)
     ref = engine.artifacts.put("diff.patch", redact(diff.patch).encode(), "text/x-diff")
-    artifacts.append(ref)
+    artifacts = [*job.artifacts, *toolbox.artifacts, ref]
     stat = diff.stat.model_dump()
     await engine.log(
         job.id,

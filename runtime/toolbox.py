@@ -1,0 +1,122 @@
+"""A job's tools behind one door: each call is authorized against the job's grant, run, recorded.
+
+Whoever asks (direct-mode steps now, a model later) gets the same checks; the caller's word
+is never the authority. A refusal is an audit event and an exception, never a silent skip.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runtime.errors import SandboxViolation, ToolNotGranted
+from runtime.jobs import ArtifactRef, JobRecord
+from runtime.sandbox.bwrap import CommandResult, run_sandboxed
+from runtime.sandbox.worktree import Worktree
+from runtime.secrets import redact
+from runtime.tools import fs
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
+
+# The grant entry each tool needs; listing a directory is part of reading.
+REQUIRED_GRANT = {
+    "fs.read": "fs.read",
+    "fs.list": "fs.read",
+    "fs.write": "fs.write",
+    "shell": "shell",
+}
+
+
+class Toolbox:
+    def __init__(self, engine: Engine, job: JobRecord, tree: Worktree, actor: str) -> None:
+        self.engine = engine
+        self.job = job
+        self.tree = tree
+        self.actor = actor
+        self.artifacts: list[ArtifactRef] = []
+        self._shell_runs = 0
+
+    async def call(self, tool: str, **arguments: Any) -> Any:
+        """Run `tool` if the job's grant allows it; record the call or the refusal."""
+        try:
+            self._authorize(tool)
+            return await self._dispatch(tool, arguments)
+        except SandboxViolation as refusal:
+            await self.engine.log(
+                self.job.id,
+                "tool.refused",
+                self.actor,
+                {"tool": tool, "arguments": _brief(arguments), "reason": refusal.message},
+            )
+            raise
+
+    def _authorize(self, tool: str) -> None:
+        needed = REQUIRED_GRANT.get(tool)
+        if needed is None:
+            raise ToolNotGranted(f"there is no tool named '{tool}'")
+        if needed not in self.job.tools_granted:
+            granted = ", ".join(self.job.tools_granted) or "none"
+            raise ToolNotGranted(
+                f"{self.job.job_id} may not use '{tool}'; its grant allows: {granted}"
+            )
+
+    async def _dispatch(self, tool: str, arguments: dict[str, Any]) -> Any:
+        root = self.tree.path
+        if tool == "shell":
+            return await self._shell(arguments["command"])
+        if tool == "fs.write":
+            grant = fs.FsGrant(root=root, writable=True)
+            fs.write_file(grant, arguments["path"], arguments["content"])
+            await self._record(
+                tool, {"path": arguments["path"], "bytes": len(arguments["content"])}
+            )
+            return None
+        grant = fs.FsGrant(root=root, writable=False)
+        if tool == "fs.list":
+            entries = fs.list_dir(grant, arguments.get("path", "."))
+            await self._record(tool, {"path": arguments.get("path", "."), "entries": len(entries)})
+            return entries
+        content = fs.read_file(grant, arguments["path"])
+        await self._record(tool, {"path": arguments["path"], "bytes": len(content)})
+        return content
+
+    async def _record(
+        self, tool: str, data: dict[str, Any], artifacts: tuple[str, ...] = ()
+    ) -> None:
+        await self.engine.log(self.job.id, f"tool.{tool}", self.actor, data, artifacts)
+
+    async def _shell(self, command: str) -> CommandResult:
+        limits = self.engine.policy.limits
+        self._shell_runs += 1
+        index = self._shell_runs
+        result = await run_sandboxed(
+            command,
+            self.tree.path,
+            ro_paths=[self.tree.git_common_dir],
+            timeout_s=limits.command_timeout_s,
+            output_cap=limits.output_cap_bytes,
+        )
+        log = redact(
+            f"$ {command}\n--- exit {result.exit_code} in {result.duration_s:.2f}s"
+            f"{' (timed out)' if result.timed_out else ''}"
+            f"{' (output truncated)' if result.truncated else ''}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+        ref = self.engine.artifacts.put(f"command-{index}.log", log.encode())
+        self.artifacts.append(ref)
+        data = {
+            "index": index,
+            "command": command,
+            "exit_code": result.exit_code,
+            "duration_s": round(result.duration_s, 3),
+            "timed_out": result.timed_out,
+            "truncated": result.truncated,
+            "stderr_tail": redact(result.stderr[-500:]),
+        }
+        await self._record("shell", data, (ref.sha256,))
+        return result
+
+
+def _brief(arguments: dict[str, Any]) -> dict[str, Any]:
+    """What a refusal records of the arguments: enough to see the attempt, not a whole file."""
+    return {k: (v[:200] if isinstance(v, str) else v) for k, v in arguments.items()}
