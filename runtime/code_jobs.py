@@ -209,9 +209,14 @@ async def rerequest(
 ) -> JobRecord:
     """The branch moved after review: show the change as it is now and ask again."""
     head = await wt.branch_head(path, old["job_branch"])
-    patch = await wt.diff_between(path, old["base_commit"], head)
-    ref = engine.artifacts.put("diff.patch", redact(patch).encode(), "text/x-diff")
-    pending = {**old, "head_commit": head, "diff_sha256": ref.sha256}
+    diff = await wt.diff_range(path, old["base_commit"], head)
+    ref = engine.artifacts.put("diff.patch", redact(diff.patch).encode(), "text/x-diff")
+    pending = {
+        **old,
+        "head_commit": head,
+        "diff_sha256": ref.sha256,
+        "stat": diff.stat.model_dump(),
+    }
     gate = engine.new_gate(
         job,
         old["action"]
@@ -241,6 +246,14 @@ async def rerequest(
         )
 
     return await engine.locked(job.id, body)
+
+
+async def discard_checkout(engine: Engine, job: JobRecord) -> bool:
+    """Remove the checkout a crashed run left behind; the job branch stays for the record."""
+    if job.spec.target not in engine.policy.targets.repos:
+        return False
+    _, path = await ensure_repo(engine, job.spec.target)
+    return await wt.discard_worktree(path, engine.settings.worktrees_dir, job.job_id)
 
 
 async def rollback(engine: Engine, job: JobRecord) -> str:

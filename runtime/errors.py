@@ -117,6 +117,10 @@ class SandboxUnavailable(AcpError):
 # --- publish and audit -----------------------------------------------------
 
 
+class GitCommandFailed(AcpError):
+    """Raised when a git command the runtime depends on fails unexpectedly."""
+
+
 class PublishConflict(AcpError):
     """Raised when a job's change no longer merges cleanly onto its base branch."""
 

@@ -93,6 +93,7 @@ class Worker:
                 )
                 await self._guarded(taken, code_jobs.publish(self.engine, taken, self.actor))
             else:
+                await code_jobs.discard_checkout(self.engine, job)
                 await self.engine.finish(
                     job,
                     JobState.failed,

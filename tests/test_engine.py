@@ -152,7 +152,7 @@ async def test_expired_approval_request_rejects_the_job(engine):
 async def test_sandboxed_steps_never_see_service_secrets(engine):
     alice = engine.actor("cli", "alice")
     job = await engine.submit(
-        "code demo: run `env > env.txt; cat /proc/1/environ >> env.txt 2>/dev/null; true`", alice
+        "code demo: run `env > env.txt; tr '\\0' '\\n' < /proc/1/environ >> env.txt; true`", alice
     )
     job = await run_until_settled(engine, job.id)
     assert job.state is JobState.awaiting_approval, job.result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from acp_process import Service, acp
 
@@ -60,6 +61,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(acp_en
         second = wait_for(acp_env, "J-2", {"awaiting_approval"})
     finally:
         service.stop()
+    assert not (Path(acp_env["ACP_HOME"]) / "worktrees" / "J-1").exists(), "checkout cleaned up"
     assert "interrupted" in first["result"]["reason"]
     assert "nothing was published" in first["result"]["reason"]
     assert second["pending_action"]["stat"]["files"] == ["quick.txt"]

@@ -1,0 +1,226 @@
+"""The bubblewrap runner: one shell command, in fresh namespaces, seeing only its worktree.
+
+It must never hand the sandbox a host path beyond /usr, /etc, the worktree and the paths the
+caller lists read-only, never pass on a variable of the service's environment, and never
+let a command outlive its time limit or fill memory with its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from runtime.errors import SandboxUnavailable
+
+BASE_ENV: dict[str, str] = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+}
+
+_ETC_SECRET_FILES = ("shadow", "shadow-", "gshadow", "gshadow-", "ssh/ssh_host_*_key")
+_ETC_SECRET_DIRS = ("/etc/ssl/private",)
+_INSTALL_HINT = "install bubblewrap: apt-get install bubblewrap"
+_READ_CHUNK = 65_536
+
+
+class CommandResult(BaseModel):
+    """What a sandboxed command did, as the job record and the agent loop see it."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool
+    truncated: bool
+
+
+def bwrap_available() -> bool:
+    """True when a bwrap binary is on PATH (it may still be refused namespaces at run time)."""
+    return _bwrap_path() is not None
+
+
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap") or (
+        "/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None
+    )
+
+
+def _system_mounts() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    # Merged-usr systems have /bin -> usr/bin etc.; older layouts have real directories.
+    for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), str(host)]
+    args += ["--ro-bind", "/etc", "/etc"]
+    # /etc is shared whole so tools find their config, but its secrets are not: run as root,
+    # the sandbox would otherwise read them as their owner.
+    for secret in _ETC_SECRET_FILES:
+        for match in sorted(Path("/etc").glob(secret)):
+            if match.is_file() and not match.is_symlink():
+                args += ["--ro-bind", "/dev/null", str(match)]
+    for secret_dir in _ETC_SECRET_DIRS:
+        if Path(secret_dir).is_dir() and not Path(secret_dir).is_symlink():
+            args += ["--tmpfs", secret_dir]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    return args
+
+
+def bwrap_args(
+    workdir: Path,
+    *,
+    ro_paths: Sequence[Path] = (),
+    network: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The bwrap command line, up to the command, that run_sandboxed uses (and the benchmark)."""
+    bwrap = _bwrap_path()
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed", hint=_INSTALL_HINT)
+    workdir = Path(workdir).resolve()
+    # --cap-drop ALL matters when the service runs as root: bwrap then keeps every capability
+    # by default, and a sandboxed root could remount /usr read-write.
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+    if network:
+        args.append("--share-net")
+    args.append("--clearenv")
+    for key, value in {**BASE_ENV, **(env or {})}.items():
+        args += ["--setenv", key, value]
+    args += _system_mounts()
+    binds = [(Path(p).resolve(), False) for p in ro_paths] + [(workdir, True)]
+    # Parents before children, so a worktree kept under a read-only path stays writable.
+    for path, writable in sorted(binds, key=lambda b: (len(b[0].parts), b[1])):
+        if not path.exists():
+            raise SandboxUnavailable(f"sandbox path does not exist: {path}")
+        args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
+    args += ["--chdir", str(workdir)]
+    return args
+
+
+async def run_sandboxed(
+    command: str,
+    workdir: Path,
+    *,
+    ro_paths: Sequence[Path] = (),
+    network: bool = False,
+    timeout_s: float = 60.0,
+    output_cap: int = 256_000,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run `bash -c command` under bubblewrap with workdir writable and nothing else of the host.
+
+    Raises SandboxUnavailable when bwrap is missing or cannot build the sandbox here.
+    """
+    args = bwrap_args(workdir, ro_paths=ro_paths, network=network, env=env)
+    # A pipe the sandboxed shell writes one byte to before running the command: if that byte
+    # never arrives, bwrap itself failed, which we must not report as the command's failure.
+    started_r, started_w = os.pipe()
+    os.set_blocking(started_r, False)
+    launcher = f'printf 1 >&{started_w}; exec {started_w}>&-; exec /bin/bash -c "$1"'
+    args += ["/bin/bash", "-c", launcher, "acp-sandbox", command]
+
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(BASE_ENV),
+            pass_fds=(started_w,),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(started_r)
+        os.close(started_w)
+        raise SandboxUnavailable(f"cannot start bubblewrap: {exc}", hint=_INSTALL_HINT) from exc
+    os.close(started_w)
+
+    assert proc.stdout is not None and proc.stderr is not None
+    out = _CappedReader(proc.stdout, output_cap)
+    err = _CappedReader(proc.stderr, output_cap)
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(asyncio.gather(out.drain(), err.drain(), proc.wait()), timeout_s)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc)
+            await asyncio.gather(out.drain(), err.drain(), proc.wait())
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        marker = _read_marker(started_r)
+        os.close(started_r)
+
+    stderr = err.text()
+    if not marker and not timed_out:
+        raise SandboxUnavailable(
+            f"bubblewrap could not create the sandbox: {stderr.strip() or 'no message'}",
+            hint="for a namespace error, allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1) or run the service as root; "
+            "otherwise check that the worktree is a directory",
+        )
+    exit_code = proc.returncode if proc.returncode is not None else -9
+    return CommandResult(
+        command=command,
+        exit_code=-9 if timed_out else exit_code,
+        stdout=out.text(),
+        stderr=stderr,
+        duration_s=time.monotonic() - started,
+        timed_out=timed_out,
+        truncated=out.truncated or err.truncated,
+    )
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # bwrap leads its own process group; --die-with-parent and the pid namespace take
+    # every process inside down with it.
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _read_marker(fd: int) -> bytes:
+    try:
+        return os.read(fd, 16)
+    except BlockingIOError:
+        return b""
+
+
+class _CappedReader:
+    """Keeps the first `cap` bytes of a stream and discards the rest while draining it."""
+
+    def __init__(self, stream: asyncio.StreamReader, cap: int) -> None:
+        self._stream = stream
+        self._cap = cap
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self.truncated = False
+
+    async def drain(self) -> None:
+        while chunk := await self._stream.read(_READ_CHUNK):
+            room = self._cap - self._kept
+            if len(chunk) > room:
+                self.truncated = True
+                chunk = chunk[: max(room, 0)]
+            if chunk:
+                self._chunks.append(chunk)
+                self._kept += len(chunk)
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")

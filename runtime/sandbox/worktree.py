@@ -1,0 +1,627 @@
+"""Git worktrees for jobs: create, commit, diff, publish (merge or push) and revert.
+
+Git runs here with hooks off, no global or system config and none of the service's
+environment (push alone keeps it, for credentials). Publishing never touches a working tree
+except to fast-forward a clean checkout of the base branch; it never trusts files the job wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from runtime.errors import (
+    AcpError,
+    ApprovalMismatch,
+    GitCommandFailed,
+    PublishConflict,
+    SandboxUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "acp/"
+SERVICE_NAME = "agent control plane"
+SERVICE_EMAIL = "acp@localhost"
+LOCK_WAIT_S = 300.0
+
+# Applied to every git call: nothing a repository or a job can configure runs as a program.
+_SAFE_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+)
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Worktree(BaseModel):
+    """A job's checkout: its own branch, made from base_commit of base_branch."""
+
+    repo_path: Path
+    path: Path
+    branch: str
+    base_branch: str
+    base_commit: str
+    git_common_dir: Path  # ro-bind this into the sandbox so git works inside
+    git_dir: Path  # the worktree's private admin dir, read at creation (the job can't move it)
+
+
+class DiffStat(BaseModel):
+    files_changed: int
+    insertions: int
+    deletions: int
+    files: list[str]
+
+
+class Diff(BaseModel):
+    patch: str
+    stat: DiffStat
+    head_commit: str
+    base_commit: str
+
+
+# --- running git -----------------------------------------------------------
+
+
+def _git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": SERVICE_NAME,
+        "GIT_AUTHOR_EMAIL": SERVICE_EMAIL,
+        "GIT_COMMITTER_NAME": SERVICE_NAME,
+        "GIT_COMMITTER_EMAIL": SERVICE_EMAIL,
+    }
+    env.update(extra or {})
+    return env
+
+
+async def _run_git(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = False,
+    check: bool = True,
+) -> tuple[int, str, str]:
+    full_env = {**os.environ, **(env or {})} if inherit_env else _git_env(env)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *_SAFE_CONFIG,
+            *args,
+            cwd=cwd,
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError as exc:
+        raise SandboxUnavailable("git is not installed", hint="apt-get install git") from exc
+    out, err = await proc.communicate()
+    rc = proc.returncode or 0
+    stdout = out.decode("utf-8", errors="replace")
+    stderr = err.decode("utf-8", errors="replace")
+    if check and rc != 0:
+        raise GitCommandFailed(f"git {args[0]} failed in {cwd}: {stderr.strip() or stdout.strip()}")
+    return rc, stdout, stderr
+
+
+async def _git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+    return (await _run_git(*args, cwd=cwd, env=env))[1].strip()
+
+
+async def _rev(repo: Path, rev: str) -> str | None:
+    rc, out, _ = await _run_git("rev-parse", "--verify", "--quiet", rev, cwd=repo, check=False)
+    return out.strip() if rc == 0 else None
+
+
+def _identity(name: str, email: str) -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+# --- worktrees -------------------------------------------------------------
+
+
+async def create_worktree(repo_path: Path, base_branch: str, job_name: str, root: Path) -> Worktree:
+    """Check out a new branch acp/<job_name> from base_branch at root/<job_name>.
+
+    A worktree or branch left under that name by a crash is removed first.
+    """
+    if not _JOB_NAME.match(job_name) or job_name.endswith(".lock"):
+        raise AcpError(f"job name {job_name!r} cannot name a branch or a directory")
+    repo_path = _resolved(repo_path)
+    root = _resolved(root)
+    root.mkdir(parents=True, exist_ok=True)
+    branch = BRANCH_PREFIX + job_name
+    wt_path = root / job_name
+
+    rc, out, err = await _run_git(
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+        f"refs/heads/{base_branch}^{{commit}}",
+        cwd=repo_path,
+        check=False,
+    )
+    if rc != 0:
+        raise GitCommandFailed(
+            f"base branch {base_branch!r} not found in {repo_path}",
+            hint=err.strip().splitlines()[-1] if err.strip() else None,
+        )
+    common_dir_text, base_commit = out.split()
+    common_dir = Path(common_dir_text)
+
+    if _exists(wt_path):
+        await _remove_stale(repo_path, wt_path, branch)
+    add = ("worktree", "add", "--quiet", "-b", branch, str(wt_path), base_commit)
+    rc, _, err = await _run_git(*add, cwd=repo_path, check=False)
+    if rc != 0:
+        # Most often the branch survived a crash that lost its directory.
+        await _remove_stale(repo_path, wt_path, branch)
+        await _git(*add, cwd=repo_path)
+
+    return Worktree(
+        repo_path=repo_path,
+        path=wt_path,
+        branch=branch,
+        base_branch=base_branch,
+        base_commit=base_commit,
+        git_common_dir=common_dir,
+        git_dir=_read_gitdir_file(wt_path),
+    )
+
+
+def _resolved(path: Path) -> Path:
+    return Path(path).resolve()
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _delete_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_gitdir_file(wt_path: Path) -> Path:
+    text = (wt_path / ".git").read_text().strip()
+    if not text.startswith("gitdir: "):
+        raise GitCommandFailed(f"{wt_path}/.git is not a worktree link")
+    return Path(text.removeprefix("gitdir: ")).resolve()
+
+
+async def _remove_stale(repo_path: Path, wt_path: Path, branch: str) -> None:
+    log.warning("removing stale worktree %s / branch %s", wt_path, branch)
+    _, listing, _ = await _run_git("worktree", "list", "--porcelain", cwd=repo_path, check=False)
+    holders = {str(wt_path)}
+    current = None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            current = line.removeprefix("worktree ")
+        elif line == f"branch refs/heads/{branch}" and current:
+            holders.add(current)
+    for holder in holders:
+        await _run_git(
+            "worktree", "remove", "--force", "--force", holder, cwd=repo_path, check=False
+        )
+    await asyncio.to_thread(_delete_tree, wt_path)
+    await _run_git("worktree", "prune", cwd=repo_path, check=False)
+    await _run_git("branch", "-D", branch, cwd=repo_path, check=False)
+
+
+async def remove_worktree(wt: Worktree, *, delete_branch: bool = False) -> None:
+    """Delete the job's checkout (and its branch if asked); missing pieces are not an error."""
+    await _run_git(
+        "worktree", "remove", "--force", "--force", str(wt.path), cwd=wt.repo_path, check=False
+    )
+    await asyncio.to_thread(_delete_tree, wt.path)
+    await _run_git("worktree", "prune", cwd=wt.repo_path, check=False)
+    if delete_branch:
+        await _run_git("branch", "-D", wt.branch, cwd=wt.repo_path, check=False)
+
+
+async def _filter_neutralisers(wt: Worktree) -> dict[str, str]:
+    """Config (as environment) that switches off every filter driver the repository defines.
+
+    The job writes .gitattributes in its worktree and could name any of them; every git
+    command that reads the worktree (add, write-tree, status) would then run it.
+    """
+    rc, out, _ = await _run_git(
+        "config", "--name-only", "--get-regexp", r"^filter\.", cwd=wt.repo_path, check=False
+    )
+    names = sorted({line.rsplit(".", 1)[0] for line in out.splitlines() if rc == 0 and line})
+    # An empty command means "no filter"; required=false stops git failing for its lack.
+    pairs = [
+        (f"{name}.{key}", value)
+        for name in names
+        for key, value in (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false"))
+    ]
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for index, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+async def commit_all(wt: Worktree, message: str, author_name: str, author_email: str) -> str | None:
+    """Stage everything in the worktree and commit it on the job branch; None if nothing changed."""
+    # Explicit GIT_DIR: the job may have rewritten the worktree's .git file to point anywhere.
+    env = {"GIT_DIR": str(wt.git_dir), "GIT_WORK_TREE": str(wt.path)}
+    env.update(_identity(author_name, author_email))
+    env.update(await _filter_neutralisers(wt))
+    await _git("add", "-A", cwd=wt.path, env=env)
+    head = await _git("rev-parse", "--verify", f"refs/heads/{wt.branch}", cwd=wt.path, env=env)
+    tree = await _git("write-tree", cwd=wt.path, env=env)
+    if tree == await _git("rev-parse", f"{head}^{{tree}}", cwd=wt.path, env=env):
+        return None
+    commit = await _git("commit-tree", tree, "-p", head, "-m", message, cwd=wt.path, env=env)
+    await _git(
+        "update-ref",
+        "-m",
+        "acp: commit_all",
+        f"refs/heads/{wt.branch}",
+        commit,
+        head,
+        cwd=wt.path,
+        env=env,
+    )
+    return commit
+
+
+async def diff(wt: Worktree) -> Diff:
+    """The job's change: base_commit..head of the job branch, as a unified patch and stats."""
+    head = await branch_head(wt.git_common_dir, wt.branch)
+    return await diff_range(wt.git_common_dir, wt.base_commit, head)
+
+
+async def branch_head(repo: Path, branch: str) -> str:
+    """The commit a branch points at now (raises GitCommandFailed if it does not exist)."""
+    return await _git("rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}", cwd=repo)
+
+
+async def diff_range(repo: Path, base_commit: str, head: str) -> Diff:
+    """base_commit..head as a unified patch and stats, with no external diff or textconv."""
+    opts = ("--no-ext-diff", "--no-textconv", "--no-color", "-M")
+    patch = (await _run_git("diff", *opts, base_commit, head, cwd=repo))[1]
+    numstat = (await _run_git("diff", *opts, "-z", "--numstat", base_commit, head, cwd=repo))[1]
+    stat = _parse_numstat(numstat)
+    return Diff(patch=patch, stat=stat, head_commit=head, base_commit=base_commit)
+
+
+async def discard_worktree(repo_path: Path, root: Path, job_name: str) -> bool:
+    """Remove a job's checkout left by a crash (its branch stays); True if one was there."""
+    path = root / job_name
+    if not _exists(path):
+        return False
+    await _run_git(
+        "worktree", "remove", "--force", "--force", str(path), cwd=repo_path, check=False
+    )
+    await asyncio.to_thread(_delete_tree, path)
+    await _run_git("worktree", "prune", cwd=repo_path, check=False)
+    return True
+
+
+def _parse_numstat(text: str) -> DiffStat:
+    fields = text.split("\0")
+    files: list[str] = []
+    insertions = deletions = 0
+    i = 0
+    while i < len(fields) and fields[i]:
+        added, deleted, path = fields[i].split("\t", 2)
+        if path == "":  # a rename: old and new path follow as their own fields
+            path = fields[i + 2]
+            i += 2
+        i += 1
+        files.append(path)
+        # Binary files report "-" for both counts.
+        insertions += int(added) if added.isdigit() else 0
+        deletions += int(deleted) if deleted.isdigit() else 0
+    return DiffStat(
+        files_changed=len(files), insertions=insertions, deletions=deletions, files=files
+    )
+
+
+# --- publishing ------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _publish_lock(common_dir: Path, base_branch: str) -> AsyncIterator[None]:
+    lock_path = common_dir / f"acp-publish-{base_branch.replace('/', '%2F')}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        # Polling, not a blocking flock in a thread: a cancelled waiter must not wake up
+        # later holding the lock.
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AcpError(
+                        f"another publish to {base_branch!r} has held {lock_path} for "
+                        f"{LOCK_WAIT_S:.0f} s",
+                        hint="check for a hung acp process; the lock frees when it exits",
+                    ) from None
+                await asyncio.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)
+
+
+class _RepoInfo(BaseModel):
+    common_dir: Path
+    checkout: Path | None  # the main working tree, when it has base_branch checked out
+
+
+async def _repo_info(repo_path: Path, base_branch: str) -> _RepoInfo:
+    out = await _git(
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-common-dir",
+        "--is-bare-repository",
+        cwd=repo_path,
+    )
+    common_text, bare = out.splitlines()
+    common_dir = Path(common_text)
+    if bare == "true":
+        return _RepoInfo(common_dir=common_dir, checkout=None)
+    if common_dir.name != ".git":
+        return _RepoInfo(common_dir=common_dir, checkout=None)
+    toplevel = common_dir.parent
+    rc, head_ref, _ = await _run_git("symbolic-ref", "-q", "HEAD", cwd=toplevel, check=False)
+    if rc != 0 or head_ref.strip() != f"refs/heads/{base_branch}":
+        return _RepoInfo(common_dir=common_dir, checkout=None)
+    return _RepoInfo(common_dir=common_dir, checkout=toplevel)
+
+
+async def _checkout_is_clean(checkout: Path) -> bool:
+    rc, out, _ = await _run_git(
+        "status", "--porcelain", "--untracked-files=no", cwd=checkout, check=False
+    )
+    return rc == 0 and out.strip() == ""
+
+
+async def _advance_base(
+    repo_path: Path, info: _RepoInfo, base_branch: str, old: str, new: str, reason: str
+) -> bool:
+    """Compare-and-swap the base branch from old to new; False if it moved meanwhile."""
+    clean = info.checkout is not None and await _checkout_is_clean(info.checkout)
+    rc, _, _ = await _run_git(
+        "update-ref",
+        "-m",
+        reason,
+        f"refs/heads/{base_branch}",
+        new,
+        old,
+        cwd=repo_path,
+        check=False,
+    )
+    if rc != 0:
+        return False
+    if clean and info.checkout is not None:
+        # So that a person looking at the checkout sees what was published.
+        rc, _, err = await _run_git(
+            "read-tree", "-m", "-u", old, new, cwd=info.checkout, check=False
+        )
+        if rc != 0:
+            log.warning("published %s but could not update %s: %s", new, info.checkout, err)
+    return True
+
+
+async def _merge_trees(repo_path: Path, ours: str, theirs: str, what: str) -> str:
+    rc, out, err = await _run_git(
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        ours,
+        theirs,
+        cwd=repo_path,
+        check=False,
+    )
+    lines = out.splitlines()
+    if rc == 1:
+        files = sorted({line for line in lines[1:] if line})
+        raise PublishConflict(
+            f"{what} conflicts with the base branch in: {', '.join(files) or 'unknown files'}",
+            hint="run the job again from the current base branch",
+        )
+    if rc != 0 or not lines:
+        raise GitCommandFailed(f"git merge-tree failed in {repo_path}: {err.strip()}")
+    return lines[0].strip()
+
+
+async def _existing_merge(repo_path: Path, base_branch: str, job_head: str) -> str:
+    """The commit on the base branch's first-parent line that brought job_head in."""
+    out = await _git(
+        "rev-list",
+        "--first-parent",
+        "--parents",
+        f"{job_head}..refs/heads/{base_branch}",
+        cwd=repo_path,
+    )
+    for line in out.splitlines():
+        commit, *parents = line.split()
+        if job_head in parents[1:]:
+            return commit
+    return job_head
+
+
+async def publish_merge(
+    repo_path: Path,
+    base_branch: str,
+    job_branch: str,
+    expected_head: str,
+    message: str,
+    *,
+    author_name: str = SERVICE_NAME,
+    author_email: str = SERVICE_EMAIL,
+) -> str:
+    """Merge the approved job branch into base_branch without a working tree; return the merge.
+
+    Raises ApprovalMismatch if the job branch moved since approval, PublishConflict if the
+    change no longer merges. Retrying after a crash returns the merge already made.
+    """
+    repo_path = _resolved(repo_path)
+    info = await _repo_info(repo_path, base_branch)
+    env = _identity(author_name, author_email)
+    async with _publish_lock(info.common_dir, base_branch):
+        rc, _, _ = await _run_git(
+            "merge-base",
+            "--is-ancestor",
+            expected_head,
+            f"refs/heads/{base_branch}",
+            cwd=repo_path,
+            check=False,
+        )
+        if rc == 0:
+            return await _existing_merge(repo_path, base_branch, expected_head)
+        job_head = await _rev(repo_path, f"refs/heads/{job_branch}^{{commit}}")
+        if job_head != expected_head:
+            raise ApprovalMismatch(
+                "the job branch changed since it was approved",
+                hint=f"{job_branch} is now at {job_head or 'nothing'}, approval was for "
+                f"{expected_head}; review and approve the new change",
+            )
+        for _attempt in range(5):
+            old = await _git("rev-parse", "--verify", f"refs/heads/{base_branch}", cwd=repo_path)
+            tree = await _merge_trees(repo_path, old, expected_head, f"{job_branch}")
+            new = await _git(
+                "commit-tree",
+                tree,
+                "-p",
+                old,
+                "-p",
+                expected_head,
+                "-m",
+                message,
+                cwd=repo_path,
+                env=env,
+            )
+            reason = f"acp: merge {job_branch}"
+            if await _advance_base(repo_path, info, base_branch, old, new, reason):
+                return new
+        raise PublishConflict(f"{base_branch} kept moving while publishing; try again")
+
+
+async def publish_push(
+    repo_path: Path, remote: str, job_branch: str, remote_branch: str, expected_head: str
+) -> str:
+    """Push the approved job branch head to remote:remote_branch; return the pushed commit."""
+    repo_path = _resolved(repo_path)
+    job_head = await _rev(repo_path, f"refs/heads/{job_branch}^{{commit}}")
+    if job_head != expected_head:
+        raise ApprovalMismatch(
+            "the job branch changed since it was approved",
+            hint=f"{job_branch} is now at {job_head or 'nothing'}, "
+            f"approval was for {expected_head}",
+        )
+    # The service's environment is kept here on purpose: pushing needs its credentials.
+    # Pushing the sha, not the branch name, so a later move of the branch cannot slip in.
+    rc, _, err = await _run_git(
+        "push",
+        "--porcelain",
+        remote,
+        f"{expected_head}:refs/heads/{remote_branch}",
+        cwd=repo_path,
+        inherit_env=True,
+        check=False,
+    )
+    if rc != 0:
+        if "rejected" in err or "non-fast-forward" in err or "fetch first" in err:
+            raise PublishConflict(
+                f"{remote}/{remote_branch} has commits the job's branch does not",
+                hint=err.strip().splitlines()[-1] if err.strip() else None,
+            )
+        raise GitCommandFailed(f"git push to {remote} failed: {err.strip()}")
+    return expected_head
+
+
+async def revert_merge(repo_path: Path, base_branch: str, merge_commit: str, message: str) -> str:
+    """Add a commit on base_branch that undoes merge_commit (against its first parent).
+
+    No working tree is used. Raises PublishConflict when later changes touch the same lines.
+    Returns the revert commit, or the base head if the change is already undone.
+    """
+    repo_path = _resolved(repo_path)
+    info = await _repo_info(repo_path, base_branch)
+    async with _publish_lock(info.common_dir, base_branch):
+        mainline = await _rev(repo_path, f"{merge_commit}^1")
+        if mainline is None:
+            raise GitCommandFailed(f"{merge_commit} has no parent to revert to")
+        rc, _, _ = await _run_git(
+            "merge-base",
+            "--is-ancestor",
+            merge_commit,
+            f"refs/heads/{base_branch}",
+            cwd=repo_path,
+            check=False,
+        )
+        if rc != 0:
+            raise GitCommandFailed(f"{merge_commit} is not on {base_branch}; nothing to revert")
+        for _attempt in range(5):
+            head = await _git("rev-parse", "--verify", f"refs/heads/{base_branch}", cwd=repo_path)
+            tree = await _revert_tree(repo_path, head, merge_commit, mainline)
+            if tree == await _git("rev-parse", f"{head}^{{tree}}", cwd=repo_path):
+                return head
+            new = await _git("commit-tree", tree, "-p", head, "-m", message, cwd=repo_path)
+            reason = f"acp: revert {merge_commit[:12]}"
+            if await _advance_base(repo_path, info, base_branch, head, new, reason):
+                return new
+        raise PublishConflict(f"{base_branch} kept moving while reverting; try again")
+
+
+async def _revert_tree(repo_path: Path, head: str, merge_commit: str, mainline: str) -> str:
+    # git 2.39's merge-tree has no --merge-base, so build two throwaway commits whose common
+    # ancestor is the merge itself: a 3-way merge with that base is exactly a revert.
+    def synthetic(tree_of: str, *parents: str) -> list[str]:
+        args = ["commit-tree", f"{tree_of}^{{tree}}", "-m", "acp revert scaffold"]
+        for parent in parents:
+            args += ["-p", parent]
+        return args
+
+    base = await _git(*synthetic(merge_commit), cwd=repo_path)
+    ours = await _git(*synthetic(head, base), cwd=repo_path)
+    theirs = await _git(*synthetic(mainline, base), cwd=repo_path)
+    return await _merge_trees(repo_path, ours, theirs, f"reverting {merge_commit[:12]}")
+
+
+# --- samples ---------------------------------------------------------------
+
+
+async def init_sample_repo(source_dir: Path, dest: Path, base_branch: str = "main") -> None:
+    """Make dest a git repo holding a copy of source_dir in one commit; no-op if it is one."""
+    dest = Path(dest)
+    if (dest / ".git").exists():
+        return
+    await asyncio.to_thread(shutil.copytree, source_dir, dest, dirs_exist_ok=True)
+    env = _identity("acp sample", "sample@acp.invalid")
+    await _git("init", "--quiet", "-b", base_branch, cwd=dest)
+    await _git("add", "-A", cwd=dest)
+    await _git("commit", "--quiet", "--no-verify", "-m", "Initial sample", cwd=dest, env=env)
