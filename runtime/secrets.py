@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|KEY|PASSWORD|PASSWD|DSN|CREDENTIAL|COOKIE)", re.I)
@@ -29,13 +30,22 @@ def _pattern(values: frozenset[tuple[str, str]]) -> tuple[re.Pattern[str] | None
     return re.compile("|".join(re.escape(v) for v in ordered)), by_value
 
 
-def redact(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace secret values with [redacted:NAME] and URL passwords with ***."""
+def redactor(environ: dict[str, str] | None = None) -> Callable[[str], str]:
+    """A redact function for the secrets in the environment now: scan it once, reuse."""
     env = os.environ if environ is None else environ
     items = frozenset((n, env[n]) for n in secret_names(env))
     pattern, by_value = _pattern(items)
-    if pattern is not None:
-        text = pattern.sub(lambda m: f"[redacted:{by_value[m.group(0)]}]", text)
-    if "://" in text:
-        text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return text
+
+    def _redact(text: str) -> str:
+        if pattern is not None:
+            text = pattern.sub(lambda m: f"[redacted:{by_value[m.group(0)]}]", text)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+        return text
+
+    return _redact
+
+
+def redact(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace secret values with [redacted:NAME] and URL passwords with ***."""
+    return redactor(environ)(text)

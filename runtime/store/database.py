@@ -1,7 +1,7 @@
 """The database handle: SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL.
 
-Creates the schema and the triggers that make the audit log append-only. Every transaction
-on SQLite is BEGIN IMMEDIATE so a read-then-write (the audit chain head) cannot interleave.
+Creates the schema and the triggers that make the audit log append-only. Write transactions
+on SQLite are BEGIN IMMEDIATE so a read-then-write (the audit chain head) cannot interleave.
 """
 
 from __future__ import annotations
@@ -69,8 +69,11 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
-            yield conn
+        """A write transaction (on SQLite: BEGIN IMMEDIATE, so read-then-write cannot race)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(acp_write=True)
+            async with conn.begin():
+                yield conn
 
     async def create_schema(self) -> None:
         async with self.begin() as conn:
@@ -98,4 +101,6 @@ def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads take a plain (deferred) snapshot and never hold up writers.
+        write = conn.get_execution_options().get("acp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
