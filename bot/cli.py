@@ -285,17 +285,48 @@ async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
     print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
     print(f"  worker   : {worker.id}")
+    tasks = [asyncio.create_task(worker.run(stop))]
+    closers = []
     if args.command == "serve":
-        slack = "configured" if os.environ.get("SLACK_BOT_TOKEN") else "not configured"
+        slack = await _start_slack(engine, stop, tasks, closers)
         print(f"  slack    : {slack}")
-    print(
-        "ready — in another terminal: acp submit --as alice "
-        "'code demo: run `sed -i \"s/teh/the/\" README.md`'",
-        flush=True,
-    )
-    await worker.run(stop)
+    print("ready — in another terminal: acp submit --as alice "
+          "'code demo: run `sed -i \"s/teh/the/\" README.md`'", flush=True)  # fmt: skip
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for close in closers:
+            await close()
     print("acp service stopped")
     return 0
+
+
+async def _start_slack(engine: Engine, stop: asyncio.Event, tasks: list, closers: list) -> str:
+    """Start the Slack door when its tokens are set; say why not otherwise."""
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    secret = os.environ.get("SLACK_SIGNING_SECRET")
+    app_token = os.environ.get("SLACK_APP_TOKEN")
+    if not token or not (secret or app_token):
+        return (
+            "not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN "
+            "for Socket Mode; see README)"
+        )
+    from bot.slack.app import build_app, make_client
+    from bot.slack.delivery import SlackDelivery
+    from bot.slack.server import EVENTS_PATH, start_http, start_socket_mode
+
+    client = make_client(token, os.environ.get("ACP_SLACK_API_URL"))
+    app = build_app(engine, client=client, signing_secret=secret)
+    tasks.append(asyncio.create_task(SlackDelivery(engine, client).run(stop)))
+    if app_token:
+        handler = await start_socket_mode(app, app_token)
+        closers.append(handler.close_async)
+        return "Socket Mode"
+    host = os.environ.get("ACP_HOST", "127.0.0.1")
+    port = int(os.environ.get("ACP_PORT", "3000"))
+    runner = await start_http(app, host, port)
+    closers.append(runner.cleanup)
+    return f"HTTP on http://{host}:{port}{EVENTS_PATH}"
 
 
 def _safe_url(url: str) -> str:

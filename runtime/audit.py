@@ -279,3 +279,17 @@ class ArtifactStore:
         if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
             return "was changed after it was recorded"
         return None
+
+
+async def event_at(db: Database, seq: int) -> AuditEvent | None:
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(_events).where(_events.c.seq == seq))).mappings().first()
+    if row is None:
+        return None
+    return AuditEvent(
+        **{
+            **row,
+            "data": json.loads(row["data"]),
+            "artifacts": [a for a in row["artifacts"].split(" ") if a],
+        }
+    )

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from runtime import audit
+from runtime import audit, outbox
 from runtime.audit import ArtifactStore, AuditEvent, NewEvent, VerifyReport
 from runtime.errors import (
     AcpError,
@@ -64,6 +65,9 @@ from runtime.store.models import WorkerRow
 T = TypeVar("T")
 
 LIVE_WORKER_SECONDS = 15.0
+
+# Events that are not state changes but that the requester's door should still hear about.
+NOTIFY_KINDS = frozenset({"tool.shell", "tool.refused", "approval.invalidated"})
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,9 @@ class Engine:
             conn, updated, expected_state=job.state, worker_id=worker_id
         )
         payload = {"from": job.state.value, "to": to.value, **(data or {})}
-        await self._event(conn, kind, actor, job.id, payload, event_artifacts)
+        event = await self._event(conn, kind, actor, job.id, payload, event_artifacts)
+        if saved.reply_to:
+            await outbox.enqueue(conn, saved.reply_to["door"], job.id, kind, {"seq": event.seq})
         return saved
 
     async def locked(
@@ -205,7 +211,12 @@ class Engine:
     ) -> AuditEvent:
         """An audit event about a job that does not change its state (a tool call, an artifact)."""
         async with self.db.begin() as conn:
-            return await self._event(conn, kind, actor, job_id, data, event_artifacts)
+            event = await self._event(conn, kind, actor, job_id, data, event_artifacts)
+            if kind in NOTIFY_KINDS:
+                reply_to = await job_store.reply_to_of(conn, job_id)
+                if reply_to:
+                    await outbox.enqueue(conn, reply_to["door"], job_id, kind, {"seq": event.seq})
+            return event
 
     async def save_progress(self, job: JobRecord, **changes: Any) -> JobRecord:
         async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
@@ -321,7 +332,21 @@ class Engine:
 
     # --- submit and answer -------------------------------------------------
 
-    async def submit(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> JobRecord:
+    async def submit(
+        self,
+        text: str,
+        actor: Actor,
+        origin: Origin = Origin.cli,
+        *,
+        request_key: str | None = None,
+        reply_to: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """Turn a request into a job and decide it. The same request_key never makes two jobs."""
+        if request_key:
+            async with self.db.engine.connect() as conn:
+                existing = await job_store.job_for_request(conn, request_key)
+            if existing:
+                return existing
         try:
             parsed = parse_request(text, self.policy)
         except BadRequest as error:
@@ -347,11 +372,31 @@ class Engine:
                 "job_type_known": job_type_known,
             },
             model=ModelUse(model=decision.model or "direct", route_rule=decision.model_rule),
+            reply_to=reply_to,
             created_at=now,
             updated_at=now,
         )
+        try:
+            return await self._insert_and_decide(record, decision, actor, text, origin, request_key)
+        except IntegrityError:
+            # The same request arrived twice at once (a door's retry); the first one won.
+            async with self.db.engine.connect() as conn:
+                existing = await job_store.job_for_request(conn, request_key or "")
+            if existing is None:
+                raise
+            return existing
+
+    async def _insert_and_decide(
+        self,
+        record: JobRecord,
+        decision: Decision,
+        actor: Actor,
+        text: str,
+        origin: Origin,
+        request_key: str | None,
+    ) -> JobRecord:
         async with self.db.begin() as conn:
-            job = await job_store.insert_job(conn, record)
+            job = await job_store.insert_job(conn, record, request_key)
             await self._event(
                 conn,
                 "job.received",
@@ -673,6 +718,37 @@ class Engine:
             requested_at=now,
             expires_at=now + timedelta(seconds=expires) if expires else None,
         )
+
+    async def may_decide(self, job_id: int, actor: Actor, *, approve: bool) -> Decision:
+        """Would approve/reject by `actor` be allowed now? For doors to refuse early; no writes."""
+        job = await self.get(job_id)
+        if job.state is not JobState.awaiting_approval:
+            return Decision(
+                effect="deny",
+                reasons=[f"{job.job_id} is {job.state.value}; there is nothing to decide"],
+                rule_ids=["approval.not_pending"],
+            )
+        gate = self._open_gate(job)
+        if not approve and actor.person == job.spec.requester:
+            return Decision(effect="allow", reasons=["the requester may withdraw the job"])
+        return decide_approval(
+            self.policy,
+            approver=actor.person,
+            requester=job.spec.requester,
+            rule_id=gate.rule_id,
+            expires_at=gate.expires_at,
+            now=utcnow(),
+            four_eyes=gate.four_eyes,
+        )
+
+    async def awaiting(self, person: str) -> list[JobRecord]:
+        """Jobs whose open approval request names `person` among its approvers."""
+        jobs = await self.jobs(states=[JobState.awaiting_approval.value], limit=500)
+        return [
+            job
+            for job in jobs
+            if any(g.decision is None and person in g.approvers for g in job.approvals)
+        ]
 
     # --- rollback --------------------------------------------------------------
 

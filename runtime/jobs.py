@@ -201,6 +201,9 @@ class JobRecord(BaseModel):
     artifacts: list[ArtifactRef] = Field(default_factory=list)
     model: ModelUse = Field(default_factory=ModelUse)
     result: dict[str, Any] = Field(default_factory=dict)
+    reply_to: dict[str, Any] | None = Field(
+        None, description="where the submitting door wants to hear about the job"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -80,12 +80,26 @@ class Database:
             if self.dialect == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
             triggers = _SQLITE_TRIGGERS if self.dialect == "sqlite" else _POSTGRES_TRIGGERS
             for statement in triggers:
                 await conn.execute(text(statement))
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Bring a database made by an older version up to date: new nullable columns, indexes."""
+    inspector = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:

@@ -43,6 +43,7 @@ def record_from_row(row: Any) -> JobRecord:
         artifacts=data["artifacts"] or [],
         model=data["model"] or {},
         result=data["result"] or {},
+        reply_to=data.get("reply_to"),
         created_at=_aware(data["created_at"]),
         updated_at=_aware(data["updated_at"]),
     )
@@ -68,13 +69,16 @@ def row_values(record: JobRecord) -> dict[str, Any]:
         "artifacts": dumped["artifacts"],
         "model": dumped["model"],
         "result": dumped["result"],
+        "reply_to": dumped["reply_to"],
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
 
 
-async def insert_job(conn: AsyncConnection, record: JobRecord) -> JobRecord:
-    values = row_values(record)
+async def insert_job(
+    conn: AsyncConnection, record: JobRecord, request_key: str | None = None
+) -> JobRecord:
+    values = {**row_values(record), "request_key": request_key}
     result = await conn.execute(insert(jobs_table).values(**values).returning(jobs_table.c.id))
     return record.model_copy(update={"id": result.scalar_one()})
 
@@ -134,4 +138,15 @@ async def list_jobs(
 
 async def worker_of(conn: AsyncConnection, job_id: int) -> str | None:
     query = select(jobs_table.c.worker_id).where(jobs_table.c.id == job_id)
+    return (await conn.execute(query)).scalar()
+
+
+async def job_for_request(conn: AsyncConnection, request_key: str) -> JobRecord | None:
+    query = select(jobs_table).where(jobs_table.c.request_key == request_key)
+    row = (await conn.execute(query)).first()
+    return record_from_row(row) if row else None
+
+
+async def reply_to_of(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
+    query = select(jobs_table.c.reply_to).where(jobs_table.c.id == job_id)
     return (await conn.execute(query)).scalar()

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed tables: jobs, the audit log, workers.
+"""SQLAlchemy 2 typed tables: jobs, the audit log, workers, the outbox to front doors.
 
 The audit table is append-only: the database refuses UPDATE and DELETE on it (see database.py).
 """
@@ -38,8 +38,14 @@ class JobRow(Base):
     model: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # A front door's idempotency key (e.g. a Slack trigger id): one request, one job.
+    request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Where the door that submitted the job wants to hear about it (channel, user, ...).
+    reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ux_jobs_request_key", "request_key", unique=True),)
 
 
 class AuditEventRow(Base):
@@ -66,3 +72,30 @@ class WorkerRow(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(Base):
+    """A message a front door owes someone about a job; written with the state change."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    door: Mapped[str] = mapped_column(String(16), index=True)
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DoorThreadRow(Base):
+    """Where a job's conversation lives in a front door (e.g. a Slack channel and card ts)."""
+
+    __tablename__ = "door_threads"
+
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    door: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[dict[str, Any]] = mapped_column(JSON)

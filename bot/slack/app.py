@@ -1,0 +1,234 @@
+"""The Slack front door: a Bolt AsyncApp whose listeners parse, call the engine and render.
+
+Every rule lives in the runtime: a listener maps the Slack user to a person, calls the engine,
+and shows the engine's answer or refusal. Slash commands are acknowledged before any work.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import blocks
+from runtime.engine import Engine
+from runtime.errors import AcpError, BadRequest
+from runtime.jobs import Origin, parse_job_id
+
+log = logging.getLogger("acp.slack")
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def slack_ids(engine: Engine) -> dict[str, str]:
+    """person name -> their first Slack user id, for mentions."""
+    return {
+        name: person.identities.slack[0]
+        for name, person in engine.policy.people.items()
+        if person.identities.slack
+    }
+
+
+def make_client(token: str, api_url: str | None = None) -> AsyncWebClient:
+    base = api_url or DEFAULT_API_URL
+    client = AsyncWebClient(token=token, base_url=base if base.endswith("/") else base + "/")
+    # Slack's 429s are waited out (Retry-After) and retried, as Slack asks.
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+def build_app(
+    engine: Engine,
+    *,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    command: str = "/agent",
+) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=False,
+        request_verification_enabled=signing_secret is not None,
+    )
+    seen_events: OrderedDict[str, None] = OrderedDict()
+
+    @app.middleware
+    async def drop_repeated_events(body: dict[str, Any], next, **_: Any) -> BoltResponse | None:
+        # Slack redelivers an event it thinks we missed; one event is handled once.
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            if event_id in seen_events:
+                return BoltResponse(status=200, body="")
+            seen_events[event_id] = None
+            while len(seen_events) > 10_000:
+                seen_events.popitem(last=False)
+        return await next()
+
+    async def ephemeral(channel: str | None, user: str, error: AcpError | str) -> None:
+        message, hint = (
+            (error.message, error.hint) if isinstance(error, AcpError) else (error, None)
+        )
+        if not channel:
+            return
+        await client.chat_postEphemeral(
+            channel=channel, user=user, text=message, blocks=blocks.refusal(message, hint)
+        )
+
+    @app.command(command)
+    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        text = (command.get("text") or "").strip()
+        word, _, rest = text.partition(" ")
+        if word.lower() in ("", "help"):
+            await ack(
+                response_type="ephemeral", text="How to use /agent", blocks=blocks.help_blocks()
+            )
+            return
+        await ack()
+        try:
+            actor = engine.actor("slack", command["user_id"])
+            if word.lower() == "status":
+                job = await engine.get(parse_job_id(rest))
+                card = blocks.job_card(job, slack_ids(engine))
+                await respond(response_type="ephemeral", text=blocks.card_text(job), blocks=card)
+            elif word.lower() == "audit":
+                job = await engine.get(parse_job_id(rest))
+                events = await engine.events(job.id)
+                await respond(
+                    response_type="ephemeral",
+                    text=f"Audit trail of {job.job_id}",
+                    blocks=blocks.audit_blocks(job, events),
+                )
+            else:
+                trigger = command.get("trigger_id")
+                job = await engine.submit(
+                    text,
+                    actor,
+                    Origin.slack,
+                    # Slack may deliver one command twice; its trigger id makes it one job.
+                    request_key=f"slack:{trigger}" if trigger else None,
+                    reply_to={
+                        "door": "slack",
+                        "channel": command["channel_id"],
+                        "user": command["user_id"],
+                    },
+                )
+                await respond(
+                    response_type="ephemeral",
+                    text=f"Accepted as {job.job_id} ({job.state.value}); "
+                    "follow it in the thread of its card.",
+                )
+        except AcpError as error:
+            hint = error.hint
+            if hint is None and isinstance(error, BadRequest):
+                hint = f"for example: {blocks.EXAMPLE}"
+            await respond(
+                response_type="ephemeral",
+                text=error.message,
+                blocks=blocks.refusal(error.message, hint),
+            )
+
+    def _job_and_hash(value: str) -> tuple[int, str]:
+        job_id, _, action_hash = value.partition("|")
+        return int(job_id), action_hash
+
+    @app.action("acp_approve")
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
+        try:
+            job_id, action_hash = _job_and_hash(action["value"])
+            await engine.approve(job_id, engine.actor("slack", user), action_hash=action_hash)
+        except AcpError as error:
+            await ephemeral(channel, user, error)
+
+    @app.action("acp_reject")
+    async def on_reject(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
+        try:
+            job_id, action_hash = _job_and_hash(action["value"])
+            verdict = await engine.may_decide(job_id, engine.actor("slack", user), approve=False)
+            if verdict.effect != "allow":
+                await ephemeral(channel, user, "; ".join(verdict.reasons))
+                return
+            await client.views_open(
+                trigger_id=body["trigger_id"],
+                view=blocks.reason_modal(job_id, action_hash, channel),
+            )
+        except AcpError as error:
+            await ephemeral(channel, user, error)
+
+    @app.view("acp_reject_reason")
+    async def on_reject_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        job_id, action_hash, _channel = view["private_metadata"].split("|", 2)
+        reason = view["state"]["values"]["reason"]["value"]["value"] or ""
+        try:
+            await engine.reject(int(job_id), engine.actor("slack", user), reason=reason,
+                                action_hash=action_hash)  # fmt: skip
+        except AcpError as error:
+            await ack(response_action="errors", errors={"reason": error.message[:150]})
+            return
+        await ack()
+
+    @app.action(re.compile(r"^acp_answer_\d+$"))
+    async def on_answer_option(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
+        job_id, _, option = action["value"].partition("|")
+        try:
+            await engine.answer(int(job_id), engine.actor("slack", user), option)
+        except AcpError as error:
+            await ephemeral(channel, user, error)
+
+    @app.action("acp_answer_text")
+    async def on_answer_text(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
+        try:
+            job = await engine.get(int(action["value"]))
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=blocks.answer_modal(job, channel)
+            )
+        except AcpError as error:
+            await ephemeral(channel, user, error)
+
+    @app.view("acp_answer_text")
+    async def on_answer_submitted(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        job_id, _, _channel = view["private_metadata"].partition("|")
+        answer = view["state"]["values"]["answer"]["value"]["value"] or ""
+        try:
+            await engine.answer(int(job_id), engine.actor("slack", body["user"]["id"]), answer)
+        except AcpError as error:
+            await ack(response_action="errors", errors={"answer": error.message[:150]})
+            return
+        await ack()
+
+    @app.event("app_home_opened")
+    async def on_home(event: dict[str, Any]) -> None:
+        user = event["user"]
+        try:
+            person = engine.actor("slack", user).person
+        except AcpError as error:
+            view = {"type": "home", "blocks": blocks.refusal(error.message, error.hint)}
+            await client.views_publish(user_id=user, view=view)
+            return
+        pending = await engine.awaiting(person)
+        recent = await engine.jobs(requester=person, limit=15)
+        await client.views_publish(
+            user_id=user, view=blocks.home_view(pending, recent, slack_ids(engine))
+        )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("slack listener failed: %s", error, exc_info=error)
+
+    return app

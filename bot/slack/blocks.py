@@ -1,0 +1,316 @@
+"""Block Kit rendering for the Slack door: pure functions from job records and events to blocks.
+
+Nothing here calls Slack or the engine. Slack's limits are respected (3,000 characters a text
+block); anything longer goes to a file, which the deliverer uploads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.audit import AuditEvent
+from runtime.jobs import JobRecord
+
+TEXT_LIMIT = 2_800
+EXAMPLE = '/agent code demo: run `sed -i "s/teh/the/" README.md`'
+
+STATE_LABEL = {
+    "received": ":inbox_tray: received",
+    "denied": ":no_entry: denied",
+    "needs_clarification": ":question: needs clarification",
+    "queued": ":hourglass_flowing_sand: queued",
+    "running": ":gear: running",
+    "awaiting_approval": ":raised_hand: awaiting approval",
+    "approved": ":white_check_mark: approved",
+    "rejected": ":x: rejected",
+    "succeeded": ":large_green_circle: succeeded",
+    "failed": ":red_circle: failed",
+    "cancelled": ":heavy_minus_sign: cancelled",
+    "rolled_back": ":leftwards_arrow_with_hook: rolled back",
+}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _text(text)}
+
+
+def _context(*parts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_text(p) for p in parts if p]}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; user text never becomes a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_block(text: str) -> str:
+    return "```" + escape(text).replace("```", "ˋˋˋ") + "```"
+
+
+def person(name: str, slack_ids: dict[str, str]) -> str:
+    user = slack_ids.get(name)
+    return f"<@{user}> ({name})" if user else name
+
+
+def card_text(job: JobRecord) -> str:
+    spec = job.spec
+    return f"{job.job_id} {spec.job_type.value} {spec.target or ''}: {job.state.value}"
+
+
+def job_card(job: JobRecord, slack_ids: dict[str, str]) -> list[dict[str, Any]]:
+    """The job card posted in the channel and updated in place as the job moves."""
+    spec, decision = job.spec, job.decision
+    fields = [
+        f"*State*\n{STATE_LABEL.get(job.state.value, job.state.value)}",
+        f"*Requester*\n{person(spec.requester, slack_ids)}",
+        f"*Type / target*\n{spec.job_type.value} `{spec.target or '—'}`",
+        f"*Tools granted*\n{', '.join(job.tools_granted) or '—'}",
+        f"*Decision*\n{decision.get('effect', '—')}",
+        f"*Model route*\n{job.model.model} (rule `{job.model.route_rule or '—'}`)",
+    ]
+    title = f"{job.job_id} · {spec.job_type.value} {spec.target or ''}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        _section(f">{escape(spec.instruction)[:500]}"),
+        {"type": "section", "fields": [_text(f) for f in fields]},
+    ]  # fmt: skip
+    reasons = "; ".join(decision.get("reasons", []))
+    if reasons:
+        blocks.append(_section(f"*Why:* {escape(reasons)}"))
+    for gate in job.approvals:
+        if gate.decision:
+            who = person(gate.decided_by or "?", slack_ids)
+            when = f" at {gate.decided_at:%Y-%m-%d %H:%M} UTC" if gate.decided_at else ""
+            blocks.append(_section(f"*{gate.action}:* {gate.decision} by {who}{when}"))
+    if job.result.get("reason") and job.state.value in (
+        "failed",
+        "succeeded",
+        "denied",
+        "rejected",
+    ):
+        blocks.append(_section(f"*Result:* {escape(job.result['reason'])}"))
+    blocks.append(
+        _context(
+            f"policy `{job.policy_hash[:12]}`",
+            f"rules: {', '.join(decision.get('rule_ids', [])) or '—'}",
+            f"via {spec.origin.value}",
+        )
+    )
+    return blocks
+
+
+def approval_request(
+    job: JobRecord, diff_text: str | None, slack_ids: dict[str, str], *, high_risk: bool
+) -> list[dict[str, Any]]:
+    """The pending change with Approve / Reject; the buttons carry the job id and change hash."""
+    gate = next((g for g in reversed(job.approvals) if g.decision is None), None)
+    if gate is None:
+        return [_section("There is no open approval request any more.")]
+    pending = job.pending_action or {}
+    stat = pending.get("stat") or {}
+    approvers = ", ".join(person(a, slack_ids) for a in gate.approvers) or "nobody"
+    summary = (
+        f"*{gate.action} needs approval* — change `{gate.action_hash[:12]}`: "
+        f"{stat.get('files_changed', 0)} file(s), +{stat.get('insertions', 0)} "
+        f"−{stat.get('deletions', 0)} ({', '.join(stat.get('files', [])[:10])})\n"
+        f"Approvers: {approvers}"
+        + (" · four-eyes: the requester cannot approve" if gate.four_eyes else "")
+    )
+    blocks = [_section(summary)]
+    if diff_text is not None:
+        blocks.append(_section(code_block(diff_text)))
+    value = f"{job.id}|{gate.action_hash}"
+    approve: dict[str, Any] = {
+        "type": "button",
+        "action_id": "acp_approve",
+        "style": "primary",
+        "text": {"type": "plain_text", "text": "Approve"},
+        "value": value,
+    }
+    if high_risk:
+        approve["confirm"] = {
+            "title": {"type": "plain_text", "text": "Approve a high-risk action?"},
+            "text": _text(f"{gate.action} for {job.job_id} on `{job.spec.target}`"),
+            "confirm": {"type": "plain_text", "text": "Approve"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        }
+    reject = {
+        "type": "button",
+        "action_id": "acp_reject",
+        "style": "danger",
+        "text": {"type": "plain_text", "text": "Reject…"},
+        "value": value,
+    }
+    blocks.append(
+        {"type": "actions", "block_id": f"approval-{job.id}", "elements": [approve, reject]}
+    )
+    if gate.expires_at:
+        blocks.append(_context(f"expires {gate.expires_at:%Y-%m-%d %H:%M} UTC"))
+    return blocks
+
+
+def clarification(job: JobRecord) -> list[dict[str, Any]]:
+    question = job.clarification
+    if question is None:
+        return []
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"acp_answer_{index}",
+            "text": {"type": "plain_text", "text": option[:75]},
+            "value": f"{job.id}|{option}"[:2000],
+        }
+        for index, option in enumerate(question.options[:20])
+    ]
+    buttons.append(
+        {
+            "type": "button",
+            "action_id": "acp_answer_text",
+            "text": {"type": "plain_text", "text": "Answer…"},
+            "value": str(job.id),
+        }
+    )
+    return [
+        _section(f":question: *{escape(question.question)}*"),
+        {"type": "actions", "block_id": f"clarify-{job.id}", "elements": buttons[:25]},
+    ]
+
+
+def event_line(event: AuditEvent, slack_ids: dict[str, str]) -> str | None:
+    """A thread reply for an event, or None when the card update says it all."""
+    data = event.data
+    actor = event.actor.split(" ")[0]
+    match event.kind:
+        case "job.started":
+            return ":gear: Running in a sandboxed worktree."
+        case "tool.shell":
+            took = f"{data.get('duration_s', 0):.2f}s"
+            flag = " (timed out)" if data.get("timed_out") else ""
+            return (
+                f"Step {data.get('index')}: `{escape(data.get('command', ''))[:300]}` → "
+                f"exit {data.get('exit_code')} in {took}{flag}"
+            )
+        case "tool.refused":
+            return f":no_entry_sign: Refused `{data.get('tool')}`: {escape(data.get('reason', ''))}"
+        case "approval.granted":
+            return f":white_check_mark: Approved by {person(actor, slack_ids)}."
+        case "approval.rejected":
+            why = f": {escape(data['reason'])}" if data.get("reason") else "."
+            return f":x: Rejected by {person(actor, slack_ids)}{why}"
+        case "approval.expired":
+            return ":hourglass: The approval request expired; the job was rejected."
+        case "approval.invalidated":
+            return ":warning: The change moved after it was reviewed; it needs a new approval."
+        case "publish.merged" | "publish.pushed":
+            return f":rocket: {escape(data.get('reason', 'published'))}"
+        case "publish.rolled_back":
+            return f":leftwards_arrow_with_hook: Rolled back by {person(actor, slack_ids)}."
+        case "job.succeeded" | "job.failed" | "job.interrupted" | "publish.failed":
+            icon = ":large_green_circle:" if event.kind == "job.succeeded" else ":red_circle:"
+            return f"{icon} {escape(data.get('reason', event.kind))}"
+        case "policy.denied":
+            return f":no_entry: Denied: {escape('; '.join(data.get('reasons', [])))}"
+    return None
+
+
+def help_blocks() -> list[dict[str, Any]]:
+    return [
+        _section(
+            "*/agent* puts a request through the control plane: policy, sandbox, approval, audit.\n"
+            f"• `{EXAMPLE}`\n"
+            "• `/agent sql payments-replica: SELECT status, count(*) FROM orders GROUP BY 1`\n"
+            "• `/agent status J-12` — where a job is\n"
+            "• `/agent audit J-12` — its audit trail\n"
+            "Requests read `<type> <target>: <instruction>`; types are code, sql, browse, doc, "
+            "schedule. Free text works too: the job asks when it is unsure."
+        )
+    ]
+
+
+def refusal(message: str, hint: str | None = None) -> list[dict[str, Any]]:
+    text = f":warning: {escape(message)}"
+    if hint:
+        text += f"\n_{escape(hint)}_"
+    return [_section(text)]
+
+
+def audit_blocks(job: JobRecord, events: list[AuditEvent]) -> list[dict[str, Any]]:
+    lines = [
+        f"`#{e.seq}` {e.ts[:19]} *{e.kind}* by {escape(e.actor)} `{e.hash[:10]}`"
+        for e in events[-40:]
+    ]
+    head = f"*Audit trail of {job.job_id}* ({len(events)} events, policy `{job.policy_hash[:12]}`)"
+    return [_section(head), _section("\n".join(lines) or "no events")]
+
+
+def home_view(
+    pending: list[JobRecord], recent: list[JobRecord], slack_ids: dict[str, str]
+) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}}
+    ]
+    if not pending:
+        blocks.append(_section("Nothing is waiting for you."))
+    for job in pending[:20]:
+        blocks.append(
+            _section(
+                f"*{job.job_id}* {job.spec.job_type.value} `{job.spec.target}` from "
+                f"{person(job.spec.requester, slack_ids)}: {escape(job.spec.instruction[:150])}"
+            )
+        )
+    blocks.append({"type": "divider"})
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your recent jobs"}})
+    if not recent:
+        blocks.append(_section(f"No jobs yet. Try `{EXAMPLE}`"))
+    for job in recent[:15]:
+        label = STATE_LABEL.get(job.state.value, job.state.value)
+        blocks.append(
+            _section(
+                f"*{job.job_id}* {label} — {job.spec.job_type.value} `{job.spec.target or '—'}`: "
+                f"{escape(job.spec.instruction[:120])}"
+            )
+        )
+    return {"type": "home", "blocks": blocks}
+
+
+def reason_modal(job_id: int, action_hash: str, channel: str | None) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": "acp_reject_reason",
+        "private_metadata": f"{job_id}|{action_hash}|{channel or ''}",
+        "title": {"type": "plain_text", "text": f"Reject J-{job_id}"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why? (recorded in the audit log)"},
+                "element": {"type": "plain_text_input", "action_id": "value", "multiline": True},
+            }
+        ],
+    }
+
+
+def answer_modal(job: JobRecord, channel: str | None) -> dict[str, Any]:
+    question = job.clarification.question if job.clarification else "Your answer"
+    return {
+        "type": "modal",
+        "callback_id": "acp_answer_text",
+        "private_metadata": f"{job.id}|{channel or ''}",
+        "title": {"type": "plain_text", "text": f"Answer {job.job_id}"},
+        "submit": {"type": "plain_text", "text": "Answer"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "answer",
+                "label": {"type": "plain_text", "text": question[:2000]},
+                "element": {"type": "plain_text_input", "action_id": "value"},
+            }
+        ],
+    }

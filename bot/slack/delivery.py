@@ -1,0 +1,127 @@
+"""Delivers the Slack outbox: the job card in the channel, then every update in its thread.
+
+Items are sent in the order they were written and marked delivered one by one, so a restart
+resumes where it stopped. The card is updated in place (chat.update); long text goes as a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack import blocks
+from bot.slack.app import slack_ids
+from runtime import audit, outbox
+from runtime.engine import Engine
+from runtime.jobs import JobRecord
+from runtime.outbox import OutboxItem
+
+log = logging.getLogger("acp.slack.delivery")
+DOOR = "slack"
+
+
+class SlackDelivery:
+    def __init__(self, engine: Engine, client: AsyncWebClient, *, poll_interval: float = 0.2):
+        self.engine = engine
+        self.client = client
+        self.poll_interval = poll_interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.deliver_pending()
+            except Exception:  # the loop must outlive a bad item or a database hiccup
+                log.exception("slack delivery pass failed")
+                sent = 0
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+
+    async def deliver_pending(self) -> int:
+        sent = 0
+        blocked: set[int] = set()
+        for item in await outbox.pending(self.engine.db, DOOR):
+            if item.job_id in blocked:
+                continue  # keep a job's messages in order behind its failed one
+            try:
+                await self.deliver(item)
+            except SlackApiError as error:
+                reason = error.response.get("error", str(error))
+                gave_up = await outbox.mark_failed(self.engine.db, item, f"slack: {reason}")
+                log.warning("slack refused outbox item %s (%s)%s", item.id, reason,
+                            "; giving up" if gave_up else "")  # fmt: skip
+                blocked.add(item.job_id)
+                continue
+            except OSError as error:
+                await outbox.mark_failed(self.engine.db, item, f"network: {error}")
+                blocked.add(item.job_id)
+                continue
+            await outbox.mark_delivered(self.engine.db, item.id)
+            sent += 1
+        return sent
+
+    async def deliver(self, item: OutboxItem) -> None:
+        job = await self.engine.get(item.job_id)
+        ids = slack_ids(self.engine)
+        thread = await outbox.thread_of(self.engine.db, job.id, DOOR)
+        card = blocks.job_card(job, ids)
+        if thread is None:
+            channel = (job.reply_to or {}).get("channel")
+            posted = await self.client.chat_postMessage(
+                channel=channel, text=blocks.card_text(job), blocks=card
+            )
+            thread = {"channel": posted["channel"], "ts": posted["ts"]}
+            await outbox.remember_thread(self.engine.db, job.id, DOOR, thread)
+        else:
+            await self.client.chat_update(
+                channel=thread["channel"], ts=thread["ts"], text=blocks.card_text(job), blocks=card
+            )
+        event = await audit.event_at(self.engine.db, item.data.get("seq", 0))
+        if event is None:
+            return
+        await self._reply(job, event, thread, ids)
+
+    async def _reply(
+        self, job: JobRecord, event: audit.AuditEvent, thread: dict, ids: dict
+    ) -> None:
+        channel, ts = thread["channel"], thread["ts"]
+        if event.kind == "approval.requested":
+            diff = self._diff_text(job)
+            inline = diff if diff is not None and len(diff) <= blocks.TEXT_LIMIT - 20 else None
+            high_risk = any(g.get("high_risk") for g in job.decision.get("approvals", []))
+            await self.client.chat_postMessage(
+                channel=channel, thread_ts=ts, text=f"{job.job_id} needs approval",
+                blocks=blocks.approval_request(job, inline, ids, high_risk=high_risk),
+            )  # fmt: skip
+            if diff is not None and inline is None:
+                await self._upload(channel, ts, f"{job.job_id}-diff.patch", diff,
+                                   f"The full diff of {job.job_id}")  # fmt: skip
+            return
+        if event.kind == "job.clarification_requested":
+            await self.client.chat_postMessage(
+                channel=channel, thread_ts=ts, text=job.clarification.question
+                if job.clarification else "question", blocks=blocks.clarification(job),
+            )  # fmt: skip
+            return
+        line = blocks.event_line(event, ids)
+        if line is None:
+            return
+        await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
+        if event.kind == "tool.shell" and event.artifacts:
+            output = self.engine.artifacts.read(event.artifacts[0]).decode(errors="replace")
+            if "--- stdout\n\n--- stderr\n" not in output:  # something was printed: show it
+                await self._upload(channel, ts, f"{job.job_id}-step-{event.data.get('index')}.log",
+                                   output, f"Output of step {event.data.get('index')}")  # fmt: skip
+
+    def _diff_text(self, job: JobRecord) -> str | None:
+        digest = (job.pending_action or {}).get("diff_sha256")
+        return self.engine.artifacts.read(digest).decode(errors="replace") if digest else None
+
+    async def _upload(self, channel: str, ts: str, filename: str, content: str, title: str) -> None:
+        await self.client.files_upload_v2(
+            channel=channel, thread_ts=ts, content=content, filename=filename, title=title
+        )
