@@ -268,28 +268,48 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime import code_jobs
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def cmd_worker(engine: Engine, args: argparse.Namespace) -> int:
+    """A worker process: claims jobs and runs them until told to stop."""
     from runtime.worker import Worker
+
+    stop = _stop_event()
+    worker = Worker(engine)
+    print(f"worker {worker.id} started", flush=True)
+    await worker.run(stop)
+    print(f"worker {worker.id} stopped", flush=True)
+    return 0
+
+
+async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
+    """The service: front doors in this process, jobs in a supervised worker process.
+
+    Keeping sandbox work out of this event loop keeps Slack's acknowledgements fast."""
+    from runtime import code_jobs
+    from runtime.supervisor import WorkerProcess
 
     for name, target in engine.policy.targets.repos.items():
         if target.sample:
             _, path = await code_jobs.ensure_repo(engine, name)
             print(f"sample repo '{name}' at {path}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    worker = Worker(engine)
+    stop = _stop_event()
     print(f"acp service: home {engine.settings.home}")
     print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
     print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
-    print(f"  worker   : {worker.id}")
-    tasks = [asyncio.create_task(worker.run(stop))]
-    closers = []
-    if args.command == "serve":
-        slack = await _start_slack(engine, stop, tasks, closers)
-        print(f"  slack    : {slack}")
+    worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"])
+    await worker.start(engine)
+    print(f"  worker   : process {worker.pid}", flush=True)
+    tasks = [asyncio.create_task(worker.supervise(engine, stop))]
+    closers: list = []
+    slack = await _start_slack(engine, stop, tasks, closers)
+    print(f"  slack    : {slack}")
     print("ready — in another terminal: acp submit --as alice "
           "'code demo: run `sed -i \"s/teh/the/\" README.md`'", flush=True)  # fmt: skip
     try:
@@ -297,6 +317,7 @@ async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     finally:
         for close in closers:
             await close()
+        await worker.stop()
     print("acp service stopped")
     return 0
 
@@ -408,7 +429,7 @@ _ASYNC: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
     "answer": cmd_answer,
     "rollback": cmd_rollback,
     "serve": cmd_serve,
-    "worker": cmd_serve,
+    "worker": cmd_worker,
 }
 
 

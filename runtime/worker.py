@@ -11,8 +11,10 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,6 +29,7 @@ from runtime.store.models import WorkerRow
 
 log = logging.getLogger("acp.worker")
 _workers = WorkerRow.__table__
+SWEEP_S = 5.0
 
 
 class Worker:
@@ -174,10 +177,15 @@ class Worker:
             await self.recover()
             beat = asyncio.create_task(self._heartbeat(stop))
             try:
+                swept = 0.0
                 while not stop.is_set():
                     done = await self.run_once()
-                    if done is None:
+                    if done is None and time.monotonic() - swept > SWEEP_S:
+                        # Another worker may have died since we started: take over its jobs.
+                        await self.recover()
                         await self.engine.expire_overdue()
+                        swept = time.monotonic()
+                    if done is None:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), self.poll_interval)
             finally:
@@ -201,4 +209,9 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # A killed process nobody has reaped yet is a zombie: it exists but runs nothing.
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

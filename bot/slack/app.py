@@ -6,6 +6,7 @@ and shows the engine's answer or refusal. Slash commands are acknowledged before
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import OrderedDict
@@ -83,13 +84,30 @@ def build_app(
     @app.command(command)
     async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         text = (command.get("text") or "").strip()
-        word, _, rest = text.partition(" ")
-        if word.lower() in ("", "help"):
+        if text.partition(" ")[0].lower() in ("", "help"):
             await ack(
                 response_type="ephemeral", text="How to use /agent", blocks=blocks.help_blocks()
             )
             return
         await ack()
+        # The engine's work happens after the ack, one command at a time, in arrival order.
+        intake.put_nowait((text, command, respond))
+        if not consumers:
+            consumers.append(asyncio.create_task(consume()))
+
+    intake: asyncio.Queue[tuple[str, dict[str, Any], AsyncRespond]] = asyncio.Queue()
+    consumers: list[asyncio.Task[None]] = []
+
+    async def consume() -> None:
+        while True:
+            text, command, respond = await intake.get()
+            try:
+                await handle_command(text, command, respond)
+            except Exception:  # one bad command must not stop the ones behind it
+                log.exception("slash command failed")
+
+    async def handle_command(text: str, command: dict[str, Any], respond: AsyncRespond) -> None:
+        word, _, rest = text.partition(" ")
         try:
             actor = engine.actor("slack", command["user_id"])
             if word.lower() == "status":

@@ -33,7 +33,7 @@ class SlackDelivery:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                sent = await self.deliver_pending()
+                sent = await self.deliver_pending(stop)
             except Exception:  # the loop must outlive a bad item or a database hiccup
                 log.exception("slack delivery pass failed")
                 sent = 0
@@ -41,10 +41,12 @@ class SlackDelivery:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.poll_interval)
 
-    async def deliver_pending(self) -> int:
+    async def deliver_pending(self, stop: asyncio.Event | None = None) -> int:
         sent = 0
         blocked: set[int] = set()
         for item in await outbox.pending(self.engine.db, DOOR):
+            if stop is not None and stop.is_set():
+                break  # what is left is delivered after the restart
             if item.job_id in blocked:
                 continue  # keep a job's messages in order behind its failed one
             try:
