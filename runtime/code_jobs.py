@@ -114,37 +114,59 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     return await request_or_publish(engine, job, pending, artifacts, actor)
 
 
+def gated_action(job: JobRecord, action: str) -> str | None:
+    """The approval gate this publish action stops at: its own, or a general 'publish' one."""
+    gated = {gate["action"] for gate in job.decision.get("approvals", [])}
+    if action in gated:
+        return action
+    return "publish" if "publish" in gated else None
+
+
 async def request_or_publish(
     engine: Engine, job: JobRecord, pending: dict[str, Any], artifacts: list, actor: str
 ) -> JobRecord:
-    gated = {gate["action"] for gate in job.decision.get("approvals", [])}
-    if pending["action"] in gated or "publish" in gated:
-        action = pending["action"] if pending["action"] in gated else "publish"
-        gate = engine.new_gate(job, action, pending)
-
-        async def body(conn, fresh: JobRecord) -> JobRecord:
-            return await engine.transition(
-                conn,
-                fresh,
-                JobState.awaiting_approval,
-                actor=actor,
-                kind="approval.requested",
-                data={
-                    "action": action,
-                    "action_hash": gate.action_hash,
-                    "pending": pending,
-                    "approvers": gate.approvers,
-                    "four_eyes": gate.four_eyes,
-                    "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
-                },
-                pending_action=pending,
-                approvals=[*fresh.approvals, gate],
-                artifacts=artifacts,
-            )
-
-        return await engine.locked(job.id, body)
+    if gated_action(job, pending["action"]):
+        return await ask_approval(engine, job, pending, actor, artifacts=artifacts)
     job = await engine.save_progress(job, pending_action=pending, artifacts=artifacts)
     return await publish(engine, job, actor)
+
+
+async def ask_approval(
+    engine: Engine,
+    job: JobRecord,
+    pending: dict[str, Any],
+    actor: str,
+    *,
+    artifacts: list,
+    event_artifacts: tuple[str, ...] = (),
+    reason: str | None = None,
+) -> JobRecord:
+    """Pause the job on an approval request bound to the hash of exactly `pending`."""
+    gate = engine.new_gate(job, gated_action(job, pending["action"]) or "publish", pending)
+
+    async def body(conn, fresh: JobRecord) -> JobRecord:
+        return await engine.transition(
+            conn,
+            fresh,
+            JobState.awaiting_approval,
+            actor=actor,
+            kind="approval.requested",
+            data={
+                "action": gate.action,
+                "action_hash": gate.action_hash,
+                "pending": pending,
+                "approvers": gate.approvers,
+                "four_eyes": gate.four_eyes,
+                "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+                "reason": reason,
+            },
+            event_artifacts=event_artifacts,
+            pending_action=pending,
+            approvals=[*fresh.approvals, gate],
+            artifacts=artifacts,
+        )
+
+    return await engine.locked(job.id, body)
 
 
 async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
@@ -217,35 +239,15 @@ async def rerequest(
         "diff_sha256": ref.sha256,
         "stat": diff.stat.model_dump(),
     }
-    gate = engine.new_gate(
+    return await ask_approval(
+        engine,
         job,
-        old["action"]
-        if old["action"] in {g["action"] for g in job.decision.get("approvals", [])}
-        else "publish",
         pending,
+        actor,
+        artifacts=[*job.artifacts, ref],
+        event_artifacts=(ref.sha256,),
+        reason="the change differs from what was approved",
     )
-
-    async def body(conn, fresh: JobRecord) -> JobRecord:
-        return await engine.transition(
-            conn,
-            fresh,
-            JobState.awaiting_approval,
-            actor=actor,
-            kind="approval.requested",
-            data={
-                "action": gate.action,
-                "action_hash": gate.action_hash,
-                "pending": pending,
-                "approvers": gate.approvers,
-                "reason": "the change differs from what was approved",
-            },
-            event_artifacts=(ref.sha256,),
-            pending_action=pending,
-            approvals=[*fresh.approvals, gate],
-            artifacts=[*fresh.artifacts, ref],
-        )
-
-    return await engine.locked(job.id, body)
 
 
 async def discard_checkout(engine: Engine, job: JobRecord) -> bool:
