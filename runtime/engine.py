@@ -32,7 +32,7 @@ from runtime.errors import (
     UnknownPerson,
     UnknownTarget,
 )
-from runtime.intake import ParsedRequest, parse_request
+from runtime.intake import TYPE_ALIASES, ParsedRequest, extract_commands, parse_request
 from runtime.jobs import (
     ARTIFACT_CONTRACTS,
     TERMINAL_STATES,
@@ -521,8 +521,6 @@ class Engine:
         if not answer:
             raise BadRequest("the answer is empty", hint=job.clarification.question)
         if field == "job_type":
-            from runtime.intake import TYPE_ALIASES
-
             chosen = TYPE_ALIASES.get(answer.lower())
             if chosen is None:
                 options = ", ".join(job.clarification.options)
@@ -538,8 +536,6 @@ class Engine:
                 )
             return parsed.model_copy(update={"target": answer})
         if field == "commands":
-            from runtime.intake import extract_commands
-
             commands = extract_commands(answer) or [answer.strip("`").strip()]
             return parsed.model_copy(update={"commands": commands})
         return parsed
@@ -694,7 +690,7 @@ class Engine:
             gate = next((g for g in reversed(job.approvals) if g.decision is None), None)
             if gate and gate.expires_at and now >= gate.expires_at:
 
-                async def body(conn: AsyncConnection, fresh: JobRecord, gate=gate) -> None:
+                async def body(conn: AsyncConnection, fresh: JobRecord) -> None:
                     if fresh.state is JobState.awaiting_approval:
                         await self._expire(conn, fresh, self._open_gate(fresh), now)
 

@@ -18,6 +18,15 @@ How slack_sdk reaches it (all handled here):
 Besides the API methods, ``calls`` also records POSTs to upload URLs (method ``"upload"``) and
 to response URLs (method ``"response_url"``); neither name can clash with a Slack method.
 ``Call.at`` is ``time.monotonic()`` when the request was read.
+
+Socket Mode: ``apps.connections.open`` (app-level token ``xapp-...`` as bearer) answers a
+``ws://127.0.0.1:PORT/socket/<id>`` URL on this server. A client connecting there gets Slack's
+``hello`` message; a test then pushes envelopes with ``socket_send`` (shaped exactly like
+Slack's: envelope_id, type, payload, accepts_response_payload, retry_attempt, retry_reason) and
+waits for the client's acknowledgement (``{"envelope_id", "payload"?}``) with ``socket_ack``.
+Pings are answered with pongs (aiohttp's autoping). ``socket_disconnect`` sends Slack's
+``{"type": "disconnect"}`` (the client then opens a new connection). Everything the client
+sends over a socket is kept in ``socket_received``.
 """
 
 from __future__ import annotations
@@ -27,11 +36,12 @@ import contextlib
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 JSON_FIELDS = ("blocks", "attachments", "view", "files", "metadata", "user_auth_blocks")
 
@@ -94,6 +104,7 @@ class SlackStandIn:
         self,
         *,
         bot_token: str = "xoxb-test-token",
+        app_token: str = "xapp-1-A0TESTAPP-1-test",
         team_id: str = "T0TEST",
         bot_user_id: str = "U0BOT",
         bot_id: str = "B0BOT",
@@ -102,6 +113,7 @@ class SlackStandIn:
         trigger_ttl: float | None = 3.0,
     ) -> None:
         self.bot_token = bot_token
+        self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -121,6 +133,13 @@ class SlackStandIn:
         self.response_url_posts: list[dict[str, Any]] = []
         self.reactions: list[dict[str, Any]] = []
         self.channels: dict[str, dict[str, Any]] = {}  # optional conversations.info overrides
+        # Socket Mode
+        self.socket_connected = asyncio.Event()  # set while a client is connected
+        self.socket_connections = 0  # connections greeted with "hello", ever
+        self.socket_received: list[dict[str, Any]] = []  # every JSON message clients sent
+        self.socket_acks: dict[str, dict[str, Any]] = {}  # envelope_id -> the client's ack
+        self.socket_ack_at: dict[str, float] = {}  # envelope_id -> monotonic time of the ack
+        self.socket_sent_at: dict[str, float] = {}  # envelope_id -> monotonic time sent
 
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -130,6 +149,8 @@ class SlackStandIn:
         self._fail: dict[str, list[_Injected]] = {}
         self._runner: web.AppRunner | None = None
         self._cond: asyncio.Condition | None = None
+        self._socket_ids: set[str] = set()  # issued by apps.connections.open, not yet used
+        self._sockets: list[web.WebSocketResponse] = []  # open, oldest first
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -138,6 +159,7 @@ class SlackStandIn:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_post("/response/{n}", self._handle_response_url)
+        app.router.add_get("/socket/{id}", self._handle_socket)
         self._cond = asyncio.Condition()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -149,6 +171,8 @@ class SlackStandIn:
         return self
 
     async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -267,6 +291,88 @@ class SlackStandIn:
         """Forget every injected failure: Slack is healthy again."""
         self._fail.clear()
 
+    # --- Socket Mode ----------------------------------------------------------------------------
+
+    async def wait_socket(self, count: int = 1, timeout: float = 10) -> None:
+        """Wait until ``count`` connections have been greeted, the newest still open."""
+        assert self._cond is not None, "start() the stand-in first"
+        async with self._cond:
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(
+                        lambda: self.socket_connections >= count and bool(self._sockets)
+                    ),
+                    timeout,
+                )
+            except TimeoutError:
+                opened = len(self.calls_to("apps.connections.open"))
+                raise TimeoutError(
+                    f"waited {timeout}s for Socket Mode connection #{count}; "
+                    f"{self.socket_connections} greeted, {len(self._sockets)} open, "
+                    f"apps.connections.open called {opened}x"
+                ) from None
+
+    async def socket_send(
+        self,
+        envelope_type: str,
+        payload: dict[str, Any],
+        *,
+        accepts_response_payload: bool = True,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+    ) -> str:
+        """Push one envelope to the newest connected client, as Slack does; returns its id.
+
+        ``envelope_type`` is ``"slash_commands"``, ``"interactive"`` or ``"events_api"``;
+        ``payload`` is what Slack would have POSTed in HTTP mode (as a JSON object).
+        """
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode client is connected")
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": envelope_type,
+            "accepts_response_payload": accepts_response_payload,
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        self.socket_sent_at[envelope_id] = time.monotonic()
+        await self._sockets[-1].send_str(json.dumps(envelope))
+        return envelope_id
+
+    async def socket_ack(self, envelope_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Wait for the client's acknowledgement of an envelope and return it.
+
+        The ack is ``{"envelope_id": ...}``, plus ``"payload"`` when the app answered with one.
+        ``socket_ack_at[envelope_id] - socket_sent_at[envelope_id]`` is the ack's delay.
+        """
+        assert self._cond is not None, "start() the stand-in first"
+        async with self._cond:
+            try:
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: envelope_id in self.socket_acks), timeout
+                )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no ack for envelope {envelope_id} in {timeout}s; "
+                    f"the client sent: {self.socket_received}"
+                ) from None
+        return self.socket_acks[envelope_id]
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send Slack's ``disconnect`` message on the newest connection (it stays open)."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode client is connected")
+        await self._sockets[-1].send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-standin"}}
+        )
+
+    async def _notify(self) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self._cond.notify_all()
+
     # --- HTTP handlers ------------------------------------------------------------------------
 
     async def _record(self, call: Call) -> None:
@@ -339,8 +445,11 @@ class SlackStandIn:
             token = auth[len("Bearer ") :].strip()
         if not token:
             return {"ok": False, "error": "not_authed"}
-        if token != self.bot_token:
-            return {"ok": False, "error": "invalid_auth"}
+        # apps.connections.open takes the app-level token only; every other method the bot token.
+        wanted = self.app_token if method == "apps.connections.open" else self.bot_token
+        if token != wanted:
+            known = token in (self.app_token, self.bot_token)
+            return {"ok": False, "error": "not_allowed_token_type" if known else "invalid_auth"}
         if injected is not None:
             return {"ok": False, "error": injected.error}
         try:
@@ -396,6 +505,48 @@ class SlackStandIn:
         await self._record(call)
         return web.json_response({"ok": True})
 
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["id"] not in self._socket_ids:
+            return web.Response(status=404, text="invalid_url", content_type="text/plain")
+        ws = web.WebSocketResponse(autoping=True)  # answers the client's pings with pongs
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.socket_connections += 1
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {
+                    "host": "applink-standin",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+        self.socket_connected.set()
+        await self._notify()
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    data = {"_raw": msg.data}
+                self.socket_received.append(data)
+                envelope_id = data.get("envelope_id") if isinstance(data, dict) else None
+                if envelope_id and envelope_id not in self.socket_acks:
+                    self.socket_acks[envelope_id] = data
+                    self.socket_ack_at[envelope_id] = time.monotonic()
+                await self._notify()
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self.socket_connected.clear()
+            await self._notify()
+        return ws
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
@@ -443,6 +594,12 @@ class SlackStandIn:
         return {k: v for k, v in msg.items() if k != "channel"}
 
     # --- methods ------------------------------------------------------------------------------
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        socket_id = uuid.uuid4().hex
+        self._socket_ids.add(socket_id)
+        ws_root = self.root_url.replace("http://", "ws://", 1)
+        return {"url": f"{ws_root}/socket/{socket_id}"}
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
