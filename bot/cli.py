@@ -309,7 +309,12 @@ async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     print(f"  worker   : process {worker.pid}", flush=True)
     tasks = [asyncio.create_task(worker.supervise(engine, stop))]
     closers: list = []
-    slack = await _start_slack(engine, stop, tasks, closers)
+    try:
+        slack = await _start_slack(engine, stop, tasks, closers)
+    except BaseException:
+        stop.set()
+        await worker.stop()
+        raise
     print(f"  slack    : {slack}")
     # Everything loaded so far lives as long as the process. Left in the collector's view, a
     # full collection walks it all (~50 ms here) and stalls every in-flight ack; frozen, it

@@ -312,6 +312,17 @@ class SlackStandIn:
                     f"apps.connections.open called {opened}x"
                 ) from None
 
+    async def wait_socket_closed(self, timeout: float = 10) -> None:
+        """Wait until no Socket Mode connection is open."""
+        assert self._cond is not None, "start() the stand-in first"
+        async with self._cond:
+            try:
+                await asyncio.wait_for(self._cond.wait_for(lambda: not self._sockets), timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{len(self._sockets)} Socket Mode connection(s) still open after {timeout}s"
+                ) from None
+
     async def socket_send(
         self,
         envelope_type: str,

@@ -10,6 +10,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
+from runtime.errors import AcpError
+
 EVENTS_PATH = "/slack/events"
 
 
@@ -37,7 +39,18 @@ async def start_http(app: AsyncApp, host: str, port: int) -> web.AppRunner:
 
 async def start_socket_mode(app: AsyncApp, app_token: str):
     from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
+    # The SDK retries a refused connection forever; a bad token must stop the service instead.
+    try:
+        await app.client.apps_connections_open(app_token=app_token)
+    except SlackApiError as error:
+        reason = error.response.get("error", "refused")
+        raise AcpError(
+            f"Slack refused SLACK_APP_TOKEN for Socket Mode: {reason}",
+            hint="use the app-level token (xapp-…) with connections:write from the app's "
+            "Basic Information page",
+        ) from None
     handler = AsyncSocketModeHandler(app, app_token)
     await handler.connect_async()
     return handler
