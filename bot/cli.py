@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import getpass
 import json
@@ -478,9 +479,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The console script: main(), then skip interpreter teardown (about 50 ms) once done."""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        code = main()
+    except BrokenPipeError:  # `acp show J-1 | head` closed the pipe: not an error
+        code = 0
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
     os._exit(code)
 
 
