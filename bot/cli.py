@@ -145,7 +145,46 @@ def _show(engine: Engine, job: JobRecord, args: argparse.Namespace) -> int:
 async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
     from runtime.jobs import parse_job_id
 
-    return _show(engine, await engine.get(parse_job_id(args.job)), args)
+    job = await engine.get(parse_job_id(args.job))
+    calls = [e for e in await engine.events(job.id) if e.kind in ("model.call", "model.fallback")]
+    if args.json:
+        _print_json({**job.model_dump(mode="json"), "model_calls": [e.data for e in calls]})
+        return 0
+    print(render_job(engine, job, with_diff=False))
+    for event in calls:
+        d = event.data
+        if event.kind == "model.fallback":
+            print(f"  fallback    : {d['model']} failed ({d['error'][:80]}); next {d['next']}")
+            continue
+        print(
+            f"  model call  : #{d['index']} {d['model']} {d['prompt_tokens']}+"
+            f"{d['completion_tokens']} tokens, ${d['cost_usd']:.6f}, {d['latency_ms']:.0f} ms "
+            f"(route {d['route_rule']})"
+        )
+    diff = next((a for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
+    if diff:
+        print()
+        print(engine.artifacts.read(diff.sha256).decode(errors="replace").rstrip())
+    return 0
+
+
+async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime import code_jobs
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    report = await code_jobs.replay(engine, job, on_base=args.on_base)
+    if args.json:
+        _print_json(report.model_dump())
+    elif report.identical:
+        print(
+            f"replay of {job.job_id}: identical ({report.model_responses} recorded model "
+            f"responses, base {report.base_commit[:12]}, no model called)"
+        )
+    else:
+        print(f"replay of {job.job_id}: differs (base {report.base_commit[:12]})")
+        print(report.difference.rstrip())
+    return 0 if report.identical else 1
 
 
 async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
@@ -322,8 +361,11 @@ async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     # costs nothing (bench/slack_ack.py: burst ratio 2.9x -> 1.0x against a bare Bolt app).
     gc.collect()
     gc.freeze()
-    print("ready — in another terminal: acp submit --as alice "
-          "'code demo: run `sed -i \"s/teh/the/\" README.md`'", flush=True)  # fmt: skip
+    print(
+        "ready — in another terminal: acp submit --as alice "
+        "'code demo: run `sed -i \"s/teh/the/\" README.md`'",
+        flush=True,
+    )
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -426,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", metavar="USER")
     p.add_argument("--json", action="store_true")
     p.add_argument("request")
+    p = add("replay", "re-run a model job from its recorded responses; compare the diff", read=True)
+    p.add_argument("job")
+    p.add_argument("--on-base", help="replay on this branch's tip instead of the recorded base")
     add("schema", "print the job schema (JSON Schema)")
     add("serve", "run the service: worker (and Slack when configured)")
     add("worker", "run a worker only")
@@ -440,6 +485,7 @@ _ASYNC: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
     "reject": cmd_reject,
     "answer": cmd_answer,
     "rollback": cmd_rollback,
+    "replay": cmd_replay,
     "serve": cmd_serve,
     "worker": cmd_worker,
 }

@@ -8,11 +8,25 @@ only with hooks and filters disabled.
 from __future__ import annotations
 
 import asyncio
+import difflib
+import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime.errors import ApprovalMismatch, PublishConflict, SandboxViolation
-from runtime.jobs import JobRecord, JobState
+from pydantic import BaseModel
+
+from runtime.agent import opening_messages, run_agent
+from runtime.errors import (
+    ApprovalMismatch,
+    BudgetExceeded,
+    InvalidTransition,
+    ModelUnavailable,
+    PublishConflict,
+    SandboxViolation,
+)
+from runtime.jobs import Clarification, JobRecord, JobState
+from runtime.models import ModelClient
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
@@ -51,28 +65,10 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     )
     toolbox = Toolbox(engine, job, tree, actor)
     try:
-        for index, command in enumerate(job.spec.commands, start=1):
-            try:
-                result = await toolbox.call("shell", command=command)
-            except SandboxViolation as refusal:
-                return await engine.finish(
-                    job,
-                    JobState.failed,
-                    actor,
-                    "job.failed",
-                    reason=refusal.message,
-                    artifacts=[*job.artifacts, *toolbox.artifacts],
-                )
-            if result.exit_code != 0:
-                why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
-                return await engine.finish(
-                    job,
-                    JobState.failed,
-                    actor,
-                    "job.failed",
-                    reason=f"step {index} `{command}` {why}; see command-{index}.log",
-                    artifacts=[*job.artifacts, *toolbox.artifacts],
-                )
+        run = _run_steps if job.model.model == "direct" else _run_model
+        ended = await run(engine, job, toolbox, actor)
+        if ended is not None:
+            return ended
         head = await wt.commit_all(
             tree,
             f"{job.job_id}: {job.spec.instruction[:72]}",
@@ -112,6 +108,101 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         "stat": stat,
     }
     return await request_or_publish(engine, job, pending, artifacts, actor)
+
+
+async def _run_steps(
+    engine: Engine, job: JobRecord, toolbox: Toolbox, actor: str
+) -> JobRecord | None:
+    """Direct mode: the job's explicit steps, in order; None when every step succeeded."""
+    for index, command in enumerate(job.spec.commands, start=1):
+        try:
+            result = await toolbox.call("shell", command=command)
+        except SandboxViolation as refusal:
+            return await engine.finish(
+                job,
+                JobState.failed,
+                actor,
+                "job.failed",
+                reason=refusal.message,
+                artifacts=[*job.artifacts, *toolbox.artifacts],
+            )
+        if result.exit_code != 0:
+            why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+            return await engine.finish(
+                job,
+                JobState.failed,
+                actor,
+                "job.failed",
+                reason=f"step {index} `{command}` {why}; see command-{index}.log",
+                artifacts=[*job.artifacts, *toolbox.artifacts],
+            )
+    return None
+
+
+async def _run_model(
+    engine: Engine, job: JobRecord, toolbox: Toolbox, actor: str
+) -> JobRecord | None:
+    """The agent loop for a job with a model route; None when it finished and left a change."""
+    limits = engine.policy.limits
+    client = ModelClient(engine, job, actor=actor)
+    messages = opening_messages(
+        job.spec.target or "", job.spec.instruction, job.result.get("answers", [])
+    )
+    try:
+        outcome = await run_agent(
+            toolbox,
+            client,
+            messages,
+            max_steps=limits.agent_max_steps,
+            time_limit_s=limits.agent_time_limit_s,
+        )
+    except (BudgetExceeded, ModelUnavailable) as error:
+        return await engine.finish(
+            job,
+            JobState.failed,
+            actor,
+            "job.failed",
+            reason=error.message,
+            artifacts=[*job.artifacts, *toolbox.artifacts],
+        )
+    transcript = engine.artifacts.put(
+        "transcript.json",
+        redact(json.dumps(outcome.transcript, default=str)).encode(),
+        "application/json",
+    )
+    toolbox.artifacts.append(transcript)
+    await engine.log(
+        job.id,
+        f"agent.{outcome.kind}",
+        actor,
+        {"summary": outcome.summary, "steps": outcome.steps, "question": outcome.question},
+        event_artifacts=(transcript.sha256,),
+    )
+    if outcome.kind == "asked":
+
+        async def body(conn, fresh: JobRecord) -> JobRecord:
+            return await engine.transition(
+                conn,
+                fresh,
+                JobState.needs_clarification,
+                actor=actor,
+                kind="job.clarification_requested",
+                data={"question": outcome.question, "options": [], "by": "model"},
+                clarification=Clarification(question=outcome.question or "", field="agent"),
+                artifacts=[*fresh.artifacts, *toolbox.artifacts],
+            )
+
+        return await engine.locked(job.id, body)
+    if outcome.kind == "stopped":
+        return await engine.finish(
+            job,
+            JobState.failed,
+            actor,
+            "job.failed",
+            reason=f"the agent stopped: {outcome.summary}",
+            artifacts=[*job.artifacts, *toolbox.artifacts],
+        )
+    return None
 
 
 def gated_action(job: JobRecord, action: str) -> str | None:
@@ -268,3 +359,87 @@ async def rollback(engine: Engine, job: JobRecord) -> str:
             job.result["published_commit"],
             f"Revert {job.job_id}: {job.spec.instruction[:60]}",
         )
+
+
+class ReplayReport(BaseModel):
+    identical: bool
+    base_commit: str
+    recorded_diff_sha256: str | None
+    replayed_diff_sha256: str | None
+    model_responses: int
+    difference: str = ""
+
+
+async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) -> ReplayReport:
+    """Re-run a model job in a fresh sandbox, feeding the recorded model responses."""
+    events = await engine.events(job.id)
+    responses = [
+        json.loads(engine.artifacts.read(e.artifacts[1]))
+        for e in events
+        if e.kind == "model.call" and len(e.artifacts) == 2
+    ]
+    if not responses:
+        raise InvalidTransition(f"{job.job_id} made no model call; there is nothing to replay")
+    created = [e for e in events if e.kind == "sandbox.worktree_created"]
+    target, path = await ensure_repo(engine, job.spec.target or "")
+    start = None if on_base else created[-1].data["base_commit"]
+    runs = sum(1 for e in events if e.kind == "replay.finished") + 1
+    tree = await wt.create_worktree(
+        path,
+        on_base or target.base_branch,
+        f"{job.job_id}-replay-{runs}",
+        engine.settings.worktrees_dir,
+        start_commit=start,
+    )
+    actor = "replay"
+    toolbox = Toolbox(engine, job, tree, actor, record=False)
+    client = ModelClient(engine, job, actor=actor, replay=responses)
+    try:
+        messages = opening_messages(
+            job.spec.target or "", job.spec.instruction, job.result.get("answers", [])
+        )
+        await run_agent(
+            toolbox,
+            client,
+            messages,
+            max_steps=len(responses),
+            time_limit_s=engine.policy.limits.agent_time_limit_s,
+        )
+        head = await wt.commit_all(
+            tree, f"replay of {job.job_id}", "acp replay", "replay@acp.local"
+        )
+        patch = (await wt.diff(tree)).patch if head else ""
+    finally:
+        await wt.remove_worktree(tree, delete_branch=True)
+    recorded_sha = next((a.sha256 for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
+    recorded = engine.artifacts.read(recorded_sha).decode() if recorded_sha else ""
+    replayed = redact(patch)
+    replayed_sha = hashlib.sha256(replayed.encode()).hexdigest() if replayed else None
+    identical = _diff_body(recorded) == _diff_body(replayed)
+    difference = (
+        ""
+        if identical
+        else "".join(
+            difflib.unified_diff(
+                recorded.splitlines(True),
+                replayed.splitlines(True),
+                "recorded/diff.patch",
+                "replayed/diff.patch",
+            )
+        )
+    )
+    report = ReplayReport(
+        identical=identical,
+        base_commit=tree.base_commit,
+        recorded_diff_sha256=recorded_sha,
+        replayed_diff_sha256=replayed_sha,
+        model_responses=len(responses),
+        difference=difference,
+    )
+    await engine.log(job.id, "replay.finished", "replay", report.model_dump(exclude={"difference"}))
+    return report
+
+
+def _diff_body(patch: str) -> list[str]:
+    """A patch without its `index` lines, which name blob ids that depend on the base."""
+    return [line for line in patch.splitlines() if not line.startswith("index ")]

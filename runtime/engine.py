@@ -474,6 +474,8 @@ class Engine:
                     "may answer its question",
                     rule_ids=["clarification.requester_only"],
                 )
+            if job.clarification.field == "agent":
+                return await self._answer_model(conn, job, actor, answer.strip())
             parsed = self._parsed_with_answer(job, answer.strip())
             decision = decide(self.policy, self._facts(job.spec.requester, parsed, job.spec.origin))
             spec = self._spec(job.spec.requester, parsed, job.spec.origin, decision)
@@ -502,6 +504,26 @@ class Engine:
         except (BadRequest, PolicyDenied, UnknownJob) as error:
             await self.record_refusal("answer.refused", actor.label, error, job_id=job_id)
             raise
+
+    async def _answer_model(
+        self, conn: AsyncConnection, job: JobRecord, actor: Actor, answer: str
+    ) -> JobRecord:
+        """The model asked; the answer joins the conversation and the job runs again."""
+        assert job.clarification is not None
+        if not answer:
+            raise BadRequest("the answer is empty", hint=job.clarification.question)
+        qa = {"question": job.clarification.question, "answer": answer}
+        await self._event(conn, "job.answered", actor.label, job.id, {"field": "agent", **qa})
+        return await self.transition(
+            conn,
+            job,
+            JobState.queued,
+            actor=actor.label,
+            kind="job.queued",
+            data={"reason": "answered the model's question"},
+            clarification=None,
+            result={**job.result, "answers": [*job.result.get("answers", []), qa]},
+        )
 
     def _parsed_with_answer(self, job: JobRecord, answer: str) -> ParsedRequest:
         assert job.clarification is not None

@@ -114,6 +114,21 @@ class SandboxUnavailable(AcpError):
     exit_code = 10
 
 
+# --- models ------------------------------------------------------------------
+
+
+class BudgetExceeded(AcpError):
+    """Raised before a model call that the job's or the team's budget cannot pay for."""
+
+    exit_code = 13
+
+
+class ModelUnavailable(AcpError):
+    """Raised when a route's model and every fallback failed, or its key is not set."""
+
+    exit_code = 14
+
+
 # --- publish and audit -----------------------------------------------------
 
 

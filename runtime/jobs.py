@@ -72,7 +72,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     ),
     JobState.queued: frozenset({JobState.running, JobState.cancelled, JobState.failed}),
     JobState.running: frozenset(
-        {JobState.awaiting_approval, JobState.succeeded, JobState.failed, JobState.cancelled}
+        {
+            JobState.awaiting_approval,
+            JobState.needs_clarification,
+            JobState.succeeded,
+            JobState.failed,
+            JobState.cancelled,
+        }
     ),
     JobState.awaiting_approval: frozenset(
         {JobState.approved, JobState.rejected, JobState.cancelled, JobState.awaiting_approval}
@@ -151,7 +157,7 @@ class JobSpec(BaseModel):
 class Clarification(BaseModel):
     question: str
     options: list[str] = Field(default_factory=list)
-    field: Literal["job_type", "target", "commands", "confirm"]
+    field: Literal["job_type", "target", "commands", "confirm", "agent"]
 
 
 class ApprovalRequest(BaseModel):
@@ -182,6 +188,9 @@ class ModelUse(BaseModel):
     route_rule: str | None = None
     calls: int = 0
     cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    fallbacks_taken: list[str] = Field(default_factory=list)
 
 
 class JobRecord(BaseModel):

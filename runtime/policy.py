@@ -88,11 +88,26 @@ class ModelRoute(_Strict):
     risk: list[Literal["low", "medium", "high"]] = Field(default_factory=list)
     origins: list[Origin] = Field(default_factory=list)
     model: str = Field(description="'direct' (no model) or a litellm model string")
-    fallbacks: list[str] = Field(default_factory=list)
+    fallbacks: list[str] = Field(
+        default_factory=list, description="tried in order on rate limits and provider errors"
+    )
+    api_base: str | None = Field(None, description="the provider's URL, if not its default")
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding the key; never the key"
+    )
+
+
+class Budgets(_Strict):
+    per_job_usd: float | None = Field(None, ge=0)
+    per_team_usd: float | None = Field(None, ge=0, description="per team and UTC day")
 
 
 class Models(_Strict):
     routes: list[ModelRoute] = Field(default_factory=list)
+    budgets: Budgets = Field(default_factory=Budgets)
+
+    def route(self, rule_id: str | None) -> ModelRoute | None:
+        return next((r for r in self.routes if r.id == rule_id), None)
 
 
 class RepoTarget(_Strict):
@@ -128,6 +143,8 @@ class Limits(_Strict):
     max_request_chars: int = 8_000
     command_timeout_s: float = 300.0
     output_cap_bytes: int = 256_000
+    agent_max_steps: int = Field(30, ge=1)
+    agent_time_limit_s: float = Field(900.0, gt=0)
 
 
 class Policy(_Strict):

@@ -144,8 +144,10 @@ def _identity(name: str, email: str) -> dict[str, str]:
 # --- worktrees -------------------------------------------------------------
 
 
-async def create_worktree(repo_path: Path, base_branch: str, job_name: str, root: Path) -> Worktree:
-    """Check out a new branch acp/<job_name> from base_branch at root/<job_name>.
+async def create_worktree(
+    repo_path: Path, base_branch: str, job_name: str, root: Path, *, start_commit: str | None = None
+) -> Worktree:
+    """Check out a new branch acp/<job_name> from base_branch (or start_commit) at root/<job_name>.
 
     A worktree or branch left under that name by a crash is removed first.
     """
@@ -161,7 +163,7 @@ async def create_worktree(repo_path: Path, base_branch: str, job_name: str, root
         "rev-parse",
         "--path-format=absolute",
         "--git-common-dir",
-        f"refs/heads/{base_branch}^{{commit}}",
+        f"{start_commit}^{{commit}}" if start_commit else f"refs/heads/{base_branch}^{{commit}}",
         cwd=repo_path,
         check=False,
     )

@@ -1,0 +1,248 @@
+"""Model calls through litellm: the policy's route, its fallbacks, budgets, and recording.
+
+litellm is imported here only, and only when a call is made. A key is read from the environment
+variable the route names and goes to the provider alone: never into records, artifacts or logs.
+Every request and response is stored by content hash and referenced from a `model.call` event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from runtime.errors import BudgetExceeded, ModelUnavailable
+from runtime.jobs import JobRecord, ModelUse
+from runtime.secrets import redact
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
+
+# Errors after which the next model of the route is tried; anything else is the caller's fault.
+FALLBACK_ERRORS = frozenset(
+    {
+        "RateLimitError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "APIConnectionError",
+        "Timeout",
+        "BadGatewayError",
+        "APIError",
+    }
+)
+CALL_TIMEOUT_S = 120.0
+
+
+def litellm_module():
+    """Import litellm on first use, with its cost map read locally (no network at import)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str = Field(description="the model's JSON text, untrusted")
+
+
+class ModelReply(BaseModel):
+    content: str | None
+    tool_calls: list[ToolCall]
+    message: dict[str, Any] = Field(description="the assistant message, to append as is")
+    model: str
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+
+def _message_of(response: dict[str, Any]) -> dict[str, Any]:
+    message = response["choices"][0]["message"]
+    out: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {
+                    "name": call["function"]["name"],
+                    "arguments": call["function"].get("arguments") or "{}",
+                },
+            }
+            for call in message["tool_calls"]
+        ]
+    return out
+
+
+def _reply(response: dict[str, Any], model: str, cost: float, latency_ms: float) -> ModelReply:
+    message = _message_of(response)
+    calls = [
+        ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"])
+        for c in message.get("tool_calls", [])
+    ]
+    return ModelReply(
+        content=message.get("content"),
+        tool_calls=calls,
+        message=message,
+        model=model,
+        cost_usd=cost,
+        latency_ms=latency_ms,
+    )
+
+
+class ModelClient:
+    """One job's model calls. With `replay`, recorded responses are served and nothing is sent."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        job: JobRecord,
+        *,
+        actor: str,
+        replay: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.job = job
+        self.actor = actor
+        self.route = engine.policy.models.route(job.model.route_rule)
+        self.usage = job.model.model_copy(deep=True)
+        self._replay = list(replay) if replay is not None else None
+        self.responses: list[dict[str, Any]] = []
+
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict]) -> ModelReply:
+        if self._replay is not None:
+            if not self._replay:
+                raise ModelUnavailable("the recorded run has no model response left to replay")
+            response = self._replay.pop(0)
+            return _reply(response, response.get("model", "replay"), 0.0, 0.0)
+        if self.route is None or self.route.model == "direct":
+            raise ModelUnavailable(f"{self.job.job_id} has no model route; it runs direct steps")
+        await self._check_budget()
+        litellm = litellm_module()
+        key = self._key()
+        candidates = [self.route.model, *self.route.fallbacks]
+        for index, model in enumerate(candidates):
+            started = time.perf_counter()
+            try:
+                response = await litellm.acompletion(
+                    model=model,
+                    messages=messages,
+                    tools=tools or None,
+                    api_base=self.route.api_base,
+                    api_key=key,
+                    num_retries=0,
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except Exception as error:
+                kind = type(error).__name__
+                reason = redact(f"{kind}: {error}")[:500]
+                if kind in FALLBACK_ERRORS and index + 1 < len(candidates):
+                    await self.engine.log(
+                        self.job.id,
+                        "model.fallback",
+                        self.actor,
+                        {"model": model, "error": reason, "next": candidates[index + 1]},
+                    )
+                    self.usage.fallbacks_taken.append(candidates[index + 1])
+                    continue
+                raise ModelUnavailable(f"the model call failed on {model}: {reason}") from None
+            latency_ms = (time.perf_counter() - started) * 1000
+            return await self._record(litellm, model, messages, tools, response, latency_ms)
+        raise ModelUnavailable("no model of the route answered")  # pragma: no cover
+
+    def _key(self) -> str | None:
+        assert self.route is not None
+        if not self.route.api_key_env:
+            return None  # the provider's own variable, read by litellm
+        key = os.environ.get(self.route.api_key_env)
+        if not key:
+            raise ModelUnavailable(
+                f"the key for route '{self.route.id}' is not set",
+                hint=f"set the environment variable {self.route.api_key_env} for the service",
+            )
+        return key
+
+    async def _check_budget(self) -> None:
+        budgets = self.engine.policy.models.budgets
+        if budgets.per_job_usd is not None and self.usage.cost_usd >= budgets.per_job_usd:
+            raise BudgetExceeded(
+                f"{self.job.job_id} has spent ${self.usage.cost_usd:.4f} of its "
+                f"${budgets.per_job_usd:.4f} model budget; it stops here",
+                hint="raise models.budgets.per_job_usd in the policy, or split the job",
+            )
+        if budgets.per_team_usd is None:
+            return
+        team = self.engine.policy.people[self.job.spec.requester].team
+        members = {n for n, p in self.engine.policy.people.items() if p.team == team}
+        today = datetime.now(UTC).date()
+        spent = (
+            sum(
+                job.model.cost_usd
+                for job in await self.engine.jobs(limit=10_000)
+                if job.spec.requester in members
+                and job.created_at.date() == today
+                and job.id != self.job.id
+            )
+            + self.usage.cost_usd
+        )
+        if spent >= budgets.per_team_usd:
+            raise BudgetExceeded(
+                f"team {team or '(none)'} has spent ${spent:.4f} of its "
+                f"${budgets.per_team_usd:.2f} daily model budget; {self.job.job_id} stops here"
+            )
+
+    async def _record(
+        self, litellm, model: str, messages: list, tools: list, response: Any, latency_ms: float
+    ) -> ModelReply:
+        document = response.model_dump()
+        try:
+            cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # an unpriced model costs what we cannot know: record 0, say so
+            cost = 0.0
+        usage = document.get("usage") or {}
+        index = self.usage.calls + 1
+        request = {"model": model, "messages": messages, "tools": tools}
+        store = self.engine.artifacts
+        req = store.put(
+            f"model-request-{index}.json", redact(_dumps(request)).encode(), "application/json"
+        )
+        res = store.put(
+            f"model-response-{index}.json", redact(_dumps(document)).encode(), "application/json"
+        )
+        self.usage.calls = index
+        self.usage.cost_usd += cost
+        self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
+        self.usage.model = model
+        self.responses.append(document)
+        await self.engine.log(
+            self.job.id,
+            "model.call",
+            self.actor,
+            {
+                "index": index,
+                "model": model,
+                "route_rule": self.usage.route_rule,
+                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "completion_tokens": int(usage.get("completion_tokens") or 0),
+                "cost_usd": round(cost, 8),
+                "latency_ms": round(latency_ms, 2),
+                "request_sha256": req.sha256,
+                "response_sha256": res.sha256,
+            },
+            event_artifacts=(req.sha256, res.sha256),
+        )
+        self.job = await self.engine.save_progress(
+            self.job, model=ModelUse(**self.usage.model_dump())
+        )
+        return _reply(document, model, cost, latency_ms)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
