@@ -22,6 +22,7 @@ from runtime.errors import PolicyFileError
 from runtime.jobs import MUTATING_TYPES, TYPE_TOOLS, JobType, Origin
 
 Door = Literal["cli", "slack", "console"]
+Sensitivity = Literal["public", "internal", "confidential", "restricted"]
 
 # --- the policy file's schema ----------------------------------------------
 
@@ -87,6 +88,9 @@ class ModelRoute(_Strict):
     job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
     risk: list[Literal["low", "medium", "high"]] = Field(default_factory=list)
     origins: list[Origin] = Field(default_factory=list)
+    sensitivity: list[Sensitivity] = Field(
+        default_factory=list, description="data sensitivity of the target; empty: any"
+    )
     model: str = Field(description="'direct' (no model) or a litellm model string")
     fallbacks: list[str] = Field(
         default_factory=list, description="tried in order on rate limits and provider errors"
@@ -118,18 +122,21 @@ class RepoTarget(_Strict):
     remote_branch: str | None = None
     sample: str | None = Field(None, description="bundled sample to create the repo from")
     production: bool = False
+    sensitivity: Sensitivity = "internal"
     description: str = ""
 
 
 class DatabaseTarget(_Strict):
     dsn_env: str
     production: bool = False
+    sensitivity: Sensitivity = "internal"
     description: str = ""
 
 
 class SiteTarget(_Strict):
     domains: list[str] = Field(default_factory=list)
     production: bool = False
+    sensitivity: Sensitivity = "internal"
     description: str = ""
 
 
@@ -524,6 +531,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
         )
     tools_granted = [tool for tool in wanted if tool in allowed_tools]
     risk = risk_of(policy, facts.job_type, facts.target)
+    sensitivity = getattr(policy.targets_for(facts.job_type).get(facts.target), "sensitivity", None)
     route = next(
         (
             r
@@ -531,6 +539,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             if (not r.job_types or facts.job_type in r.job_types)
             and (not r.risk or risk in r.risk)
             and (not r.origins or facts.origin in r.origins)
+            and (not r.sensitivity or sensitivity in r.sensitivity)
         ),
         None,
     )

@@ -188,6 +188,10 @@ def tool_result(request) -> str:
     return last["content"]
 
 
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
 def script_fix(standin: ModelStandIn) -> None:
     standin.script(
         MODEL,
@@ -432,10 +436,10 @@ async def test_provider_key_never_reaches_the_database_artifacts_or_sandbox(rig:
         )
         dump += "\n".join(conn.iterdump())
     assert "model.call" in dump and rig.key not in dump
-    for path in [*rig.tmp.glob("acp.db*"), *Path(rig.env["ACP_HOME"]).rglob("*")]:
-        if path.is_file():
-            assert secret not in path.read_bytes(), f"the key is in {path}"
-    assert any(Path(rig.env["ACP_HOME"], "artifacts").rglob("*")), "artifacts were written"
+    home = Path(rig.env["ACP_HOME"])
+    assert files_under(home / "artifacts"), "artifacts were written"
+    leaks = [p for p in [*files_under(home), *rig.tmp.glob("acp.db*")] if secret in p.read_bytes()]
+    assert leaks == [], f"the key is in {leaks}"
 
 
 def test_commands_without_a_model_never_import_litellm(tmp_path: Path):

@@ -52,7 +52,7 @@ roles:
     grants:
       - id: eng.repos
         job_types: [code, doc]
-        targets: [demo, reports, payments-api]
+        targets: [demo, reports, payments-api, hr-records]
         tools: [fs.read, fs.write, shell, git.diff, docs]
       - id: eng.sql
         job_types: [sql]
@@ -67,6 +67,9 @@ models:
     - id: route.sql.direct
       job_types: [sql]
       model: direct
+    - id: route.confidential.local
+      sensitivity: [confidential, restricted]
+      model: ollama/llama3
     - id: route.high
       risk: [high]
       model: openai/gpt-4o
@@ -81,6 +84,7 @@ targets:
     reports: {path: /srv/reports}
     payments-api: {path: /srv/payments-api, production: true}
     vault: {path: /srv/vault}
+    hr-records: {path: /srv/hr, sensitivity: confidential}
   databases:
     payments-replica: {dsn_env: PAYMENTS_REPLICA_DSN}
     payments-primary: {dsn_env: PAYMENTS_PRIMARY_DSN, production: true}
@@ -292,6 +296,12 @@ ROUTE_CASES = {
         facts("alice", JobType.code, "demo", origin=Origin.schedule),
         "direct",
         "route.routines",
+        "medium",
+    ),
+    "confidential-data-stays-on-a-local-model": (
+        facts("alice", JobType.code, "hr-records"),
+        "ollama/llama3",
+        "route.confidential.local",
         "medium",
     ),
     "browser-takes-default": (
