@@ -255,7 +255,7 @@ def test_mutating_job_without_target_offers_only_targets_the_person_is_granted(
     assert decision.effect == "needs_clarification"
     assert decision.rule_ids == ["clarification.mutating_without_target"]
     # 'vault' is a repo in the policy, but no grant of alice's names it.
-    assert decision.options == ["demo", "payments-api", "reports"]
+    assert decision.options == ["demo", "hr-records", "payments-api", "reports"]
     assert "vault" not in decision.options
 
 
