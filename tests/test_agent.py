@@ -80,7 +80,9 @@ def make_repo(path: Path) -> Path:
     return path
 
 
-def write_policy(directory: Path, base_url: str, repo: Path, budgets: dict | None) -> Path:
+def write_policy(
+    directory: Path, base_url: str, repo: Path, budgets: dict | None, limits: dict | None = None
+) -> Path:
     """The bundled policy, with a model route to the stand-in and the demo target on `repo`."""
     policy = yaml.safe_load(BUNDLED.read_text())
     policy["models"] = {
@@ -103,7 +105,7 @@ def write_policy(directory: Path, base_url: str, repo: Path, budgets: dict | Non
         "publish": "merge",
         "description": "a repo with a failing test, built by the test",
     }
-    policy["limits"].update(agent_max_steps=20, agent_time_limit_s=600)
+    policy["limits"].update({"agent_max_steps": 20, "agent_time_limit_s": 600, **(limits or {})})
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "default.yml").write_text(yaml.safe_dump(policy, sort_keys=False))
     return directory
@@ -120,11 +122,12 @@ class Rig:
     env: dict[str, str]
     engines: list[Any] = field(default_factory=list)
 
-    async def engine(self, budgets: dict | None = None):
+    async def engine(self, budgets: dict | None = None, limits: dict | None = None):
         from runtime.engine import Engine
         from runtime.settings import Settings
 
-        write_policy(Path(self.env["ACP_POLICY_DIR"]), self.standin.base_url, self.repo, budgets)
+        policy_dir = Path(self.env["ACP_POLICY_DIR"])
+        write_policy(policy_dir, self.standin.base_url, self.repo, budgets, limits)
         eng = await Engine.open(Settings.from_env(self.env))
         self.engines.append(eng)
         return eng
@@ -171,8 +174,8 @@ async def run_until_settled(engine, job_id: int):
     return await engine.get(job_id)
 
 
-async def submit_and_run(engine, text: str = REQUEST):
-    job = await engine.submit(text, engine.actor("cli", "alice"))
+async def submit_and_run(engine, text: str = REQUEST, person: str = "alice"):
+    job = await engine.submit(text, engine.actor("cli", person))
     assert job.state is JobState.queued, (job.state, job.decision)
     return await run_until_settled(engine, job.id)
 
@@ -276,12 +279,17 @@ async def test_path_outside_the_worktree_and_the_network_are_refused_and_the_loo
 
     listener = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
+    outside = rig.tmp / "outside.txt"  # a host file next to the repo, outside every worktree
+    outside.write_text("host secret\n")
     try:
         engine = await rig.engine()
         rig.standin.script(
             MODEL,
             call("read_file", path="../../etc/passwd"),
             call("run", command=f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"),
+            call("run", command=f"ln -s {outside} leak && echo linked"),
+            call("read_file", path="leak"),
+            call("write_file", path="leak", content="overwritten by the model\n"),
             call("read_file", path="README.md"),
             say("could not do it"),
         )
@@ -291,7 +299,7 @@ async def test_path_outside_the_worktree_and_the_network_are_refused_and_the_loo
         await listener.wait_closed()
 
     reqs = rig.standin.requests_for(MODEL)
-    assert len(reqs) == 4, "the loop continued after both refusals"
+    assert len(reqs) == 7, "the loop continued after every refusal"
     refused_path = tool_result(reqs[1])
     assert refused_path.startswith("refused:"), refused_path
     assert "root:" not in refused_path
@@ -299,16 +307,25 @@ async def test_path_outside_the_worktree_and_the_network_are_refused_and_the_loo
     assert network.startswith("exit ") and not network.startswith("exit 0"), network
     assert "connected" not in network.splitlines()
     assert connections == [], "nothing reached the listener from the sandbox"
-    assert tool_result(reqs[3]) == "# mathutil\n"
+    assert tool_result(reqs[3]).startswith("exit 0"), "the symlink itself may be made"
+    for through_link in (tool_result(reqs[4]), tool_result(reqs[5])):
+        assert through_link.startswith("refused:") and "symlink" in through_link
+    assert "host secret" not in tool_result(reqs[4])
+    assert outside.read_text() == "host secret\n", "nothing was written through the symlink"
+    assert tool_result(reqs[6]) == "# mathutil\n"
 
-    [refusal] = await kinds(engine, job.id, "tool.refused")
-    assert "../../etc/passwd" in str(refusal.data)
+    refusals = await kinds(engine, job.id, "tool.refused")
+    assert len(refusals) == 3
+    assert "../../etc/passwd" in str(refusals[0].data)
+    assert all("leak" in str(r.data) for r in refusals[1:])
     shell = [e for e in await engine.events(job.id) if e.kind == "tool.shell"]
-    assert len(shell) == 1 and shell[0].data["exit_code"] != 0
+    assert [e.data["exit_code"] != 0 for e in shell] == [True, False]
     [finished] = await kinds(engine, job.id, "agent.finished")
     assert finished.data["summary"] == "could not do it"
-    assert job.state is JobState.succeeded, job.result  # the loop changed nothing
-    assert job.model.calls == 4
+    # The symlink the model made is its only change, and it is what the reviewer sees.
+    assert job.state is JobState.awaiting_approval, job.result
+    assert job.pending_action["stat"]["files"] == ["leak"]
+    assert job.model.calls == 7
 
 
 async def test_rate_limited_model_falls_back_to_the_next_model_of_the_route(rig: Rig):
@@ -347,6 +364,31 @@ async def test_job_over_its_model_budget_stops_with_the_reason(rig: Rig):
     assert len(rig.standin.requests_for(MODEL)) == 1
     assert rig.standin.pending(MODEL) == 1, "the second call was never sent"
     assert job.model.calls == 1 and job.model.cost_usd > 0.000001
+
+
+async def test_team_budget_spent_by_one_job_stops_a_teammates_job(rig: Rig):
+    engine = await rig.engine(budgets={"per_team_usd": 0.0001})
+    rig.standin.script(MODEL, say("nothing to change", usage=(1000, 500)))  # about $0.00045
+    first = await submit_and_run(engine, person="alice")
+    assert first.state is JobState.succeeded, first.result
+    assert first.model.cost_usd > 0.0001
+
+    second = await submit_and_run(engine, person="bob")  # same team (payments)
+    assert second.state is JobState.failed, second.result
+    assert "budget" in second.result["reason"] and "payments" in second.result["reason"]
+    assert len(rig.standin.requests_for(MODEL)) == 1, "the teammate's job called no model"
+    assert second.model.calls == 0
+
+
+async def test_model_that_never_finishes_is_stopped_at_the_step_limit(rig: Rig):
+    engine = await rig.engine(limits={"agent_max_steps": 3})
+    rig.standin.script(MODEL, *[call("list_dir", path=".") for _ in range(5)])
+    job = await submit_and_run(engine)
+
+    assert job.state is JobState.failed, job.result
+    assert "step limit of 3" in job.result["reason"]
+    assert len(rig.standin.requests_for(MODEL)) == 3 and rig.standin.pending(MODEL) == 2
+    assert job.model.calls == 3
 
 
 async def test_model_question_waits_for_the_requester_and_the_answer_reaches_the_model(rig: Rig):
@@ -396,6 +438,33 @@ async def test_replay_matches_and_a_deliberate_change_on_main_makes_it_differ(ri
     assert "def sub" in out, "the difference is shown as a diff"
     assert len(rig.standin.requests) == sent
     assert (await engine.get(job.id)).state is JobState.awaiting_approval, "replay changes no job"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replay feeds every recorded response to ONE loop that already carries the answer: "
+    "the first recorded response is the `ask` call, so the replay stops there with no change "
+    "and reports 'differs' for a run it reproduced faithfully (code_jobs.replay)",
+)
+async def test_replay_of_a_job_resumed_after_an_answer_is_identical(rig: Rig):
+    engine = await rig.engine()
+    rig.standin.script(MODEL, call("ask", question="Which file?"))
+    job = await submit_and_run(engine, "code demo: fix it")
+    assert job.state is JobState.needs_clarification
+    rig.standin.script(
+        MODEL,
+        call("write_file", path="src/mathutil.py", content=FIXED),
+        say("fixed"),
+    )
+    await engine.answer(job.id, engine.actor("cli", "alice"), "src/mathutil.py")
+    job = await run_until_settled(engine, job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    sent = len(rig.standin.requests)
+
+    code, out, err = await rig.acp("replay", job.job_id)
+    assert len(rig.standin.requests) == sent
+    assert code == 0, out + err
+    assert "identical" in out
 
 
 async def test_provider_key_never_reaches_the_database_artifacts_or_sandbox(rig: Rig):
