@@ -373,14 +373,19 @@ class ReplayReport(BaseModel):
 async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) -> ReplayReport:
     """Re-run a model job in a fresh sandbox, feeding the recorded model responses."""
     events = await engine.events(job.id)
+    created = [e for e in events if e.kind == "sandbox.worktree_created"]
+    if not created:
+        raise InvalidTransition(f"{job.job_id} never ran; there is nothing to replay")
+    # Each run starts from a fresh checkout (a run the model paused with a question left
+    # nothing behind), so the last run alone made the change: replay it, with every answer.
+    last_run = [e for e in events if e.seq > created[-1].seq]
     responses = [
         json.loads(engine.artifacts.read(e.artifacts[1]))
-        for e in events
+        for e in last_run
         if e.kind == "model.call" and len(e.artifacts) == 2
     ]
     if not responses:
         raise InvalidTransition(f"{job.job_id} made no model call; there is nothing to replay")
-    created = [e for e in events if e.kind == "sandbox.worktree_created"]
     target, path = await ensure_repo(engine, job.spec.target or "")
     start = None if on_base else created[-1].data["base_commit"]
     runs = sum(1 for e in events if e.kind == "replay.finished") + 1

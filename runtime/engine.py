@@ -218,6 +218,29 @@ class Engine:
                     await outbox.enqueue(conn, reply_to["door"], job_id, kind, {"seq": event.seq})
             return event
 
+    async def log_progress(
+        self,
+        job_id: int,
+        kind: str,
+        actor: str,
+        data: dict[str, Any],
+        event_artifacts: tuple[str, ...] = (),
+        **changes: Any,
+    ) -> JobRecord:
+        """An event and the job's changed fields, in one transaction (e.g. a model call)."""
+
+        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
+            await self._event(conn, kind, actor, job_id, data, event_artifacts)
+            updated = fresh.model_copy(update=changes)
+            return await job_store.save_job(conn, updated, expected_state=fresh.state)
+
+        return await self.locked(job_id, body)
+
+    async def team_spend_today(self, team: str | None, *, excluding: int) -> float:
+        start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.db.engine.connect() as conn:
+            return await job_store.team_spend_since(conn, team, start, excluding=excluding)
+
     async def save_progress(self, job: JobRecord, **changes: Any) -> JobRecord:
         async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
             updated = fresh.model_copy(update=changes)
@@ -396,7 +419,8 @@ class Engine:
         request_key: str | None,
     ) -> JobRecord:
         async with self.db.begin() as conn:
-            job = await job_store.insert_job(conn, record, request_key)
+            team = self.policy.people[actor.person].team
+            job = await job_store.insert_job(conn, record, request_key, team)
             await self._event(
                 conn,
                 "job.received",

@@ -11,7 +11,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
@@ -179,18 +178,8 @@ class ModelClient:
         if budgets.per_team_usd is None:
             return
         team = self.engine.policy.people[self.job.spec.requester].team
-        members = {n for n, p in self.engine.policy.people.items() if p.team == team}
-        today = datetime.now(UTC).date()
-        spent = (
-            sum(
-                job.model.cost_usd
-                for job in await self.engine.jobs(limit=10_000)
-                if job.spec.requester in members
-                and job.created_at.date() == today
-                and job.id != self.job.id
-            )
-            + self.usage.cost_usd
-        )
+        spent = await self.engine.team_spend_today(team, excluding=self.job.id)
+        spent += self.usage.cost_usd
         if spent >= budgets.per_team_usd:
             raise BudgetExceeded(
                 f"team {team or '(none)'} has spent ${spent:.4f} of its "
@@ -221,7 +210,7 @@ class ModelClient:
         self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.usage.model = model
         self.responses.append(document)
-        await self.engine.log(
+        self.job = await self.engine.log_progress(
             self.job.id,
             "model.call",
             self.actor,
@@ -237,9 +226,7 @@ class ModelClient:
                 "response_sha256": res.sha256,
             },
             event_artifacts=(req.sha256, res.sha256),
-        )
-        self.job = await self.engine.save_progress(
-            self.job, model=ModelUse(**self.usage.model_dump())
+            model=ModelUse(**self.usage.model_dump()),
         )
         return _reply(document, model, cost, latency_ms)
 

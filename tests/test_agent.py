@@ -440,12 +440,6 @@ async def test_replay_matches_and_a_deliberate_change_on_main_makes_it_differ(ri
     assert (await engine.get(job.id)).state is JobState.awaiting_approval, "replay changes no job"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replay feeds every recorded response to ONE loop that already carries the answer: "
-    "the first recorded response is the `ask` call, so the replay stops there with no change "
-    "and reports 'differs' for a run it reproduced faithfully (code_jobs.replay)",
-)
 async def test_replay_of_a_job_resumed_after_an_answer_is_identical(rig: Rig):
     engine = await rig.engine()
     rig.standin.script(MODEL, call("ask", question="Which file?"))

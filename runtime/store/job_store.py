@@ -70,15 +70,19 @@ def row_values(record: JobRecord) -> dict[str, Any]:
         "model": dumped["model"],
         "result": dumped["result"],
         "reply_to": dumped["reply_to"],
+        "cost_usd": record.model.cost_usd,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
 
 
 async def insert_job(
-    conn: AsyncConnection, record: JobRecord, request_key: str | None = None
+    conn: AsyncConnection,
+    record: JobRecord,
+    request_key: str | None = None,
+    team: str | None = None,
 ) -> JobRecord:
-    values = {**row_values(record), "request_key": request_key}
+    values = {**row_values(record), "request_key": request_key, "team": team}
     result = await conn.execute(insert(jobs_table).values(**values).returning(jobs_table.c.id))
     return record.model_copy(update={"id": result.scalar_one()})
 
@@ -150,3 +154,13 @@ async def job_for_request(conn: AsyncConnection, request_key: str) -> JobRecord 
 async def reply_to_of(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
     query = select(jobs_table.c.reply_to).where(jobs_table.c.id == job_id)
     return (await conn.execute(query)).scalar()
+
+
+async def team_spend_since(
+    conn: AsyncConnection, team: str | None, since: datetime, *, excluding: int
+) -> float:
+    """What a team's jobs created since `since` have spent on models (one job left out)."""
+    query = select(func.coalesce(func.sum(jobs_table.c.cost_usd), 0.0)).where(
+        jobs_table.c.team == team, jobs_table.c.created_at >= since, jobs_table.c.id != excluding
+    )
+    return float((await conn.execute(query)).scalar() or 0.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -42,6 +42,9 @@ class JobRow(Base):
     request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # Where the door that submitted the job wants to hear about it (channel, user, ...).
     reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Denormalised for budgets: a team's spend today is one indexed SUM.
+    team: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
