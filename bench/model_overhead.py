@@ -196,14 +196,13 @@ async def run(args: argparse.Namespace) -> int:
                     )
                     return (time.perf_counter() - started) * 1000
 
+                # One client for the whole run, as the agent loop holds one per job run.
+                client = ModelClient(engine, job, actor="bench")
+
                 async def ours() -> float:
-                    nonlocal job
                     started = time.perf_counter()
-                    client = ModelClient(engine, job, actor="bench")
                     await client.complete(messages, TOOLS)
-                    took = (time.perf_counter() - started) * 1000
-                    job = client.job
-                    return took
+                    return (time.perf_counter() - started) * 1000
 
                 # Warm up both paths (imports, connection pools, first SQLite pages).
                 standin.script(MODEL, *[say("ok") for _ in range(10)], usage=USAGE)

@@ -218,23 +218,18 @@ class Engine:
                     await outbox.enqueue(conn, reply_to["door"], job_id, kind, {"seq": event.seq})
             return event
 
-    async def log_progress(
+    async def log_model_call(
         self,
         job_id: int,
-        kind: str,
         actor: str,
         data: dict[str, Any],
-        event_artifacts: tuple[str, ...] = (),
-        **changes: Any,
-    ) -> JobRecord:
-        """An event and the job's changed fields, in one transaction (e.g. a model call)."""
-
-        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
-            await self._event(conn, kind, actor, job_id, data, event_artifacts)
-            updated = fresh.model_copy(update=changes)
-            return await job_store.save_job(conn, updated, expected_state=fresh.state)
-
-        return await self.locked(job_id, body)
+        event_artifacts: tuple[str, ...],
+        usage: ModelUse,
+    ) -> None:
+        """A model call's event and the job's new usage totals, in one transaction."""
+        async with self.db.begin() as conn:
+            await self._event(conn, "model.call", actor, job_id, data, event_artifacts)
+            await job_store.save_model_use(conn, job_id, usage.model_dump(mode="json"))
 
     async def team_spend_today(self, team: str | None, *, excluding: int) -> float:
         start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)

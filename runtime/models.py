@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from runtime.errors import BudgetExceeded, ModelUnavailable
-from runtime.jobs import JobRecord, ModelUse
+from runtime.jobs import JobRecord
 from runtime.secrets import redact
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ FALLBACK_ERRORS = frozenset(
     }
 )
 CALL_TIMEOUT_S = 120.0
+# What the rest of the team spent is re-read at most this often during one job's loop.
+TEAM_SPEND_TTL_S = 5.0
 
 
 def litellm_module():
@@ -113,6 +115,7 @@ class ModelClient:
         self.usage = job.model.model_copy(deep=True)
         self._replay = list(replay) if replay is not None else None
         self.responses: list[dict[str, Any]] = []
+        self._others_spent: tuple[float, float] | None = None
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict]) -> ModelReply:
         if self._replay is not None:
@@ -178,8 +181,11 @@ class ModelClient:
         if budgets.per_team_usd is None:
             return
         team = self.engine.policy.people[self.job.spec.requester].team
-        spent = await self.engine.team_spend_today(team, excluding=self.job.id)
-        spent += self.usage.cost_usd
+        now = time.monotonic()
+        if self._others_spent is None or now - self._others_spent[0] > TEAM_SPEND_TTL_S:
+            others = await self.engine.team_spend_today(team, excluding=self.job.id)
+            self._others_spent = (now, others)
+        spent = self._others_spent[1] + self.usage.cost_usd
         if spent >= budgets.per_team_usd:
             raise BudgetExceeded(
                 f"team {team or '(none)'} has spent ${spent:.4f} of its "
@@ -210,9 +216,8 @@ class ModelClient:
         self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.usage.model = model
         self.responses.append(document)
-        self.job = await self.engine.log_progress(
+        await self.engine.log_model_call(
             self.job.id,
-            "model.call",
             self.actor,
             {
                 "index": index,
@@ -225,9 +230,10 @@ class ModelClient:
                 "request_sha256": req.sha256,
                 "response_sha256": res.sha256,
             },
-            event_artifacts=(req.sha256, res.sha256),
-            model=ModelUse(**self.usage.model_dump()),
+            (req.sha256, res.sha256),
+            self.usage,
         )
+        self.job = self.job.model_copy(update={"model": self.usage.model_copy(deep=True)})
         return _reply(document, model, cost, latency_ms)
 
 

@@ -62,6 +62,9 @@ class Database:
         else:
             self.engine = create_async_engine(url, pool_size=5, max_overflow=5)
 
+        # The same pool, with the flag that makes SQLite's BEGIN an IMMEDIATE one.
+        self._writer = self.engine.execution_options(acp_write=True)
+
     @property
     def sqlite_path(self) -> Path | None:
         database = make_url(self.url).database
@@ -70,10 +73,8 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (on SQLite: BEGIN IMMEDIATE, so read-then-write cannot race)."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(acp_write=True)
-            async with conn.begin():
-                yield conn
+        async with self._writer.begin() as conn:
+            yield conn
 
     async def create_schema(self) -> None:
         async with self.begin() as conn:

@@ -164,3 +164,12 @@ async def team_spend_since(
         jobs_table.c.team == team, jobs_table.c.created_at >= since, jobs_table.c.id != excluding
     )
     return float((await conn.execute(query)).scalar() or 0.0)
+
+
+async def save_model_use(conn: AsyncConnection, job_id: int, model: dict[str, Any]) -> None:
+    """Only the job's model usage: the hot path of an agent loop need not rewrite the rest."""
+    await conn.execute(
+        update(jobs_table)
+        .where(jobs_table.c.id == job_id)
+        .values(model=model, cost_usd=model.get("cost_usd", 0.0), updated_at=utcnow())
+    )
