@@ -110,6 +110,20 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     return await request_or_publish(engine, job, pending, artifacts, actor)
 
 
+async def _fail(
+    engine: Engine, job: JobRecord, toolbox: Toolbox, actor: str, reason: str
+) -> JobRecord:
+    """End a running job as failed, keeping what its tools left for review."""
+    return await engine.finish(
+        job,
+        JobState.failed,
+        actor,
+        "job.failed",
+        reason=reason,
+        artifacts=[*job.artifacts, *toolbox.artifacts],
+    )
+
+
 async def _run_steps(
     engine: Engine, job: JobRecord, toolbox: Toolbox, actor: str
 ) -> JobRecord | None:
@@ -118,23 +132,15 @@ async def _run_steps(
         try:
             result = await toolbox.call("shell", command=command)
         except SandboxViolation as refusal:
-            return await engine.finish(
-                job,
-                JobState.failed,
-                actor,
-                "job.failed",
-                reason=refusal.message,
-                artifacts=[*job.artifacts, *toolbox.artifacts],
-            )
+            return await _fail(engine, job, toolbox, actor, refusal.message)
         if result.exit_code != 0:
             why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
-            return await engine.finish(
+            return await _fail(
+                engine,
                 job,
-                JobState.failed,
+                toolbox,
                 actor,
-                "job.failed",
-                reason=f"step {index} `{command}` {why}; see command-{index}.log",
-                artifacts=[*job.artifacts, *toolbox.artifacts],
+                f"step {index} `{command}` {why}; see command-{index}.log",
             )
     return None
 
@@ -157,14 +163,7 @@ async def _run_model(
             time_limit_s=limits.agent_time_limit_s,
         )
     except (BudgetExceeded, ModelUnavailable) as error:
-        return await engine.finish(
-            job,
-            JobState.failed,
-            actor,
-            "job.failed",
-            reason=error.message,
-            artifacts=[*job.artifacts, *toolbox.artifacts],
-        )
+        return await _fail(engine, job, toolbox, actor, error.message)
     transcript = engine.artifacts.put(
         "transcript.json",
         redact(json.dumps(outcome.transcript, default=str)).encode(),
@@ -194,14 +193,7 @@ async def _run_model(
 
         return await engine.locked(job.id, body)
     if outcome.kind == "stopped":
-        return await engine.finish(
-            job,
-            JobState.failed,
-            actor,
-            "job.failed",
-            reason=f"the agent stopped: {outcome.summary}",
-            artifacts=[*job.artifacts, *toolbox.artifacts],
-        )
+        return await _fail(engine, job, toolbox, actor, f"the agent stopped: {outcome.summary}")
     return None
 
 
