@@ -108,6 +108,16 @@ class ToolNotGranted(SandboxViolation):
     """Raised when a job calls a tool its grant does not include."""
 
 
+class ReadOnlyViolation(SandboxViolation):
+    """Raised when a SQL statement could write, escape or run something the policy denies."""
+
+
+class NotAReplica(AcpError):
+    """Raised when a database target is neither a replica nor a role without write privileges."""
+
+    exit_code = 15
+
+
 class SandboxUnavailable(AcpError):
     """Raised when bubblewrap (or git) is missing or cannot create a sandbox here."""
 
