@@ -161,10 +161,11 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
             f"{d['completion_tokens']} tokens, ${d['cost_usd']:.6f}, {d['latency_ms']:.0f} ms "
             f"(route {d['route_rule']})"
         )
-    diff = next((a for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
-    if diff:
-        print()
-        print(engine.artifacts.read(diff.sha256).decode(errors="replace").rstrip())
+    for name in ("result.txt", "diff.patch"):
+        found = next((a for a in reversed(job.artifacts) if a.name == name), None)
+        if found:
+            print()
+            print(engine.artifacts.read(found.sha256).decode(errors="replace").rstrip())
     return 0
 
 

@@ -32,7 +32,13 @@ from runtime.errors import (
     UnknownPerson,
     UnknownTarget,
 )
-from runtime.intake import TYPE_ALIASES, ParsedRequest, extract_commands, parse_request
+from runtime.intake import (
+    TYPE_ALIASES,
+    ParsedRequest,
+    extract_commands,
+    looks_like_sql,
+    parse_request,
+)
 from runtime.jobs import (
     ARTIFACT_CONTRACTS,
     TERMINAL_STATES,
@@ -90,6 +96,15 @@ class PolicyCheck(BaseModel):
     parsed: dict[str, Any]
     decision: Decision
     policy_hash: str
+
+
+def _explicit_sql(parsed: ParsedRequest) -> bool:
+    """A SQL job runs without a model when it is a statement or a standard diagnostic."""
+    if parsed.job_type is not JobType.sql:
+        return False
+    from runtime.tools.sql import match_diagnostic
+
+    return looks_like_sql(parsed.instruction) or match_diagnostic(parsed.instruction) is not None
 
 
 def request_digest(text: str) -> dict[str, Any]:
@@ -307,7 +322,7 @@ class Engine:
             target=parsed.target,
             origin=origin,
             confidence=parsed.confidence,
-            has_explicit_steps=bool(parsed.commands),
+            has_explicit_steps=bool(parsed.commands) or _explicit_sql(parsed),
         )
 
     def _spec(
@@ -469,6 +484,34 @@ class Engine:
                 kind="job.clarification_requested",
                 data={**data, "question": question.question, "options": question.options},
                 clarification=question,
+            )
+        if "run" in decision.approval_required_for:
+            # The policy wants a person to agree before this job runs at all.
+            pending = {
+                "action": "run",
+                "job_type": job.spec.job_type.value,
+                "target": job.spec.target,
+                "instruction": job.spec.instruction,
+                "commands": job.spec.commands,
+            }
+            decided = job.model_copy(update={"decision": decision.model_dump(mode="json")})
+            gate = self.new_gate(decided, "run", pending)
+            return await self.transition(
+                conn,
+                job,
+                JobState.awaiting_approval,
+                actor="policy",
+                kind="approval.requested",
+                data={
+                    **data,
+                    "action": "run",
+                    "action_hash": gate.action_hash,
+                    "pending": pending,
+                    "approvers": gate.approvers,
+                },
+                clarification=None,
+                pending_action=pending,
+                approvals=[*job.approvals, gate],
             )
         return await self.transition(
             conn,

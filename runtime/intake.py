@@ -193,3 +193,13 @@ def _find_target(text: str, policy: Policy) -> tuple[str | None, tuple[JobType, 
             if re.search(rf"(?<![\w.\-]){re.escape(name.lower())}(?![\w\-])", lowered):
                 return name, types
     return None, ()
+
+
+_SQL_START = re.compile(
+    r"^\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*(select|with|explain|show|table|values)\b", re.I | re.S
+)
+
+
+def looks_like_sql(instruction: str) -> bool:
+    """An instruction that is itself a read statement (the SQL tool still checks it)."""
+    return bool(_SQL_START.match(instruction))

@@ -127,7 +127,16 @@ class RepoTarget(_Strict):
 
 
 class DatabaseTarget(_Strict):
-    dsn_env: str
+    dsn_env: str = Field(description="NAME of the environment variable holding the DSN")
+    statement_timeout_ms: int = Field(5_000, gt=0)
+    lock_timeout_ms: int = Field(1_000, gt=0)
+    idle_in_transaction_timeout_ms: int = Field(10_000, gt=0)
+    row_cap: int = Field(1_000, gt=0)
+    allow_explain_analyze: bool = False
+    mask_columns: list[str] = Field(default_factory=list, description="shown as *** everywhere")
+    primary_for_diagnostics: bool = Field(
+        False, description="allow a primary whose role can write (read-only transaction still)"
+    )
     production: bool = False
     sensitivity: Sensitivity = "internal"
     description: str = ""

@@ -124,7 +124,9 @@ class Worker:
             if job_id is None:
                 return None
             job = await job_store.load_job(conn, job_id)
-            phase = "publish" if job.state is JobState.approved else "execute"
+            # An approved job publishes, unless what was approved is running it at all.
+            run_gate = (job.pending_action or {}).get("action") == "run"
+            phase = "publish" if job.state is JobState.approved and not run_gate else "execute"
             return await self.engine.transition(
                 conn,
                 job,
@@ -141,6 +143,10 @@ class Worker:
             return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
         if job.spec.job_type is JobType.code:
             return await self._guarded(job, code_jobs.execute(self.engine, job, self.id))
+        if job.spec.job_type is JobType.sql:
+            from runtime import sql_jobs
+
+            return await self._guarded(job, sql_jobs.execute(self.engine, job, self.id))
         return await self.engine.finish(
             job,
             JobState.failed,
