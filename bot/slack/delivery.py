@@ -113,11 +113,29 @@ class SlackDelivery:
         if line is None:
             return
         await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
+        if event.kind == "job.succeeded":
+            await self._evidence(job, channel, ts)
         if event.kind == "tool.shell" and event.artifacts:
             output = self.engine.artifacts.read(event.artifacts[0]).decode(errors="replace")
             if "--- stdout\n\n--- stderr\n" not in output:  # something was printed: show it
                 await self._upload(channel, ts, f"{job.job_id}-step-{event.data.get('index')}.log",
                                    output, f"Output of step {event.data.get('index')}")  # fmt: skip
+
+    async def _evidence(self, job: JobRecord, channel: str, ts: str) -> None:
+        """A query's result: the table in the thread (a file when long), the CSV as a file."""
+        named = {a.name: a for a in job.artifacts}
+        if "result.txt" in named:
+            table = self.engine.artifacts.read(named["result.txt"].sha256).decode(errors="replace")
+            if len(table) <= blocks.TEXT_LIMIT - 20:
+                await self.client.chat_postMessage(
+                    channel=channel, thread_ts=ts, text=blocks.code_block(table)
+                )
+            else:
+                await self._upload(channel, ts, f"{job.job_id}-result.txt", table, "Result")
+        for name, title in (("result.csv", "Result (CSV)"), ("plan.json", "EXPLAIN plan")):
+            if name in named:
+                content = self.engine.artifacts.read(named[name].sha256).decode(errors="replace")
+                await self._upload(channel, ts, f"{job.job_id}-{name}", content, title)
 
     def _diff_text(self, job: JobRecord) -> str | None:
         digest = (job.pending_action or {}).get("diff_sha256")
