@@ -70,13 +70,19 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
             mask_columns=target.mask_columns,
             primary_for_diagnostics=target.primary_for_diagnostics,
         )
-        evidence = await run_query(dsn, statement, limits)
+        evidence = await run_query(
+            dsn, statement, limits, max_sleep_s=limits.statement_timeout_ms / 1000
+        )
     except ReadOnlyViolation as refusal:
         return await _refuse(engine, job, actor, refusal.message, statement=job.spec.instruction)
     except AcpError as error:
-        return await engine.finish(
-            job, JobState.failed, actor, "job.failed", reason=redact(error.message)
-        )
+        reason = redact(error.message)
+        if "pg_stat_statements" in reason:
+            reason += (
+                " (the diagnostic needs the pg_stat_statements extension: add it to "
+                "shared_preload_libraries and run CREATE EXTENSION pg_stat_statements)"
+            )
+        return await engine.finish(job, JobState.failed, actor, "job.failed", reason=reason)
     store = engine.artifacts
     refs: list[ArtifactRef] = [
         store.put("result.txt", redact(evidence.table).encode()),

@@ -79,8 +79,22 @@ def _clean_env() -> dict[str, str]:
 class PostgresServer:
     """Start a private PostgreSQL 15 cluster on 127.0.0.1 for tests; stop and delete it on exit."""
 
-    def __init__(self, base_dir: Path | None = None):
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        *,
+        settings: dict[str, str] | None = None,
+        shared_preload_libraries: list[str] | None = None,
+    ):
+        """``settings`` are extra postgresql.conf lines, values written verbatim (quote strings:
+        ``{"work_mem": "'8MB'"}``); ``shared_preload_libraries`` e.g. ``["pg_stat_statements"]``.
+        """
         self.bin_dir = find_pg_bin()
+        self.settings = dict(settings or {})
+        if shared_preload_libraries:
+            self.settings["shared_preload_libraries"] = (
+                "'" + ",".join(shared_preload_libraries) + "'"
+            )
         self._as_root = os.geteuid() == 0
         if base_dir is None:
             # Under root the postgres user must traverse every parent, so stay out of
@@ -264,7 +278,7 @@ class PostgresServer:
             as_postgres=True,
             timeout=120,
         )
-        lines = [f"{k} = {v}" for k, v in _SPEED_SETTINGS.items()]
+        lines = [f"{k} = {v}" for k, v in {**_SPEED_SETTINGS, **self.settings}.items()]
         lines.append(f"unix_socket_directories = '{self.socket_dir}'")
         conf = self.data_dir / "postgresql.conf"
         with conf.open("a", encoding="utf-8") as f:
