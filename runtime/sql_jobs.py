@@ -11,7 +11,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from runtime.errors import AcpError, ReadOnlyViolation
+from runtime.errors import AcpError, NotAReplica, ReadOnlyViolation
 from runtime.intake import looks_like_sql
 from runtime.jobs import ArtifactRef, JobRecord, JobState
 from runtime.secrets import redact
@@ -73,7 +73,7 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         evidence = await run_query(
             dsn, statement, limits, max_sleep_s=limits.statement_timeout_ms / 1000
         )
-    except ReadOnlyViolation as refusal:
+    except (ReadOnlyViolation, NotAReplica) as refusal:
         return await _refuse(engine, job, actor, refusal.message, statement=job.spec.instruction)
     except AcpError as error:
         reason = redact(error.message)

@@ -388,3 +388,60 @@ async def test_fifty_concurrent_commands_all_ack_within_three_seconds(rig):
     assert times[-1] < 3.0
     await rig.wait_state({"awaiting_approval", "queued", "running"}, job="J-50", timeout=60)
     assert len(json.loads(acp(rig.env, "jobs", "--json", "--limit", "100").stdout)) == 50
+
+
+@pytest.fixture
+async def sql_rig(tmp_path: Path, pg_server):
+    """The Slack rig with the sample payments-replica pointing at a real PostgreSQL."""
+    import os
+    import uuid
+
+    name = f"pay_{uuid.uuid4().hex[:10]}"
+    pg_server.create_database(name)
+    pg_server.psql(
+        "CREATE TABLE orders (id serial PRIMARY KEY, status text, email text);"
+        "INSERT INTO orders (status, email) SELECT (ARRAY['paid','refunded'])[1 + i % 2], "
+        "'u' || i || '@example.com' FROM generate_series(1, 40) i;"
+        "CREATE ROLE slack_reader LOGIN; GRANT SELECT ON orders TO slack_reader;",
+        database=name,
+    )
+    standin = await SlackStandIn().start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
+    env.update(
+        ACP_HOME=str(tmp_path / "home"),
+        ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+        SLACK_BOT_TOKEN=standin.bot_token,
+        SLACK_SIGNING_SECRET=SECRET,
+        ACP_SLACK_API_URL=standin.base_url,
+        ACP_HOST="127.0.0.1",
+        ACP_PORT=str(free_port()),
+        PAYMENTS_REPLICA_DSN=f"postgresql://slack_reader@127.0.0.1:{pg_server.port}/{name}",
+    )
+    rig = SlackRig(env, standin)
+    await asyncio.to_thread(rig.start)
+    try:
+        yield rig
+    finally:
+        await asyncio.to_thread(rig.stop)
+        await standin.stop()
+        pg_server.drop_database(name)
+        pg_server.psql("DROP ROLE IF EXISTS slack_reader")
+
+
+async def test_sql_result_reaches_the_thread_as_a_table_and_files(sql_rig):
+    status, _, _ = await sql_rig.command(
+        "sql payments-replica: SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 1",
+        user=CAROL,
+    )
+    assert status == 200
+    await sql_rig.wait_state({"succeeded"})
+    table = await sql_rig.thread_with("refunded")
+    assert "```" in table["text"]
+    deadline = time.monotonic() + 15
+    while len(sql_rig.standin.files) < 2:
+        assert time.monotonic() < deadline, sql_rig.standin.files
+        await asyncio.sleep(0.1)
+    names = {f["filename"] for f in sql_rig.standin.files}
+    assert {"J-1-result.csv", "J-1-plan.json"} <= names
+    csv = next(f for f in sql_rig.standin.files if f["filename"] == "J-1-result.csv")
+    assert b"paid,20" in csv["content"]

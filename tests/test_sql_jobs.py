@@ -177,3 +177,20 @@ async def test_dsn_and_password_never_reach_records_or_artifacts(sql_engine):
             dumped += path.read_text(errors="replace")
     assert PASSWORD not in dumped
     assert "PAYMENTS_REPLICA_DSN" in job.spec.model_dump_json(), "referenced by name only"
+
+
+async def test_a_primary_whose_role_can_write_is_refused_and_recorded(
+    sql_engine, replica, monkeypatch
+):
+    server, name, _ = replica
+    monkeypatch.setenv(
+        "PAYMENTS_REPLICA_DSN", f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
+    )
+    job = await sql_engine.submit(
+        "sql payments-replica: SELECT count(*) FROM orders", sql_engine.actor("cli", "carol")
+    )
+    job = await settle(sql_engine, job.id)
+    assert job.state is JobState.failed
+    assert "primary" in job.result["reason"]
+    [refusal] = [e for e in await sql_engine.events(job.id) if e.kind == "tool.refused"]
+    assert refusal.data["tool"] == "sql.query"
