@@ -7,7 +7,6 @@ only with hooks and filters disabled.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 import json
@@ -273,10 +272,9 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
                 pending["head_commit"],
             )
         else:
-            async with publish_lock(path, target.base_branch):
-                commit = await wt.publish_merge(
-                    path, target.base_branch, pending["job_branch"], pending["head_commit"], message
-                )
+            commit = await wt.publish_merge(
+                path, target.base_branch, pending["job_branch"], pending["head_commit"], message
+            )
     except ApprovalMismatch as moved:
         await engine.log(
             job.id,
@@ -297,16 +295,6 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
         reason=f"published as {commit[:12]} on {target.base_branch}",
         published_commit=commit,
     )
-
-
-def publish_lock(path: Path, base_branch: str):
-    """In-process serialisation on top of the cross-process file lock in publish_merge."""
-    key = (str(path), base_branch)
-    lock = _LOCKS.setdefault(key, asyncio.Lock())
-    return lock
-
-
-_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
 
 
 async def rerequest(
@@ -344,13 +332,12 @@ async def discard_checkout(engine: Engine, job: JobRecord) -> bool:
 async def rollback(engine: Engine, job: JobRecord) -> str:
     pending = job.pending_action or {}
     target, path = await ensure_repo(engine, job.spec.target or pending.get("repo", ""))
-    async with publish_lock(path, target.base_branch):
-        return await wt.revert_merge(
-            path,
-            target.base_branch,
-            job.result["published_commit"],
-            f"Revert {job.job_id}: {job.spec.instruction[:60]}",
-        )
+    return await wt.revert_merge(
+        path,
+        target.base_branch,
+        job.result["published_commit"],
+        f"Revert {job.job_id}: {job.spec.instruction[:60]}",
+    )
 
 
 class ReplayReport(BaseModel):

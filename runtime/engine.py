@@ -41,7 +41,6 @@ from runtime.intake import (
 )
 from runtime.jobs import (
     ARTIFACT_CONTRACTS,
-    TERMINAL_STATES,
     TRANSITIONS,
     ApprovalRequest,
     Clarification,
@@ -863,6 +862,3 @@ class Engine:
             )
 
         return await self.locked(job_id, body)
-
-    def is_terminal(self, job: JobRecord) -> bool:
-        return job.state in TERMINAL_STATES
