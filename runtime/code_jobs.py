@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from runtime.agent import opening_messages, run_agent
+from runtime.approvals import pending_hash
 from runtime.errors import (
     ApprovalMismatch,
     BudgetExceeded,
@@ -256,8 +257,6 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
     pending = job.pending_action or {}
     approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
     if approved is not None:
-        from runtime.engine import pending_hash
-
         if approved.action_hash != pending_hash(pending):
             raise ApprovalMismatch(f"{job.job_id}: the approved change is not the pending one")
     target, path = await ensure_repo(engine, pending["repo"])
