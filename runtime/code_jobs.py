@@ -256,9 +256,8 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
     """Merge (or push) exactly the change that was approved; anything else goes back for review."""
     pending = job.pending_action or {}
     approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
-    if approved is not None:
-        if approved.action_hash != pending_hash(pending):
-            raise ApprovalMismatch(f"{job.job_id}: the approved change is not the pending one")
+    if approved is not None and approved.action_hash != pending_hash(pending):
+        raise ApprovalMismatch(f"{job.job_id}: the approved change is not the pending one")
     target, path = await ensure_repo(engine, pending["repo"])
     message = f"Merge {pending['job_branch']} ({job.job_id}): {job.spec.instruction[:60]}"
     try:
