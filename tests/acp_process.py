@@ -61,3 +61,15 @@ class Service:
 
     def output(self) -> str:
         return self.log.read_text()
+
+
+def service_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment for a service under test: none of ours inherited, SQLite under `home`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACP_", "SLACK_")) and not k.lower().endswith("_proxy")
+    }
+    env.update(ACP_HOME=str(home / "home"), ACP_DATABASE_URL=f"sqlite+aiosqlite:///{home}/acp.db")
+    env.update(extra)
+    return env

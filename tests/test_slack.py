@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from acp_process import Service, acp
+from acp_process import Service, acp, service_env
 from slack_signing import block_action, event_callback, post_signed, slash_command, view_submission
 from slack_standin import SlackStandIn
 
@@ -134,22 +134,23 @@ def button(message: dict, action_id: str) -> str:
     raise AssertionError(f"no {action_id} button in {message}")
 
 
-@pytest.fixture
-async def rig(tmp_path: Path):
-    import os
-
-    standin = await SlackStandIn().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
-    env.update(
-        ACP_HOME=str(tmp_path / "home"),
-        ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+def http_env(tmp_path: Path, standin: SlackStandIn, **extra: str) -> dict[str, str]:
+    """`acp serve` in HTTP mode against the stand-in, on a free port."""
+    return service_env(
+        tmp_path,
         SLACK_BOT_TOKEN=standin.bot_token,
         SLACK_SIGNING_SECRET=SECRET,
         ACP_SLACK_API_URL=standin.base_url,
         ACP_HOST="127.0.0.1",
         ACP_PORT=str(free_port()),
+        **extra,
     )
-    rig = SlackRig(env, standin)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path):
+    standin = await SlackStandIn().start()
+    rig = SlackRig(http_env(tmp_path, standin), standin)
     await asyncio.to_thread(rig.start)
     try:
         yield rig
@@ -393,7 +394,6 @@ async def test_fifty_concurrent_commands_all_ack_within_three_seconds(rig):
 @pytest.fixture
 async def sql_rig(tmp_path: Path, pg_server):
     """The Slack rig with the sample payments-replica pointing at a real PostgreSQL."""
-    import os
     import uuid
 
     name = f"pay_{uuid.uuid4().hex[:10]}"
@@ -406,18 +406,8 @@ async def sql_rig(tmp_path: Path, pg_server):
         database=name,
     )
     standin = await SlackStandIn().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
-    env.update(
-        ACP_HOME=str(tmp_path / "home"),
-        ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
-        SLACK_BOT_TOKEN=standin.bot_token,
-        SLACK_SIGNING_SECRET=SECRET,
-        ACP_SLACK_API_URL=standin.base_url,
-        ACP_HOST="127.0.0.1",
-        ACP_PORT=str(free_port()),
-        PAYMENTS_REPLICA_DSN=f"postgresql://slack_reader@127.0.0.1:{pg_server.port}/{name}",
-    )
-    rig = SlackRig(env, standin)
+    dsn = f"postgresql://slack_reader@127.0.0.1:{pg_server.port}/{name}"
+    rig = SlackRig(http_env(tmp_path, standin, PAYMENTS_REPLICA_DSN=dsn), standin)
     await asyncio.to_thread(rig.start)
     try:
         yield rig

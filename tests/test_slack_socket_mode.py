@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
 import pytest
+from acp_process import service_env
 from slack_signing import block_action, event_callback, slash_command
 from slack_standin import SlackStandIn
 from test_slack import ALICE, BOB, CHANNEL, FIX, SlackRig, button
@@ -65,14 +66,8 @@ class SocketRig(SlackRig):
 @pytest.fixture
 async def socket_rig(tmp_path: Path):
     standin = await SlackStandIn().start()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ACP_", "SLACK_")) and not k.lower().endswith("_proxy")
-    }
-    env.update(
-        ACP_HOME=str(tmp_path / "home"),
-        ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+    env = service_env(
+        tmp_path,
         SLACK_BOT_TOKEN=standin.bot_token,
         SLACK_APP_TOKEN=standin.app_token,
         ACP_SLACK_API_URL=standin.base_url,
@@ -221,10 +216,8 @@ async def test_a_bad_app_token_stops_the_service_with_a_clear_error(tmp_path: Pa
     from acp_process import ACP, ROOT
 
     standin = await SlackStandIn().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
-    env.update(
-        ACP_HOME=str(tmp_path / "home"),
-        ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+    env = service_env(
+        tmp_path,
         SLACK_BOT_TOKEN=standin.bot_token,
         SLACK_APP_TOKEN="xapp-revoked",
         ACP_SLACK_API_URL=standin.base_url,

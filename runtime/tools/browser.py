@@ -1,0 +1,601 @@
+"""The browser tool: one Chromium context per job, governed at the network layer.
+
+It must never let a request reach a host outside the grant (navigations, sub-resources,
+each redirect hop, popups, iframes), never navigate to data:, blob:, javascript:, file:,
+chrome: or about: pages (about:blank aside), never save a download unless granted, never
+click a mutating control or let a non-GET request out without an approved PendingAction,
+and never write a secret filled with fill_secret into the trace in clear.
+
+Every step leaves a screenshot; stop() leaves trace.zip (open with `playwright show-trace`).
+Chromium is the system one (ACP_CHROMIUM, default /usr/bin/chromium): `playwright install`
+is not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hashlib
+import html
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
+
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Download,
+    Error,
+    Page,
+    Playwright,
+    Route,
+    async_playwright,
+)
+from pydantic import BaseModel, Field
+
+from runtime.errors import AcpError, SandboxViolation
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+MUTATING_WORDS = re.compile(
+    r"\b(submit|delete|remove|purchase|buy|pay|save|confirm|disable|update)\b", re.IGNORECASE
+)
+_SAFE_METHODS = {"GET", "HEAD"}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_MAX_REDIRECTS = 20
+_REDACTED = b"[redacted]"
+
+
+class BrowserGrant(BaseModel):
+    """What a job's browser may reach: host names (exact or "*.example.com"; ports ignored)."""
+
+    domains: list[str]
+    allow_downloads: bool = False
+
+
+class StepResult(BaseModel):
+    index: int
+    action: str
+    target: str | None
+    url: str
+    screenshot_sha256: str | None
+    ok: bool
+    detail: str = ""
+
+
+class PendingAction(BaseModel):
+    """A mutating click held back for approval, bound to the page as it was."""
+
+    index: int
+    action: str
+    selector: str
+    description: str
+    url: str
+    screenshot: bytes = Field(exclude=True, repr=False)
+    page_fingerprint: str
+
+
+class MutationPending(AcpError):
+    """Raised instead of clicking a control that would mutate; carries the PendingAction."""
+
+    def __init__(self, pending: PendingAction) -> None:
+        super().__init__(
+            f"approval needed: {pending.description}",
+            hint="approve to perform this action; reject and nothing is sent",
+        )
+        self.pending = pending
+
+
+class PageChanged(AcpError):
+    """Raised by perform_pending when the page is no longer the one that was approved."""
+
+
+# --- the shared browser ----------------------------------------------------------------
+
+_shared: tuple[asyncio.AbstractEventLoop, Playwright, Browser] | None = None
+_shared_lock: asyncio.Lock | None = None
+
+
+def chromium_path() -> str:
+    return os.environ.get("ACP_CHROMIUM", "/usr/bin/chromium")
+
+
+async def launch_browser(playwright: Playwright) -> Browser:
+    return await playwright.chromium.launch(
+        executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+    )
+
+
+async def shared_browser() -> Browser:
+    """The worker's one browser (launched on first use, per event loop)."""
+    global _shared, _shared_lock
+    loop = asyncio.get_running_loop()
+    if _shared_lock is None or _shared is None or _shared[0] is not loop:
+        _shared_lock = asyncio.Lock()
+    async with _shared_lock:
+        if _shared is not None and _shared[0] is loop and _shared[2].is_connected():
+            return _shared[2]
+        if _shared is not None and _shared[0] is loop:
+            await close_shared_browser()
+        playwright = await async_playwright().start()
+        try:
+            browser = await launch_browser(playwright)
+        except BaseException:
+            await playwright.stop()
+            raise
+        _shared = (loop, playwright, browser)
+        return browser
+
+
+async def close_shared_browser() -> None:
+    global _shared
+    if _shared is None:
+        return
+    loop, playwright, browser = _shared
+    _shared = None
+    if loop is not asyncio.get_running_loop():
+        return  # its loop is gone; nothing can be awaited on it from here
+    with contextlib.suppress(Error):
+        await browser.close()
+    await playwright.stop()
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+def host_allowed(grant: BrowserGrant, host: str) -> bool:
+    host = host.lower().rstrip(".")
+    for pattern in grant.domains:
+        pattern = pattern.lower().rstrip(".")
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and host != pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def refusal_reason(grant: BrowserGrant, url: str) -> str | None:
+    """Why a request to url is refused, or None when the grant allows it."""
+    if url == "about:blank":
+        return None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"scheme {scheme or '(none)'}: is not allowed"
+    host = parts.hostname or ""
+    if not host_allowed(grant, host):
+        return f"host {host!r} is not in the job's browser grant"
+    return None
+
+
+_INSPECT_JS = """(el) => {
+  const tag = el.tagName.toLowerCase();
+  const rawType = (el.getAttribute('type') || '').toLowerCase();
+  const form = el.form || el.closest('form');
+  const type = rawType || (tag === 'button' ? 'submit' : '');
+  const isSubmit = (tag === 'button' && type === 'submit' && !!form)
+    || (tag === 'input' && (type === 'submit' || type === 'image'));
+  const method = (el.getAttribute('formmethod')
+    || (form && form.getAttribute('method')) || 'get').toLowerCase();
+  const action = el.getAttribute('formaction') || (form && form.getAttribute('action')) || '';
+  return {
+    tag, type, isSubmit, method, action,
+    role: el.getAttribute('role') || '',
+    name: el.getAttribute('aria-label') || el.getAttribute('title') || '',
+    text: ((el.innerText || el.value || '') + '').trim().slice(0, 200),
+  };
+}"""
+
+_OUTLINE_ON = """(el) => {
+  el.dataset.acpOutline = el.style.outline;
+  el.style.outline = '4px solid #e00';
+  el.scrollIntoView({block: 'center'});
+}"""
+_OUTLINE_OFF = """(el) => { el.style.outline = el.dataset.acpOutline || ''; delete el.dataset.acpOutline; }"""
+
+
+def _role_and_name(aria: str) -> tuple[str, str]:
+    first = aria.strip().splitlines()[0] if aria.strip() else ""
+    m = re.match(r'-\s*([\w-]+)(?:\s+"((?:[^"\\]|\\.)*)")?', first)
+    return (m.group(1), m.group(2) or "") if m else ("", "")
+
+
+class BrowserSession:
+    """One job's browser: a fresh context of the shared browser, traced and governed."""
+
+    def __init__(self, grant: BrowserGrant, trace_dir: Path) -> None:
+        self.grant = grant
+        self.trace_dir = Path(trace_dir)
+        self.refused: list[dict[str, Any]] = []
+        self.steps: list[StepResult] = []
+        self.screenshots: list[bytes] = []
+        self.mutations_sent: list[dict[str, Any]] = []
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._pending: PendingAction | None = None
+        self._mutations_allowed = False
+        self._secrets: list[str] = []
+        self._step_refusals: list[dict[str, Any]] = []
+        self._stopped = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls, grant: BrowserGrant, *, trace_dir: Path, browser: Browser | None = None
+    ) -> BrowserSession:
+        self = cls(grant, trace_dir)
+        browser = browser or await shared_browser()
+        self._context = await browser.new_context(
+            accept_downloads=grant.allow_downloads, service_workers="block"
+        )
+        try:
+            await self._context.tracing.start(screenshots=True, snapshots=True, sources=False)
+            await self._context.route("**/*", self._route)
+            self._context.on("page", self._on_page)
+            self._page = await self._context.new_page()
+        except BaseException:
+            await self._context.close()
+            raise
+        return self
+
+    @property
+    def page(self) -> Page:
+        assert self._page is not None, "session not started"
+        return self._page
+
+    @property
+    def pending_mutations(self) -> list[dict[str, Any]]:
+        """Non-GET requests the page tried to send outside an approved action."""
+        return [r for r in self.refused if r["kind"] == "mutation"]
+
+    async def stop(self) -> Path:
+        """Stop tracing, write trace.zip (secrets scrubbed), close the context."""
+        assert self._context is not None
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        path = self.trace_dir / "trace.zip"
+        if not self._stopped:
+            self._stopped = True
+            try:
+                await self._context.tracing.stop(path=path)
+            finally:
+                await self._context.close()
+            _scrub_zip(path, self._secrets)
+        return path
+
+    # --- network rules -----------------------------------------------------------------
+
+    def _refuse(self, url: str, reason: str, kind: str, **extra: Any) -> dict[str, Any]:
+        entry = {"url": url, "reason": reason, "kind": kind, **extra}
+        self.refused.append(entry)
+        self._step_refusals.append(entry)
+        return entry
+
+    async def _route(self, route: Route) -> None:
+        req = route.request
+        main = False
+        with contextlib.suppress(Error):
+            main = req.is_navigation_request() and req.frame == self._page.main_frame
+        meta = {"method": req.method, "resource_type": req.resource_type, "main_frame": main}
+        why = refusal_reason(self.grant, req.url)
+        if why:
+            self._refuse(req.url, why, "navigation" if req.is_navigation_request() else "request",
+                         **meta)
+            await _quiet(route.abort("blockedbyclient"))
+            return
+        if req.method not in _SAFE_METHODS:
+            if not self._mutations_allowed:
+                self._refuse(
+                    req.url,
+                    f"{req.method} request outside an approved action (pending mutation)",
+                    "mutation",
+                    **meta,
+                )
+                await _quiet(route.abort("blockedbyclient"))
+                return
+            self.mutations_sent.append({"url": req.url, "method": req.method})
+        try:
+            await self._fetch_and_fulfill(route, meta)
+        except Error:
+            await _quiet(route.abort("failed"))
+
+    async def _fetch_and_fulfill(self, route: Route, meta: dict[str, Any]) -> None:
+        """Fetch with redirects followed here, so that every hop is checked against the grant.
+
+        Playwright's route handler sees only the first URL of a redirect chain; a chain
+        followed by the browser would reach an off-list host unchecked.
+        """
+        req = route.request
+        assert self._context is not None
+        url = req.url
+        resp = await route.fetch(max_redirects=0)
+        for _ in range(_MAX_REDIRECTS):
+            location = resp.headers.get("location")
+            if resp.status not in _REDIRECTS or not location:
+                break
+            nxt = urljoin(url, location)
+            why = refusal_reason(self.grant, nxt)
+            await resp.dispose()
+            if why:
+                self._refuse(nxt, f"{why} (redirect from {url})", "redirect", **meta)
+                await _quiet(route.abort("blockedbyclient"))
+                return
+            if resp.status in (307, 308):
+                resp = await route.fetch(url=nxt, max_redirects=0)
+            else:
+                headers = {
+                    k: v
+                    for k, v in req.headers.items()
+                    if k.lower() not in ("content-type", "content-length", "origin")
+                }
+                resp = await self._context.request.fetch(
+                    nxt, method="GET", headers=headers, max_redirects=0
+                )
+            url = nxt
+        disposition = resp.headers.get("content-disposition", "").lower()
+        if disposition.startswith("attachment") and not self.grant.allow_downloads:
+            self._refuse(url, "downloads are not granted to this job", "download", **meta)
+            await resp.dispose()
+            await _quiet(route.abort("blockedbyclient"))
+            return
+        await route.fulfill(response=resp)
+
+    def _on_page(self, page: Page) -> None:
+        page.on("download", self._on_download)
+
+    def _on_download(self, download: Download) -> None:
+        if self.grant.allow_downloads:
+            return
+        if not any(r["kind"] == "download" and r["url"] == download.url for r in self.refused):
+            self._refuse(download.url, "downloads are not granted to this job", "download")
+        asyncio.ensure_future(_quiet(download.cancel()))
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._stopped:
+            raise SandboxViolation("this browser session is stopped")
+        self._mutations_allowed = False
+        self._step_refusals = []
+
+    async def _finish(self, action: str, target: str | None, ok: bool, detail: str = "") -> None:
+        shot: bytes | None = None
+        with contextlib.suppress(Error):
+            shot = await self.page.screenshot(type="png")
+        if shot is not None:
+            self.screenshots.append(shot)
+        self.steps.append(
+            StepResult(
+                index=len(self.steps),
+                action=action,
+                target=target,
+                url=self.page.url,
+                screenshot_sha256=hashlib.sha256(shot).hexdigest() if shot else None,
+                ok=ok,
+                detail=detail,
+            )
+        )
+
+    def _main_frame_refusal(self) -> dict[str, Any] | None:
+        for entry in self._step_refusals:
+            if entry.get("main_frame") and entry["kind"] in ("navigation", "redirect"):
+                return entry
+        return None
+
+    async def _check_landing(self, action: str, target: str | None) -> None:
+        """After a step: refuse a main-frame navigation the network layer blocked, or a page
+        that ended up on a forbidden scheme (e.g. a blob: or data: page)."""
+        blocked = self._main_frame_refusal()
+        if blocked is None:
+            why = refusal_reason(self.grant, self.page.url)
+            if why and urlsplit(self.page.url).scheme not in ("http", "https"):
+                blocked = self._refuse(self.page.url, why, "navigation", main_frame=True)
+                with contextlib.suppress(Error):
+                    await self.page.goto("about:blank")
+        if blocked is not None:
+            await self._finish(action, target, False, f"refused: {blocked['reason']}")
+            raise SandboxViolation(
+                f"refused navigation to {blocked['url']}: {blocked['reason']}",
+                hint="the job's browser grant lists the hosts it may visit",
+            )
+
+    async def goto(self, url: str) -> StepResult:
+        self._begin()
+        why = refusal_reason(self.grant, url)
+        if why:
+            self._refuse(url, why, "navigation", main_frame=True)
+            await self._finish("goto", url, False, f"refused: {why}")
+            raise SandboxViolation(
+                f"refused navigation to {url[:200]}: {why}",
+                hint="the job's browser grant lists the hosts it may visit (http/https only)",
+            )
+        error: Error | None = None
+        try:
+            await self.page.goto(url)
+        except Error as e:
+            error = e
+        await self._check_landing("goto", url)
+        if error is not None:
+            downloads = [r for r in self._step_refusals if r["kind"] == "download"]
+            if downloads or "Download is starting" in str(error):
+                if not downloads:
+                    self._refuse(url, "downloads are not granted to this job", "download")
+                await self._finish("goto", url, False, "refused: download")
+                raise SandboxViolation(
+                    f"refused download from {url}", hint="the job's grant does not allow downloads"
+                )
+            await self._finish("goto", url, False, str(error).splitlines()[0])
+            raise AcpError(f"navigation to {url} failed: {str(error).splitlines()[0]}")
+        await self._finish("goto", url, True)
+        return self.steps[-1]
+
+    async def click(self, selector: str) -> StepResult:
+        self._begin()
+        locator = self.page.locator(selector).first
+        info = await locator.evaluate(_INSPECT_JS)
+        role, name = _role_and_name(await locator.aria_snapshot())
+        words = " ".join([info["text"], info["name"], info["role"], role, name])
+        submits_mutation = info["isSubmit"] and info["method"] != "get"
+        if MUTATING_WORDS.search(words) or submits_mutation:
+            fingerprint = await self._fingerprint()
+            label = name or info["text"] or selector
+            description = f"click '{label}' ({role or info['tag']}) on {self.page.url}"
+            if info["isSubmit"]:
+                target = urljoin(self.page.url, info["action"] or self.page.url)
+                description += f"; submits a {info['method'].upper()} form to {target}"
+            await locator.evaluate(_OUTLINE_ON)
+            try:
+                shot = await self.page.screenshot(type="png")
+            finally:
+                await locator.evaluate(_OUTLINE_OFF)
+            self._pending = PendingAction(
+                index=len(self.steps),
+                action="click",
+                selector=selector,
+                description=description,
+                url=self.page.url,
+                screenshot=shot,
+                page_fingerprint=fingerprint,
+            )
+            await self._finish("click", selector, False, f"pending approval: {description}")
+            raise MutationPending(self._pending)
+        await locator.click()
+        await self._settle()
+        await self._check_landing("click", selector)
+        await self._finish("click", selector, True)
+        return self.steps[-1]
+
+    async def perform_pending(self, pending: PendingAction) -> StepResult:
+        """Take an approved action, if the page is still the one that was approved."""
+        self._begin()
+        current = self._pending
+        if current is None or current.page_fingerprint != pending.page_fingerprint:
+            raise PageChanged("this approval is not for the action pending in this session")
+        self._pending = None
+        if await self._fingerprint() != pending.page_fingerprint or self.page.url != pending.url:
+            await self._finish("perform", pending.selector, False, "page changed since approval")
+            raise PageChanged(
+                f"the page changed since the approval of: {pending.description}",
+                hint="a fresh checkpoint is needed",
+            )
+        self._mutations_allowed = True  # until the next step begins
+        await self.page.locator(pending.selector).first.click()
+        await self._settle()
+        await self._check_landing("perform", pending.selector)
+        await self._finish("perform", pending.selector, True, pending.description)
+        return self.steps[-1]
+
+    async def fill(self, selector: str, value: str) -> StepResult:
+        self._begin()
+        await self.page.locator(selector).first.fill(value)
+        await self._finish("fill", selector, True)
+        return self.steps[-1]
+
+    async def fill_secret(self, selector: str, secret_value: str) -> StepResult:
+        """Fill a credential; its value (raw, JSON-, URL- or HTML-escaped) is scrubbed from
+        trace.zip at stop(): Playwright records it in the fill call and in DOM snapshots."""
+        self._begin()
+        if secret_value:
+            self._secrets.append(secret_value)
+        await self.page.locator(selector).first.fill(secret_value)
+        await self._finish("fill_secret", selector, True, "secret value filled (not recorded)")
+        return self.steps[-1]
+
+    async def select(self, selector: str, value: str) -> StepResult:
+        self._begin()
+        await self.page.locator(selector).first.select_option(value)
+        await self._finish("select", selector, True)
+        return self.steps[-1]
+
+    async def wait(self, selector_or_ms: str | float) -> StepResult:
+        self._begin()
+        if isinstance(selector_or_ms, int | float):
+            await self.page.wait_for_timeout(float(selector_or_ms))
+        else:
+            await self.page.wait_for_selector(selector_or_ms)
+        await self._finish("wait", str(selector_or_ms), True)
+        return self.steps[-1]
+
+    async def screenshot(self) -> bytes:
+        self._begin()
+        await self._finish("screenshot", None, True)
+        return self.screenshots[-1]
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        with contextlib.suppress(Error):
+            await self.page.wait_for_load_state("load", timeout=10_000)
+
+    async def _fingerprint(self) -> str:
+        content = await self.page.content()
+        aria = ""
+        with contextlib.suppress(Error):
+            aria = await self.page.locator("body").aria_snapshot(timeout=5_000)
+        digest = hashlib.sha256()
+        for part in (self.page.url, content, aria):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+async def _quiet(awaitable: Any) -> None:
+    with contextlib.suppress(Error):
+        await awaitable
+
+
+def _secret_forms(secret: str) -> set[bytes]:
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+        html.escape(secret),
+    }
+    return {f.encode() for f in forms if f}
+
+
+def _scrub_zip(path: Path, secrets: list[str]) -> None:
+    """Rewrite trace.zip with every recorded form of each secret replaced."""
+    if not secrets or not path.exists():
+        return
+    forms = sorted(set().union(*(_secret_forms(s) for s in secrets)), key=len, reverse=True)
+    tmp = path.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            for form in forms:
+                data = data.replace(form, _REDACTED)
+            dst.writestr(info.filename, data)
+    tmp.replace(path)
+
+
+__all__ = [
+    "CHROMIUM_ARGS",
+    "BrowserGrant",
+    "BrowserSession",
+    "MutationPending",
+    "PageChanged",
+    "PendingAction",
+    "StepResult",
+    "close_shared_browser",
+    "fnmatch",
+    "host_allowed",
+    "refusal_reason",
+    "shared_browser",
+]
