@@ -153,7 +153,7 @@ class Worker:
             self.actor,
             "job.failed",
             reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-            "only code jobs execute",
+            "only code and sql jobs execute",
         )
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:
