@@ -2,7 +2,7 @@
 # Install what is missing to run (`setup.sh run`) or test (`setup.sh test`) the project.
 #
 # Idempotent and quiet: prints one summary line when it installed something, nothing
-# otherwise. System packages come from apt (git, bubblewrap; postgresql for tests);
+# otherwise. System packages come from apt (git, bubblewrap, chromium; postgresql for tests);
 # Python packages go into .venv, reinstalled only when pyproject.toml changes.
 # Environment: PYTHON picks the interpreter for a new .venv (default: python3).
 set -euo pipefail
@@ -38,6 +38,8 @@ command -v bwrap >/dev/null 2>&1 || apt_pkgs+=(bubblewrap)
 if [[ $mode == test ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     apt_pkgs+=(postgresql)
 fi
+# The browser tool drives the system Chromium (Playwright's own download is not assumed).
+[[ -x /usr/bin/chromium ]] || apt_pkgs+=(chromium)
 # Debian's system python ships venv without ensurepip; python3-venv provides it.
 if [[ ! -x $venv/bin/python ]] && command -v "$python" >/dev/null 2>&1 \
     && [[ "$(command -v "$python")" == /usr/bin/* ]] \

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import hashlib
 import html
 import json
@@ -201,11 +200,16 @@ _INSPECT_JS = """(el) => {
 }"""
 
 _OUTLINE_ON = """(el) => {
-  el.dataset.acpOutline = el.style.outline;
+  const saved = el.getAttribute('style');
   el.style.outline = '4px solid #e00';
+  el.style.outlineOffset = '2px';
   el.scrollIntoView({block: 'center'});
+  return saved;
 }"""
-_OUTLINE_OFF = """(el) => { el.style.outline = el.dataset.acpOutline || ''; delete el.dataset.acpOutline; }"""
+# Restores the style attribute exactly (or removes it), so the page fingerprint is unchanged.
+_OUTLINE_OFF = """(el, saved) => {
+  if (saved === null) el.removeAttribute('style'); else el.setAttribute('style', saved);
+}"""
 
 
 def _role_and_name(aria: str) -> tuple[str, str]:
@@ -231,6 +235,7 @@ class BrowserSession:
         self._secrets: list[str] = []
         self._step_refusals: list[dict[str, Any]] = []
         self._stopped = False
+        self._redirect_target: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -293,8 +298,9 @@ class BrowserSession:
         meta = {"method": req.method, "resource_type": req.resource_type, "main_frame": main}
         why = refusal_reason(self.grant, req.url)
         if why:
-            self._refuse(req.url, why, "navigation" if req.is_navigation_request() else "request",
-                         **meta)
+            self._refuse(
+                req.url, why, "navigation" if req.is_navigation_request() else "request", **meta
+            )
             await _quiet(route.abort("blockedbyclient"))
             return
         if req.method not in _SAFE_METHODS:
@@ -314,10 +320,12 @@ class BrowserSession:
             await _quiet(route.abort("failed"))
 
     async def _fetch_and_fulfill(self, route: Route, meta: dict[str, Any]) -> None:
-        """Fetch with redirects followed here, so that every hop is checked against the grant.
+        """Fetch with redirects handled here, so that every hop is checked against the grant.
 
         Playwright's route handler sees only the first URL of a redirect chain; a chain
-        followed by the browser would reach an off-list host unchecked.
+        followed by the browser would reach an off-list host unchecked. A navigation that
+        redirects to an allowed URL is answered with a page that navigates there (a new,
+        routed request); other requests follow the chain here, hop by hop.
         """
         req = route.request
         assert self._context is not None
@@ -333,6 +341,19 @@ class BrowserSession:
             if why:
                 self._refuse(nxt, f"{why} (redirect from {url})", "redirect", **meta)
                 await _quiet(route.abort("blockedbyclient"))
+                return
+            if req.is_navigation_request() and (
+                req.method in _SAFE_METHODS or resp.status not in (307, 308)
+            ):
+                # Let the frame navigate to the next hop itself: the document gets the right
+                # URL, and the hop comes back through this handler as a request of its own.
+                if meta["main_frame"]:
+                    self._redirect_target = nxt
+                await route.fulfill(
+                    status=200,
+                    content_type="text/html",
+                    body=f"<!doctype html><script>location.replace({json.dumps(nxt)})</script>",
+                )
                 return
             if resp.status in (307, 308):
                 resp = await route.fetch(url=nxt, max_redirects=0)
@@ -350,19 +371,22 @@ class BrowserSession:
         if disposition.startswith("attachment") and not self.grant.allow_downloads:
             self._refuse(url, "downloads are not granted to this job", "download", **meta)
             await resp.dispose()
-            await _quiet(route.abort("blockedbyclient"))
+            if req.is_navigation_request():  # 204: the frame stays on the page it was on
+                await _quiet(route.fulfill(status=204, body=b""))
+            else:
+                await _quiet(route.abort("blockedbyclient"))
             return
         await route.fulfill(response=resp)
 
     def _on_page(self, page: Page) -> None:
         page.on("download", self._on_download)
 
-    def _on_download(self, download: Download) -> None:
+    async def _on_download(self, download: Download) -> None:
         if self.grant.allow_downloads:
             return
         if not any(r["kind"] == "download" and r["url"] == download.url for r in self.refused):
             self._refuse(download.url, "downloads are not granted to this job", "download")
-        asyncio.ensure_future(_quiet(download.cancel()))
+        await _quiet(download.cancel())
 
     # --- steps -------------------------------------------------------------------------
 
@@ -371,6 +395,7 @@ class BrowserSession:
             raise SandboxViolation("this browser session is stopped")
         self._mutations_allowed = False
         self._step_refusals = []
+        self._redirect_target = None
 
     async def _finish(self, action: str, target: str | None, ok: bool, detail: str = "") -> None:
         shot: bytes | None = None
@@ -402,7 +427,9 @@ class BrowserSession:
         blocked = self._main_frame_refusal()
         if blocked is None:
             why = refusal_reason(self.grant, self.page.url)
-            if why and urlsplit(self.page.url).scheme not in ("http", "https"):
+            scheme = urlsplit(self.page.url).scheme
+            # chrome-error: is Chromium's own page for a failed load, not a place to go to.
+            if why and scheme not in ("http", "https", "chrome-error"):
                 blocked = self._refuse(self.page.url, why, "navigation", main_frame=True)
                 with contextlib.suppress(Error):
                     await self.page.goto("about:blank")
@@ -428,6 +455,8 @@ class BrowserSession:
             await self.page.goto(url)
         except Error as e:
             error = e
+        else:
+            await self._settle()
         await self._check_landing("goto", url)
         if error is not None:
             downloads = [r for r in self._step_refusals if r["kind"] == "download"]
@@ -457,11 +486,11 @@ class BrowserSession:
             if info["isSubmit"]:
                 target = urljoin(self.page.url, info["action"] or self.page.url)
                 description += f"; submits a {info['method'].upper()} form to {target}"
-            await locator.evaluate(_OUTLINE_ON)
+            saved_style = await locator.evaluate(_OUTLINE_ON)
             try:
                 shot = await self.page.screenshot(type="png")
             finally:
-                await locator.evaluate(_OUTLINE_OFF)
+                await locator.evaluate(_OUTLINE_OFF, saved_style)
             self._pending = PendingAction(
                 index=len(self.steps),
                 action="click",
@@ -538,8 +567,19 @@ class BrowserSession:
     # --- helpers -----------------------------------------------------------------------
 
     async def _settle(self) -> None:
+        """Wait for the page to load, following redirect hops handed back to the frame."""
         with contextlib.suppress(Error):
             await self.page.wait_for_load_state("load", timeout=10_000)
+        for _ in range(_MAX_REDIRECTS):
+            target, self._redirect_target = self._redirect_target, None
+            if target is None or self._main_frame_refusal() is not None:
+                return
+            with contextlib.suppress(Error):
+                await self.page.wait_for_url(
+                    lambda u, t=target: u == t or self._main_frame_refusal() is not None,
+                    wait_until="load",
+                    timeout=10_000,
+                )
 
     async def _fingerprint(self) -> str:
         content = await self.page.content()
@@ -594,7 +634,6 @@ __all__ = [
     "PendingAction",
     "StepResult",
     "close_shared_browser",
-    "fnmatch",
     "host_allowed",
     "refusal_reason",
     "shared_browser",
