@@ -92,3 +92,25 @@ async def test_publish_interrupted_by_a_crash_is_resumed_once(engine):
     kinds = [e.kind for e in await engine.events(job.id)]
     assert kinds.count("publish.merged") == 1 and "job.resumed" in kinds
     assert await second.recover() == []
+
+
+async def test_two_workers_never_claim_the_same_job(engine):
+    import asyncio
+
+    alice = engine.actor("cli", "alice")
+    for n in range(8):
+        await engine.submit(f"code demo: run `echo {n} > n{n}.txt`", alice)
+    first, second = Worker(engine), Worker(engine)
+
+    async def drain(worker: Worker) -> list[int]:
+        claimed = []
+        while (job := await worker.claim()) is not None:
+            claimed.append(job.id)
+            await asyncio.sleep(0)
+        return claimed
+
+    one, two = await asyncio.gather(drain(first), drain(second))
+    assert sorted(one + two) == list(range(1, 9))
+    assert not set(one) & set(two), "a job was claimed twice"
+    kinds = [e.kind for e in await engine.events()]
+    assert kinds.count("job.started") == 8
