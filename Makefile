@@ -16,3 +16,6 @@ bench:
 	@.venv/bin/python bench/audit_rate.py
 	@.venv/bin/python bench/workspace_ready.py
 	@.venv/bin/python bench/cli_startup.py
+	@.venv/bin/python bench/slack_ack.py
+	@.venv/bin/python bench/model_overhead.py
+	@.venv/bin/python bench/sql_overhead.py
