@@ -114,7 +114,6 @@ class ModelClient:
         self.route = engine.policy.models.route(job.model.route_rule)
         self.usage = job.model.model_copy(deep=True)
         self._replay = list(replay) if replay is not None else None
-        self.responses: list[dict[str, Any]] = []
         self._others_spent: tuple[float, float] | None = None
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict]) -> ModelReply:
@@ -215,7 +214,6 @@ class ModelClient:
         self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.usage.model = model
-        self.responses.append(document)
         await self.engine.log_model_call(
             self.job.id,
             self.actor,

@@ -108,22 +108,22 @@ class SlackRig:
         )
 
     async def ephemeral_with(self, words: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.standin.ephemerals:
-                if words in json.dumps(message):
-                    return message
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no ephemeral containing {words!r}: {self.standin.ephemerals}")
+        return await _first_with(self.standin.ephemerals, words, "ephemeral", timeout)
 
     async def response_with(self, words: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in self.standin.response_url_posts:
-                if words in json.dumps(message):
-                    return message
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no response_url post containing {words!r}")
+        posts = self.standin.response_url_posts
+        return await _first_with(posts, words, "response_url post", timeout)
+
+
+async def _first_with(messages: list[dict], words: str, what: str, timeout: float) -> dict:
+    """Wait for the first message (in a list the stand-in keeps filling) that mentions words."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in messages:
+            if words in json.dumps(message):
+                return message
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {what} containing {words!r}: {messages}")
 
 
 def button(message: dict, action_id: str) -> str:
