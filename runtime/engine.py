@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from runtime import audit, outbox
 from runtime.approvals import ApprovalGates
 from runtime.audit import ArtifactStore, AuditEvent, NewEvent, VerifyReport
+from runtime.browser_steps import parse_steps
 from runtime.errors import (
     AcpError,
     AlreadyDecided,
@@ -36,6 +37,7 @@ from runtime.intake import (
     extract_commands,
     looks_like_sql,
     parse_request,
+    steps_for,
 )
 from runtime.jobs import (
     ARTIFACT_CONTRACTS,
@@ -336,7 +338,13 @@ class Engine(ApprovalGates):
             filesystem_scope=["worktree"] if job_type in (JobType.code, JobType.doc) else [],
             network_scope="allowlist" if site else "none",
             browser_domains=list(site.domains) if site else [],
-            credential_refs=[database.dsn_env] if database and job_type is JobType.sql else [],
+            credential_refs=(
+                [database.dsn_env]
+                if database and job_type is JobType.sql
+                else sorted(site.credentials.values())
+                if site
+                else []
+            ),
             commands=parsed.commands,
             schedule=parsed.schedule,
             origin=origin,
@@ -611,7 +619,12 @@ class Engine(ApprovalGates):
                 )
             return parsed.model_copy(update={"target": answer})
         if field == "commands":
-            commands = extract_commands(answer) or [answer.strip("`").strip()]
+            if parsed.job_type is JobType.browser:
+                lines = [ln.strip().strip("`") for ln in answer.splitlines() if ln.strip()]
+                commands = steps_for(JobType.browser, answer) or lines
+                parse_steps(commands)
+            else:
+                commands = extract_commands(answer) or [answer.strip("`").strip()]
             return parsed.model_copy(update={"commands": commands})
         return parsed
 

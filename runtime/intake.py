@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from runtime.browser_steps import extract_steps, parse_steps
 from runtime.errors import BadRequest, UnknownJobType, UnknownTarget
 from runtime.jobs import JobType
 from runtime.policy import Policy
@@ -133,11 +134,20 @@ def _parse_grammar(match: re.Match[str], policy: Policy) -> ParsedRequest | None
         job_type=job_type,
         target=target,
         instruction=rest,
-        commands=extract_commands(rest),
+        commands=steps_for(job_type, rest),
         confidence=1.0,
         method="grammar",
         cues=["grammar"],
     )
+
+
+def steps_for(job_type: JobType | None, instruction: str) -> list[str]:
+    """Explicit direct-mode steps: browser steps for a browser job, commands otherwise."""
+    if job_type is JobType.browser:
+        steps = extract_steps(instruction)
+        parse_steps(steps)  # a malformed step is a BadRequest now, not a failure later
+        return steps
+    return extract_commands(instruction)
 
 
 def extract_commands(instruction: str) -> list[str]:
@@ -179,7 +189,7 @@ def classify(text: str, policy: Policy) -> ParsedRequest:
         job_type=job_type,
         target=target,
         instruction=text.strip(),
-        commands=extract_commands(text),
+        commands=steps_for(job_type, text),
         confidence=round(confidence, 2),
         method="classifier",
         cues=cues,

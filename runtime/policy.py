@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -143,10 +144,24 @@ class DatabaseTarget(_Strict):
 
 
 class SiteTarget(_Strict):
-    domains: list[str] = Field(default_factory=list)
+    domains: list[str] = Field(
+        min_length=1, description="hosts the browser may reach: exact or '*.example.com'"
+    )
+    base_url: str | None = Field(
+        None, description="where relative goto steps start; default: https:// and the first domain"
+    )
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="secret name (as steps use it: secret:NAME) -> NAME of the environment "
+        "variable holding it; the runtime fills it, the model never sees it",
+    )
+    allow_downloads: bool = False
     production: bool = False
     sensitivity: Sensitivity = "internal"
     description: str = ""
+
+    def start_url(self) -> str:
+        return (self.base_url or f"https://{self.domains[0].removeprefix('*.')}").rstrip("/")
 
 
 class Targets(_Strict):
@@ -161,6 +176,7 @@ class Limits(_Strict):
     output_cap_bytes: int = 256_000
     agent_max_steps: int = Field(30, ge=1)
     agent_time_limit_s: float = Field(900.0, gt=0)
+    browser_step_timeout_s: float = Field(15.0, gt=0, description="per browser step")
 
 
 class Policy(_Strict):
@@ -398,6 +414,28 @@ def _check_references(loaded: LoadedPolicy) -> None:
                     f"approval rule '{rule.id}' names unknown role '{role}'",
                 )
 
+    for name, site in policy.targets.sites.items():
+        if site.base_url is not None:
+            parts = urlsplit(site.base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise fail(
+                    ("targets", "sites", name, "base_url"),
+                    f"site '{name}': base_url '{site.base_url}' is not an http(s) URL",
+                )
+            if not any(fnmatch.fnmatchcase(parts.hostname, d) for d in site.domains):
+                raise fail(
+                    ("targets", "sites", name, "base_url"),
+                    f"site '{name}': base_url host '{parts.hostname}' is not in its domains "
+                    f"({', '.join(site.domains)})",
+                )
+        for secret, env in site.credentials.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+                raise fail(
+                    ("targets", "sites", name, "credentials", secret),
+                    f"site '{name}': credential '{secret}' must name an environment variable "
+                    f"(e.g. ADMIN_PASSWORD), not hold a value",
+                )
+
 
 def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
@@ -561,8 +599,13 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=[*rule_ids, route.id if route else "models.none", "clarification.direct_mode"],
             tools_granted=tools_granted,
             clarify_field="commands",
-            question="No model runs this job, so it needs explicit steps. "
-            "Which command should it run?",
+            question=(
+                "No model runs this job, so it needs explicit steps. Which steps should it "
+                "take? For example: `goto /users/42` `click #disable` `screenshot`"
+                if facts.job_type is JobType.browser
+                else "No model runs this job, so it needs explicit steps. "
+                "Which command should it run?"
+            ),
             options=[],
             model=model,
             model_rule=route.id if route else None,

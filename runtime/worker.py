@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -95,6 +96,17 @@ class Worker:
                     {"phase": "publish", "previous_worker": owner},
                 )
                 await self._guarded(taken, code_jobs.publish(self.engine, taken, self.actor))
+            elif job.result.get("phase") == "resume":
+                await self.engine.finish(
+                    job,
+                    JobState.failed,
+                    self.actor,
+                    "job.interrupted",
+                    reason="interrupted: the service stopped while this browser job was taking "
+                    f"its approved action (worker {owner}); it may or may not have reached the "
+                    "site. Check the site before submitting it again.",
+                    previous_worker=owner,
+                )
             else:
                 await code_jobs.discard_checkout(self.engine, job)
                 await self.engine.finish(
@@ -127,18 +139,28 @@ class Worker:
             # An approved job publishes, unless what was approved is running it at all.
             run_gate = (job.pending_action or {}).get("action") == "run"
             phase = "publish" if job.state is JobState.approved and not run_gate else "execute"
+            if job.state is JobState.approved and job.spec.job_type is JobType.browser:
+                phase = "resume"  # an approved browser action: take it, then go on
             return await self.engine.transition(
                 conn,
                 job,
                 JobState.running,
                 actor=self.actor,
-                kind="publish.started" if phase == "publish" else "job.started",
+                kind={"publish": "publish.started", "resume": "job.resumed"}.get(
+                    phase, "job.started"
+                ),
                 data={"worker": self.id, "phase": phase},
                 worker_id=self.id,
                 result={**job.result, "phase": phase},
             )
 
     async def process(self, job: JobRecord) -> JobRecord:
+        if job.spec.job_type is JobType.browser:
+            from runtime import browser_jobs
+
+            if job.result.get("phase") == "resume":
+                return await self._guarded(job, browser_jobs.resume(self.engine, job, self.id))
+            return await self._guarded(job, browser_jobs.execute(self.engine, job, self.id))
         if job.result.get("phase") == "publish":
             return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
         if job.spec.job_type is JobType.code:
@@ -153,7 +175,7 @@ class Worker:
             self.actor,
             "job.failed",
             reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-            "only code and sql jobs execute",
+            "code, sql and browser jobs execute",
         )
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:
@@ -186,6 +208,10 @@ class Worker:
                 swept = 0.0
                 while not stop.is_set():
                     done = await self.run_once()
+                    if done is None and _browsers_paused():
+                        from runtime import browser_jobs
+
+                        await browser_jobs.sweep(self.engine)
                     if done is None and time.monotonic() - swept > SWEEP_S:
                         # Another worker may have died since we started: take over its jobs.
                         await self.recover()
@@ -196,6 +222,10 @@ class Worker:
                             await asyncio.wait_for(stop.wait(), self.poll_interval)
             finally:
                 beat.cancel()
+                if _browsers_paused():
+                    from runtime import browser_jobs
+
+                    await browser_jobs.close_all()
         finally:
             await self.unregister()
 
@@ -206,6 +236,12 @@ class Worker:
                 await self.beat()
             except Exception:  # a missed beat is retried; the next one may succeed
                 log.warning("heartbeat failed", exc_info=True)
+
+
+def _browsers_paused() -> bool:
+    """Whether this worker holds paused browser sessions (without importing Playwright)."""
+    module = sys.modules.get("runtime.browser_jobs")
+    return bool(module and module.live_jobs())
 
 
 def _pid_alive(pid: int) -> bool:

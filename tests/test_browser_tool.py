@@ -406,9 +406,17 @@ async def test_page_changed_underneath(session, sites) -> None:
     assert admin.posts == []
 
 
-async def test_onload_delete_fetch_aborted(session, sites) -> None:
+async def test_onload_delete_fetch_held_then_dropped(session, sites) -> None:
     admin, _ = sites
-    await session.goto(admin.base + "/fetch-delete")
+    with pytest.raises(MutationPending) as caught:
+        await session.goto(admin.base + "/fetch-delete")
+    pending = caught.value.pending
+    assert pending.kind == "request"
+    assert [(r.method, r.url) for r in pending.requests] == [("DELETE", admin.base + "/api/delete")]
+    assert "DELETE" in pending.description
+    await asyncio.sleep(0.2)
+    assert "DELETE" not in [m for m, _ in admin.requests]  # held, not sent
+    assert session.discard_pending() == 1
 
     async def blocked() -> bool:
         return await session.page.locator("#out").inner_text() == "blocked"
@@ -417,6 +425,19 @@ async def test_onload_delete_fetch_aborted(session, sites) -> None:
     assert "DELETE" not in [m for m, _ in admin.requests]
     [entry] = session.pending_mutations
     assert entry["method"] == "DELETE" and entry["url"] == admin.base + "/api/delete"
+
+
+async def test_onload_delete_fetch_released_once(session, sites) -> None:
+    admin, _ = sites
+    with pytest.raises(MutationPending) as caught:
+        await session.goto(admin.base + "/fetch-delete")
+    await session.perform_pending(caught.value.pending)
+
+    async def sent() -> bool:
+        return await session.page.locator("#out").inner_text() == "sent"
+
+    await _eventually(sent)
+    assert [m for m, _ in admin.requests].count("DELETE") == 1
 
 
 # --- secrets and the trace -----------------------------------------------------------

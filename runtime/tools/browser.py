@@ -22,7 +22,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 from playwright.async_api import (
@@ -75,9 +75,24 @@ class StepResult(BaseModel):
     detail: str = ""
 
 
-class PendingAction(BaseModel):
-    """A mutating click held back for approval, bound to the page as it was."""
+class HeldRequest(BaseModel):
+    """A non-GET request the page is about to send, held at the network layer."""
 
+    method: str
+    url: str
+    body_sha256: str
+    body_bytes: int
+    resource_type: str
+
+
+class PendingAction(BaseModel):
+    """An action held back for approval, bound to the page as it was.
+
+    kind "click": a control whose role, text or form means a mutation, not yet clicked.
+    kind "request": non-GET requests the page already tried to send, held unsent.
+    """
+
+    kind: Literal["click", "request"] = "click"
     index: int
     action: str
     selector: str
@@ -85,6 +100,11 @@ class PendingAction(BaseModel):
     url: str
     screenshot: bytes = Field(exclude=True, repr=False)
     page_fingerprint: str
+    requests: list[HeldRequest] = Field(default_factory=list)
+
+    def binding(self) -> dict[str, Any]:
+        """What an approval of this action is bound to (JSON-safe, no screenshot bytes)."""
+        return self.model_dump(mode="json")
 
 
 class MutationPending(AcpError):
@@ -227,6 +247,7 @@ class BrowserSession:
         self.refused: list[dict[str, Any]] = []
         self.steps: list[StepResult] = []
         self.screenshots: list[bytes] = []
+        self.screenshot_bytes: dict[str, bytes] = {}  # by SHA-256, until the job records it
         self.mutations_sent: list[dict[str, Any]] = []
         self._context: BrowserContext | None = None
         self._page: Page | None = None
@@ -236,12 +257,21 @@ class BrowserSession:
         self._step_refusals: list[dict[str, Any]] = []
         self._stopped = False
         self._redirect_target: str | None = None
+        self._held: list[tuple[HeldRequest, asyncio.Future[str]]] = []
+        self._accept_dialogs = False
+        self.dialogs: list[dict[str, str]] = []
+        self._trace_open = False
 
     # --- lifecycle -------------------------------------------------------------------
 
     @classmethod
     async def start(
-        cls, grant: BrowserGrant, *, trace_dir: Path, browser: Browser | None = None
+        cls,
+        grant: BrowserGrant,
+        *,
+        trace_dir: Path,
+        browser: Browser | None = None,
+        step_timeout_s: float = 15.0,
     ) -> BrowserSession:
         self = cls(grant, trace_dir)
         browser = browser or await shared_browser()
@@ -249,10 +279,13 @@ class BrowserSession:
             accept_downloads=grant.allow_downloads, service_workers="block"
         )
         try:
+            self._context.set_default_timeout(step_timeout_s * 1000)
             await self._context.tracing.start(screenshots=True, snapshots=True, sources=False)
+            await self._context.tracing.start_chunk()
+            self._trace_open = True
             await self._context.route("**/*", self._route)
             self._context.on("page", self._on_page)
-            self._page = await self._context.new_page()
+            self._page = await self._context.new_page()  # "page" wires its handlers
         except BaseException:
             await self._context.close()
             raise
@@ -268,19 +301,51 @@ class BrowserSession:
         """Non-GET requests the page tried to send outside an approved action."""
         return [r for r in self.refused if r["kind"] == "mutation"]
 
-    async def stop(self) -> Path:
-        """Stop tracing, write trace.zip (secrets scrubbed), close the context."""
+    @property
+    def held_requests(self) -> list[HeldRequest]:
+        return [held for held, future in self._held if not future.done()]
+
+    async def save_trace(self, name: str = "trace.zip") -> Path:
+        """Write the trace recorded since the last save (secrets scrubbed); keep tracing."""
         assert self._context is not None
         self.trace_dir.mkdir(parents=True, exist_ok=True)
-        path = self.trace_dir / "trace.zip"
+        path = self.trace_dir / name
+        if self._trace_open:
+            self._trace_open = False
+            await self._context.tracing.stop_chunk(path=path)
+            _scrub_zip(path, self._secrets)
+            await self._context.tracing.start_chunk()
+            self._trace_open = True
+        return path
+
+    async def stop(self, name: str = "trace.zip") -> Path:
+        """Refuse what is still held, write the last trace part, close the context."""
+        assert self._context is not None
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        path = self.trace_dir / name
         if not self._stopped:
             self._stopped = True
+            self.discard_pending()
             try:
-                await self._context.tracing.stop(path=path)
+                if self._trace_open:
+                    self._trace_open = False
+                    await self._context.tracing.stop_chunk(path=path)
+                await self._context.tracing.stop()
             finally:
                 await self._context.close()
             _scrub_zip(path, self._secrets)
         return path
+
+    def discard_pending(self) -> int:
+        """Reject: the pending click is forgotten and every held request is aborted unsent."""
+        self._pending = None
+        dropped = 0
+        for _, future in self._held:
+            if not future.done():
+                future.set_result("abort")
+                dropped += 1
+        self._held = []
+        return dropped
 
     # --- network rules -----------------------------------------------------------------
 
@@ -304,13 +369,28 @@ class BrowserSession:
             await _quiet(route.abort("blockedbyclient"))
             return
         if req.method not in _SAFE_METHODS:
-            if not self._mutations_allowed:
-                self._refuse(
-                    req.url,
-                    f"{req.method} request outside an approved action (pending mutation)",
-                    "mutation",
-                    **meta,
+            if not self._mutations_allowed and not self._stopped:
+                # Held, unsent, until an approval lets it go or a rejection drops it.
+                body = req.post_data_buffer or b""
+                held = HeldRequest(
+                    method=req.method,
+                    url=req.url,
+                    body_sha256=hashlib.sha256(body).hexdigest(),
+                    body_bytes=len(body),
+                    resource_type=req.resource_type,
                 )
+                future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                self._held.append((held, future))
+                if await future != "send":
+                    self._refuse(
+                        req.url,
+                        f"{req.method} request outside an approved action (not approved)",
+                        "mutation",
+                        **meta,
+                    )
+                    await _quiet(route.abort("blockedbyclient"))
+                    return
+            elif not self._mutations_allowed:
                 await _quiet(route.abort("blockedbyclient"))
                 return
             self.mutations_sent.append({"url": req.url, "method": req.method})
@@ -380,6 +460,15 @@ class BrowserSession:
 
     def _on_page(self, page: Page) -> None:
         page.on("download", self._on_download)
+        page.on("dialog", self._on_dialog)
+
+    async def _on_dialog(self, dialog: Any) -> None:
+        """alert/confirm/prompt: accepted inside an approved action, dismissed otherwise."""
+        accept = self._accept_dialogs and dialog.type != "beforeunload"
+        self.dialogs.append(
+            {"type": dialog.type, "message": dialog.message[:500], "accepted": str(accept)}
+        )
+        await _quiet(dialog.accept() if accept else dialog.dismiss())
 
     async def _on_download(self, download: Download) -> None:
         if self.grant.allow_downloads:
@@ -393,9 +482,43 @@ class BrowserSession:
     def _begin(self) -> None:
         if self._stopped:
             raise SandboxViolation("this browser session is stopped")
+        if self._pending is not None:
+            raise MutationPending(self._pending)
         self._mutations_allowed = False
+        self._accept_dialogs = False
         self._step_refusals = []
         self._redirect_target = None
+
+    async def _let_page_act(self) -> None:
+        """Give the page's own handlers a frame to run, then see what they tried to send."""
+        with contextlib.suppress(Error):
+            await self.page.evaluate(
+                "() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))"
+            )
+        for _ in range(3):
+            if self.held_requests:
+                return
+            await asyncio.sleep(0.005)
+
+    async def check_held(self, action: str = "wait", target: str | None = None) -> None:
+        """Pause on requests the page is holding to send (a step's effect, or the page's own)."""
+        held = self.held_requests
+        if not held:
+            return
+        listed = "; ".join(f"{h.method} {h.url} ({h.body_bytes} bytes)" for h in held)
+        description = f"the page at {self.page.url} is about to send {listed}"
+        self._pending = PendingAction(
+            kind="request",
+            index=len(self.steps),
+            action="request",
+            selector=target or "",
+            description=description,
+            url=self.page.url,
+            screenshot=await self.page.screenshot(type="png"),
+            page_fingerprint=await self._fingerprint(),
+            requests=held,
+        )
+        raise MutationPending(self._pending)
 
     async def _finish(self, action: str, target: str | None, ok: bool, detail: str = "") -> None:
         shot: bytes | None = None
@@ -403,6 +526,7 @@ class BrowserSession:
             shot = await self.page.screenshot(type="png")
         if shot is not None:
             self.screenshots.append(shot)
+            self.screenshot_bytes[hashlib.sha256(shot).hexdigest()] = shot
         self.steps.append(
             StepResult(
                 index=len(self.steps),
@@ -456,6 +580,7 @@ class BrowserSession:
         except Error as e:
             error = e
         else:
+            await self._let_page_act()
             await self._settle()
         await self._check_landing("goto", url)
         if error is not None:
@@ -470,6 +595,7 @@ class BrowserSession:
             await self._finish("goto", url, False, str(error).splitlines()[0])
             raise AcpError(f"navigation to {url} failed: {str(error).splitlines()[0]}")
         await self._finish("goto", url, True)
+        await self.check_held("goto", url)
         return self.steps[-1]
 
     async def click(self, selector: str) -> StepResult:
@@ -503,18 +629,26 @@ class BrowserSession:
             await self._finish("click", selector, False, f"pending approval: {description}")
             raise MutationPending(self._pending)
         await locator.click()
+        await self._let_page_act()
         await self._settle()
         await self._check_landing("click", selector)
         await self._finish("click", selector, True)
+        await self.check_held("click", selector)
         return self.steps[-1]
+
+    @property
+    def pending(self) -> PendingAction | None:
+        return self._pending
 
     async def perform_pending(self, pending: PendingAction) -> StepResult:
         """Take an approved action, if the page is still the one that was approved."""
-        self._begin()
         current = self._pending
-        if current is None or current.page_fingerprint != pending.page_fingerprint:
+        if current is None or current.binding() != pending.binding():
             raise PageChanged("this approval is not for the action pending in this session")
         self._pending = None
+        self._begin()
+        if pending.kind == "request":
+            return await self._release_held(pending)
         if await self._fingerprint() != pending.page_fingerprint or self.page.url != pending.url:
             await self._finish("perform", pending.selector, False, "page changed since approval")
             raise PageChanged(
@@ -522,16 +656,44 @@ class BrowserSession:
                 hint="a fresh checkpoint is needed",
             )
         self._mutations_allowed = True  # until the next step begins
+        self._accept_dialogs = True  # the approval covers the page's own "are you sure?"
         await self.page.locator(pending.selector).first.click()
+        await self._let_page_act()
         await self._settle()
         await self._check_landing("perform", pending.selector)
         await self._finish("perform", pending.selector, True, pending.description)
+        return self.steps[-1]
+
+    async def _release_held(self, pending: PendingAction) -> StepResult:
+        """Send exactly the held requests that were approved, nothing that came after."""
+        held = [(h, f) for h, f in self._held if not f.done()]
+        if [h for h, _ in held] != pending.requests:
+            raise PageChanged(
+                f"the requests held now are not the ones approved: {pending.description}",
+                hint="a fresh checkpoint is needed",
+            )
+        self._mutations_allowed = True
+        sent_before = len(self.mutations_sent)
+        for _, future in held:
+            future.set_result("send")
+        for _ in range(200):  # each released request reaches the route's fetch
+            if len(self.mutations_sent) - sent_before >= len(held):
+                break
+            await asyncio.sleep(0.01)
+        self._held = [(h, f) for h, f in self._held if not f.done()]
+        await self._let_page_act()
+        await self._settle()
+        with contextlib.suppress(Error):
+            await self.page.wait_for_load_state("networkidle", timeout=2_000)
+        await self._check_landing("perform", pending.selector or None)
+        await self._finish("perform", pending.selector or None, True, pending.description)
         return self.steps[-1]
 
     async def fill(self, selector: str, value: str) -> StepResult:
         self._begin()
         await self.page.locator(selector).first.fill(value)
         await self._finish("fill", selector, True)
+        await self.check_held("fill", selector)
         return self.steps[-1]
 
     async def fill_secret(self, selector: str, secret_value: str) -> StepResult:
@@ -542,12 +704,14 @@ class BrowserSession:
             self._secrets.append(secret_value)
         await self.page.locator(selector).first.fill(secret_value)
         await self._finish("fill_secret", selector, True, "secret value filled (not recorded)")
+        await self.check_held("fill_secret", selector)
         return self.steps[-1]
 
     async def select(self, selector: str, value: str) -> StepResult:
         self._begin()
         await self.page.locator(selector).first.select_option(value)
         await self._finish("select", selector, True)
+        await self.check_held("select", selector)
         return self.steps[-1]
 
     async def wait(self, selector_or_ms: str | float) -> StepResult:
@@ -557,7 +721,34 @@ class BrowserSession:
         else:
             await self.page.wait_for_selector(selector_or_ms)
         await self._finish("wait", str(selector_or_ms), True)
+        await self.check_held("wait", str(selector_or_ms))
         return self.steps[-1]
+
+    async def expect(self, selector: str, text: str | None = None) -> StepResult:
+        """An assertion step: the element is visible (and contains text, when given)."""
+        self._begin()
+        locator = self.page.locator(selector).first
+        try:
+            await locator.wait_for(state="visible")
+            found = await locator.inner_text()
+        except Error as error:
+            detail = f"expected {selector} to be visible: {str(error).splitlines()[0]}"
+            await self._finish("expect", selector, False, detail)
+            raise AcpError(detail) from None
+        if text is not None and text not in found:
+            detail = f"expected {selector} to contain {text!r}; it shows {found[:200]!r}"
+            await self._finish("expect", selector, False, detail)
+            raise AcpError(detail)
+        await self._finish("expect", selector, True, text or "")
+        return self.steps[-1]
+
+    async def observe(self, limit: int = 12_000) -> str:
+        """The page as a model sees it: URL, title and the accessibility tree (YAML)."""
+        aria = ""
+        with contextlib.suppress(Error):
+            aria = await self.page.locator("body").aria_snapshot(timeout=5_000)
+        text = f"url: {self.page.url}\ntitle: {await self.page.title()}\n{aria}"
+        return text if len(text) <= limit else text[:limit] + "\n[truncated]"
 
     async def screenshot(self) -> bytes:
         self._begin()

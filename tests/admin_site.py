@@ -1,0 +1,205 @@
+"""A small admin web app for browser jobs, served on 127.0.0.1, and an off-list site.
+
+The admin app (the granted host, 127.0.0.1) has a users list, a disable form, a delete button
+behind a confirm, a page that saves through fetch(), a link and a redirect to the off-list
+site and an iframe from it. The off-list site is reached as `localhost`, a host name outside
+the grant, and counts every request that reaches it. Both count what they receive, so a test
+can say exactly how many times a mutation reached the server.
+
+Run it alone (`python tests/admin_site.py`) to try browser jobs by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+USERS = {41: "ana", 42: "bob", 43: "cem"}
+
+
+def page(body: str, title: str = "admin") -> web.Response:
+    return web.Response(
+        text=f"<!doctype html><html><head><title>{title}</title></head><body>{body}</body></html>",
+        content_type="text/html",
+    )
+
+
+@dataclass
+class Site:
+    base: str = ""
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    mutations: Counter[str] = field(default_factory=Counter)  # "POST /users/42/disable": 1
+    disabled: set[int] = field(default_factory=set)
+    deleted: set[int] = field(default_factory=set)
+    archived: set[int] = field(default_factory=set)
+    logins: list[dict[str, str]] = field(default_factory=list)
+    form_target: int | None = None  # points the disable form at another user (page changes)
+    runner: web.AppRunner | None = None
+
+    @property
+    def host_port(self) -> str:
+        return self.base.split("://", 1)[1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def _counting(site: Site) -> web.middleware:
+    @web.middleware
+    async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        site.requests.append((request.method, request.path_qs))
+        if request.method not in ("GET", "HEAD"):
+            site.mutations[f"{request.method} {request.path}"] += 1
+        return await handler(request)
+
+    return count
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    return runner, tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def start_offlist() -> Site:
+    other = Site()
+    app = web.Application(middlewares=[_counting(other)])
+
+    async def anything(request: web.Request) -> web.Response:
+        return page("an off-list page <img src='/pixel.png'>", "elsewhere")
+
+    app.router.add_route("*", "/{tail:.*}", anything)
+    other.runner, port = await _serve(app)
+    other.base = f"http://localhost:{port}"
+    return other
+
+
+async def start_admin(offlist: Site) -> Site:
+    admin = Site()
+    app = web.Application(middlewares=[_counting(admin)])
+    routes = web.RouteTableDef()
+    off = offlist.base
+
+    def user_id(request: web.Request) -> int:
+        uid = int(request.match_info["uid"])
+        if uid not in USERS:
+            raise web.HTTPNotFound(text="no such user")
+        return uid
+
+    @routes.get("/")
+    async def home(request: web.Request) -> web.Response:
+        return page(
+            "<h1>Admin</h1><nav>"
+            "<a id=users href='/users'>Users</a> "
+            f"<a id=off href='{off}/elsewhere'>Partner portal</a> "
+            "<a id=away href='/go-away'>Old reports</a> "
+            "<a id=framed href='/framed'>Status board</a></nav>"
+        )
+
+    @routes.get("/users")
+    async def users(request: web.Request) -> web.Response:
+        rows = "".join(
+            f"<tr><td>{uid}</td><td><a href='/users/{uid}'>{name}</a></td>"
+            f"<td>{_status(admin, uid)}</td></tr>"
+            for uid, name in USERS.items()
+            if uid not in admin.deleted
+        )
+        return page(f"<h1>Users</h1><table id=users><tr><th>id</th><th>name</th>"
+                    f"<th>status</th></tr>{rows}</table>", "users")  # fmt: skip
+
+    @routes.get("/users/{uid}")
+    async def user(request: web.Request) -> web.Response:
+        uid = user_id(request)
+        target = admin.form_target or uid
+        return page(
+            f"<h1>User {uid}</h1><p id=status>{_status(admin, uid)}</p>"
+            f"<form id=disable method=post action='/users/{target}/disable'>"
+            "<input id=reason name=reason value=abuse>"
+            "<button id=go>Disable user</button></form>"
+            f"<form id=delform method=post action='/users/{uid}/delete'></form>"
+            f"<button id=delete onclick=\"if (confirm('Delete user {uid}?')) "
+            "document.getElementById('delform').submit()\">Delete user</button>"
+            f"<p><a id=notes href='/users/{uid}/notes'>Notes</a></p>",
+            f"user {uid}",
+        )
+
+    @routes.post("/users/{uid}/disable")
+    async def disable(request: web.Request) -> web.Response:
+        uid = user_id(request)
+        admin.disabled.add(uid)
+        raise web.HTTPSeeOther(f"/users/{uid}")
+
+    @routes.post("/users/{uid}/delete")
+    async def delete(request: web.Request) -> web.Response:
+        uid = user_id(request)
+        admin.deleted.add(uid)
+        raise web.HTTPSeeOther("/users")
+
+    @routes.get("/users/{uid}/notes")
+    async def notes(request: web.Request) -> web.Response:
+        uid = user_id(request)
+        return page(
+            f"<h1>Notes for user {uid}</h1><p id=saved>{'archived' if uid in admin.archived else 'open'}</p>"
+            "<button id=archive onclick=\"fetch(location.pathname.replace('/users', '/api/users')"
+            ".replace('/notes', '/archive'), {method: 'POST', headers: {'content-type': "
+            "'application/json'}, body: JSON.stringify({why: 'done'})})"
+            ".then(r => saved.textContent = r.ok ? 'archived' : 'failed', "
+            "() => saved.textContent = 'blocked')\">Archive notes</button>",
+            "notes",
+        )
+
+    @routes.post("/api/users/{uid}/archive")
+    async def archive(request: web.Request) -> web.Response:
+        admin.archived.add(user_id(request))
+        return web.json_response({"ok": True})
+
+    @routes.get("/go-away")
+    async def go_away(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"{off}/landing")
+
+    @routes.get("/framed")
+    async def framed(request: web.Request) -> web.Response:
+        return page(f"<h1>Status board</h1><iframe id=frame src='{off}/board'></iframe>", "board")
+
+    @routes.get("/login")
+    async def login_form(request: web.Request) -> web.Response:
+        return page(
+            "<form method=post action='/login'><input id=user name=user value=ops>"
+            "<input id=pw name=password type=password><button id=signin>Sign in</button></form>",
+            "login",
+        )
+
+    @routes.post("/login")
+    async def login(request: web.Request) -> web.Response:
+        admin.logins.append(dict(await request.post()))
+        return page("<p id=ok>signed in</p>", "welcome")
+
+    app.add_routes(routes)
+    admin.runner, port = await _serve(app)
+    admin.base = f"http://127.0.0.1:{port}"
+    return admin
+
+
+def _status(site: Site, uid: int) -> str:
+    return "disabled" if uid in site.disabled else "active"
+
+
+async def start() -> tuple[Site, Site]:
+    offlist = await start_offlist()
+    return await start_admin(offlist), offlist
+
+
+async def _main() -> None:  # pragma: no cover - for trying it by hand
+    admin, offlist = await start()
+    print(f"admin app: {admin.base}   off-list site: {offlist.base}")
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    asyncio.run(_main())

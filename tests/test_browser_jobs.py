@@ -1,0 +1,352 @@
+"""Browser jobs end to end: request -> policy -> real Chromium on a local admin app -> review.
+
+The admin app counts what reaches it, so "executed exactly once" and "never reached the
+server" are the server's own numbers. The off-list site counts too, and must see nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import admin_site
+import pytest
+import yaml
+from conftest import BUNDLED_POLICY
+
+from runtime import browser_jobs
+from runtime.engine import Engine
+from runtime.jobs import JobRecord, JobState
+from runtime.settings import Settings
+from runtime.worker import Worker
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PASSWORD = "hunter2-Adm1n pass&=!"
+
+
+def write_policy(folder: Path, base: str, *, gate: bool = True, model: dict | None = None) -> Path:
+    policy = yaml.safe_load((BUNDLED_POLICY / "default.yml").read_text())
+    policy["roles"]["engineer"]["grants"].append(
+        {"id": "engineer.browser.admin", "job_types": ["browser"], "targets": ["admin"],
+         "tools": ["browser"]}
+    )  # fmt: skip
+    if gate:
+        policy["approvals"].append(
+            {"id": "admin.mutations", "job_types": ["browser"], "targets": ["admin"],
+             "actions": ["mutate"], "approvers": {"roles": ["demo-approver"]},
+             "four_eyes": True, "expires_after": "1h"}
+        )  # fmt: skip
+    policy["targets"]["sites"] = {
+        "admin": {
+            "domains": ["127.0.0.1"],
+            "base_url": base,
+            "credentials": {"admin-password": "ADMIN_PASSWORD"},
+            "description": "the test's admin app",
+        }
+    }
+    if model:
+        policy["models"]["routes"].insert(0, model)
+    policy["limits"]["browser_step_timeout_s"] = 5
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "default.yml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    return folder
+
+
+@dataclass
+class World:
+    engine: Engine
+    admin: admin_site.Site
+    offlist: admin_site.Site
+
+    async def submit(self, steps: str, person: str = "alice") -> JobRecord:
+        job = await self.engine.submit(f"browse admin: {steps}", self.engine.actor("cli", person))
+        assert job.state is JobState.queued, (job.state, job.decision)
+        return await self.settle(job.id)
+
+    async def settle(self, job_id: int) -> JobRecord:
+        worker = Worker(self.engine)
+        while await worker.run_once():
+            pass
+        await browser_jobs.sweep(self.engine)
+        return await self.engine.get(job_id)
+
+    async def approve(self, job: JobRecord, person: str = "bob") -> JobRecord:
+        await self.engine.approve(job.id, self.engine.actor("cli", person))
+        return await self.settle(job.id)
+
+    async def reject(self, job: JobRecord, person: str = "bob") -> JobRecord:
+        await self.engine.reject(job.id, self.engine.actor("cli", person), "not today")
+        return await self.settle(job.id)
+
+    async def kinds(self, job: JobRecord, kind: str) -> list:
+        return [e for e in await self.engine.events(job.id) if e.kind == kind]
+
+    def artifact(self, job: JobRecord, name: str) -> bytes:
+        ref = next(a for a in reversed(job.artifacts) if a.name == name)
+        return self.engine.artifacts.read(ref.sha256)
+
+
+async def open_world(tmp_path: Path, **policy) -> AsyncIterator[World]:
+    admin, offlist = await admin_site.start()
+    settings = Settings.from_env(
+        {
+            "ACP_HOME": str(tmp_path / "home"),
+            "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+            "ACP_POLICY_DIR": str(write_policy(tmp_path / "policy", admin.base, **policy)),
+        }
+    )
+    engine = await Engine.open(settings)
+    try:
+        yield World(engine, admin, offlist)
+    finally:
+        await browser_jobs.close_all()
+        await engine.close()
+        await admin.stop()
+        await offlist.stop()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    monkeypatch.setenv("ADMIN_PASSWORD", PASSWORD)
+    async for w in open_world(tmp_path):
+        yield w
+
+
+def names(job: JobRecord) -> list[str]:
+    return [a.name for a in job.artifacts]
+
+
+# --- read-only ---------------------------------------------------------------------------
+
+
+async def test_read_only_inspection_runs_without_a_pause(world: World) -> None:
+    job = await world.submit("check user 42 `goto /users/42` `expect #status active` `screenshot`")
+    assert job.state is JobState.succeeded, job.result
+    assert job.approvals == []
+    assert [n for n in names(job) if n.endswith(".png")] == [
+        "step-01-goto.png",
+        "step-02-expect.png",
+        "step-03-screenshot.png",
+    ]
+    assert world.artifact(job, "step-01-goto.png").startswith(PNG)
+    steps = await world.kinds(job, "browser.step")
+    assert [(e.data["action"], e.data["ok"]) for e in steps] == [
+        ("goto", True), ("expect", True), ("screenshot", True)
+    ]  # fmt: skip
+    assert steps[0].data["url"] == world.admin.base + "/users/42"
+    with zipfile.ZipFile(world.engine.artifacts.path_for(
+        next(a.sha256 for a in job.artifacts if a.name == "trace.zip")
+    )) as z:  # fmt: skip
+        assert z.testzip() is None
+        entries = z.namelist()
+        assert {"trace.trace", "trace.network"} <= set(entries)
+        assert any(n.startswith("resources/") for n in entries)
+        assert b"/users/42" in z.read("trace.trace")
+    assert sum(world.admin.mutations.values()) == 0
+    assert world.offlist.requests == []
+    assert (await world.engine.verify_audit()).artifacts_checked == 4  # raises if broken
+
+
+async def test_a_failing_assertion_fails_the_job_with_the_step_and_its_evidence(world) -> None:
+    job = await world.submit("`goto /users/42` `expect #status disabled`")
+    assert job.state is JobState.failed
+    assert "step 2 `expect '#status' disabled` failed" in job.result["reason"]
+    assert "shows 'active'" in job.result["reason"]
+    assert "trace.zip" in names(job) and "step-02-expect.png" in names(job)
+
+
+# --- mutations: paused, approved, executed exactly once -----------------------------------
+
+
+async def test_disable_form_pauses_then_runs_once_after_approval(world: World) -> None:
+    job = await world.submit(
+        "disable user 42 `goto /users/42` `click #go` `expect #status disabled`"
+    )
+    assert job.state is JobState.awaiting_approval, job.result
+    pending = job.pending_action
+    assert pending["action"] == "mutate" and pending["kind"] == "click"
+    assert "Disable user" in pending["description"]
+    assert (
+        "submits a POST form to " + world.admin.base + "/users/42/disable"
+        in (pending["description"])
+    )
+    assert world.artifact(job, "pending-1.png").startswith(PNG)
+    assert pending["screenshot_sha256"] in [a.sha256 for a in job.artifacts]
+    with zipfile.ZipFile(world.engine.artifacts.path_for(pending["trace_sha256"])) as z:
+        assert "trace.trace" in z.namelist()  # the trace so far, for the approver
+    await asyncio.sleep(0.3)
+    assert world.admin.mutations == {}
+
+    with pytest.raises(Exception, match="four-eyes|requester"):
+        await world.engine.approve(job.id, world.engine.actor("cli", "alice"))
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/42/disable": 1}
+    assert world.admin.disabled == {42}
+    [sent] = await world.kinds(job, "browser.mutation_sent")
+    assert sent.data["approved_by"] == "bob"
+    assert sent.data["requests"] == [
+        {"url": world.admin.base + "/users/42/disable", "method": "POST"}
+    ]
+    assert {"trace-1.zip", "trace-2.zip"} <= set(names(job))
+    assert "1 approved mutation(s) sent" in job.result["reason"]
+
+
+async def test_delete_behind_a_confirm_is_approved_once_and_the_confirm_accepted(world) -> None:
+    job = await world.submit("delete user 43 `goto /users/43` `click #delete`")
+    assert job.state is JobState.awaiting_approval
+    assert "Delete user" in job.pending_action["description"]
+    assert world.admin.mutations == {}
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/43/delete": 1}
+    [sent] = await world.kinds(job, "browser.mutation_sent")
+    assert sent.data["dialogs"] == [
+        {"type": "confirm", "message": "Delete user 43?", "accepted": "True"}
+    ]
+
+
+async def test_fetch_post_is_held_unsent_then_released_once(world: World) -> None:
+    job = await world.submit(
+        "archive notes `goto /users/41/notes` `click #archive` `expect #saved archived`"
+    )
+    assert job.state is JobState.awaiting_approval, job.result
+    pending = job.pending_action
+    assert pending["kind"] == "request"
+    assert f"POST {world.admin.base}/api/users/41/archive" in pending["description"]
+    assert pending["binding"]["requests"][0]["body_bytes"] == len('{"why":"done"}')
+    await asyncio.sleep(0.3)
+    assert world.admin.mutations == {}
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /api/users/41/archive": 1}
+    assert world.admin.archived == {41}
+
+
+# --- mutations rejected: nothing reaches the server ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps",
+    ["`goto /users/42` `click #go`", "`goto /users/43` `click #delete`",
+     "`goto /users/41/notes` `click #archive`"],
+    ids=["form", "confirm", "fetch"],
+)  # fmt: skip
+async def test_rejected_mutation_never_reaches_the_server(world: World, steps: str) -> None:
+    job = await world.submit(steps)
+    assert job.state is JobState.awaiting_approval
+    job = await world.reject(job)
+    assert job.state is JobState.rejected
+    [closed] = await world.kinds(job, "browser.session_closed")
+    assert closed.data["sent"] is False
+    await asyncio.sleep(0.3)
+    assert world.admin.mutations == {}
+    assert browser_jobs.live_jobs() == []
+
+
+# --- escapes off the list -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "steps, blocked",
+    [("`goto /` `click #off`", "/elsewhere"), ("`goto /go-away`", "/landing"),
+     ("`goto http://localhost:1/x`", "localhost")],
+    ids=["link", "redirect", "goto"],
+)  # fmt: skip
+async def test_off_list_navigation_fails_the_job_and_reaches_nothing(world, steps, blocked) -> None:
+    job = await world.submit(steps)
+    assert job.state is JobState.failed
+    assert "not in the job's browser grant" in job.result["reason"]
+    refused = await world.kinds(job, "tool.refused")
+    assert any(blocked in e.data["url"] for e in refused)
+    assert world.offlist.requests == []
+    assert "trace.zip" in names(job)
+
+
+async def test_off_list_iframe_is_blocked_and_the_page_still_inspected(world: World) -> None:
+    job = await world.submit('`goto /framed` `expect h1 "Status board"`')
+    assert job.state is JobState.succeeded, job.result
+    [refused] = await world.kinds(job, "tool.refused")
+    assert refused.data["url"].endswith("/board") and "localhost" in refused.data["url"]
+    assert world.offlist.requests == []
+
+
+async def test_forbidden_scheme_refused(world: World) -> None:
+    job = await world.submit("`goto javascript:alert(1)`")
+    assert job.state is JobState.failed
+    assert "scheme javascript: is not allowed" in job.result["reason"]
+
+
+# --- approvals bound to the page ------------------------------------------------------------
+
+
+async def test_page_changed_under_the_approval_gets_a_fresh_checkpoint(world: World) -> None:
+    job = await world.submit("`goto /users/42` `click #go`")
+    first = job.pending_action
+    world.admin.form_target = 43  # the site now points the form at another user
+    await browser_jobs.close_all()  # and the paused browser is gone (a restart)
+    job = await world.approve(job)
+    assert job.state is JobState.awaiting_approval, job.result
+    assert job.pending_action["binding"] != first["binding"]
+    assert "/users/43/disable" in job.pending_action["description"]
+    assert await world.kinds(job, "approval.invalidated")
+    assert world.admin.mutations == {}
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded
+    assert world.admin.mutations == {"POST /users/43/disable": 1}
+
+
+async def test_approval_after_a_restart_retakes_the_steps_and_acts_once(world: World) -> None:
+    job = await world.submit("`goto /users` `goto /users/42` `click #go` `expect #status disabled`")
+    assert job.state is JobState.awaiting_approval
+    await browser_jobs.close_all()
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/42/disable": 1}
+    assert await world.kinds(job, "browser.session_restored")
+
+
+async def test_without_an_approval_rule_a_mutation_fails_and_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async for world in open_world(tmp_path, gate=False):
+        job = await world.submit("`goto /users/41/notes` `click #archive`")
+        assert job.state is JobState.failed
+        assert "no approval rule in the policy covers browser mutations" in job.result["reason"]
+        await asyncio.sleep(0.3)
+        assert world.admin.mutations == {}
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+async def test_credential_filled_by_the_runtime_never_recorded(world: World) -> None:
+    job = await world.submit("`goto /login` `fill #pw secret:admin-password` `click #signin`")
+    assert job.state is JobState.awaiting_approval
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.logins == [{"user": "ops", "password": PASSWORD}]
+    home = Path(world.engine.settings.home)
+    for path in [p for p in home.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        if path.suffix == ".zip" or zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n) for n in z.namelist())
+        assert PASSWORD.encode() not in data, path
+        assert b"hunter2" not in data, path
+    assert PASSWORD not in str(job.model_dump())
+
+
+async def test_unknown_or_unset_credential_is_a_clear_failure(world, monkeypatch) -> None:
+    job = await world.submit("`goto /login` `fill #pw secret:root-password`")
+    assert job.state is JobState.failed
+    assert "no credential named 'root-password' (known: admin-password)" in job.result["reason"]
+    monkeypatch.delenv("ADMIN_PASSWORD")
+    job = await world.submit("`goto /login` `fill #pw secret:admin-password`")
+    assert job.state is JobState.failed
+    assert "environment variable ADMIN_PASSWORD" in job.result["reason"]
+    assert os.environ.get("ADMIN_PASSWORD") is None
