@@ -73,6 +73,15 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
             f"approvers: {', '.join(gate.approvers) or '-'}; change {gate.action_hash[:12]}"
             f"{expires})"
         )
+    pending = job.pending_action or {}
+    if job.state.value == "awaiting_approval" and pending.get("action") == "mutate":
+        lines.append(f"  pending     : {pending['description']}")
+        lines.append(f"  at step     : {pending['step']}")
+        lines.append(
+            f"  evidence    : screenshot {pending['screenshot_sha256'][:12]} (element outlined), "
+            f"trace {pending['trace_sha256'][:12]}; save with "
+            f"`acp artifact {job.job_id} <name> -o <file>`"
+        )
     if job.state.value == "awaiting_approval":
         lines.append(f"  approve with: acp approve {job.job_id} --as <approver>")
     if job.result.get("reason"):
@@ -151,6 +160,16 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
         _print_json({**job.model_dump(mode="json"), "model_calls": [e.data for e in calls]})
         return 0
     print(render_job(engine, job, with_diff=False))
+    for event in await engine.events(job.id):
+        if event.kind == "browser.step":
+            d = event.data
+            mark = "ok" if d["ok"] else "--"
+            detail = f" — {d['detail']}" if d.get("detail") else ""
+            print(
+                f"  step {d['index']:<7}: {mark} {d['action']} {d['target']} @ {d['url']}{detail}"
+            )
+        elif event.kind == "tool.refused" and event.data.get("tool") == "browser":
+            print(f"  refused     : {event.data.get('url', '')} — {event.data['reason']}")
     for event in calls:
         d = event.data
         if event.kind == "model.fallback":
@@ -186,6 +205,59 @@ async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
         print(f"replay of {job.job_id}: differs (base {report.base_commit[:12]})")
         print(report.difference.rstrip())
     return 0 if report.identical else 1
+
+
+async def cmd_export_test(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.browser_export import default_filename, export_test
+    from runtime.errors import BadRequest
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    site = engine.policy.targets.sites.get(job.spec.target or "")
+    if site is None and job.spec.job_type.value == "browser":
+        raise BadRequest(f"site '{job.spec.target}' of {job.job_id} is no longer in the policy")
+    script = export_test(job, site)  # type: ignore[arg-type]
+    if args.output == "-":
+        sys.stdout.write(script)
+        return 0
+    path = args.output or default_filename(job)
+    _write_new(path, script.encode(), force=args.force)
+    print(f"wrote {path}: run it with `python {path}` or `pytest {path}`")
+    return 0
+
+
+async def cmd_artifact(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.errors import BadRequest
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    found = [a for a in job.artifacts if a.name == args.name]
+    if not found:
+        names = ", ".join(dict.fromkeys(a.name for a in job.artifacts)) or "none"
+        raise BadRequest(f"{job.job_id} has no artifact '{args.name}'", hint=f"it has: {names}")
+    data = engine.artifacts.read(found[-1].sha256)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        return 0
+    path = args.output or args.name
+    _write_new(path, data, force=args.force)
+    hint = " (open with `playwright show-trace`)" if args.name.endswith(".zip") else ""
+    print(f"wrote {path}: {len(data)} bytes, sha256 {found[-1].sha256[:12]}{hint}")
+    return 0
+
+
+def _write_new(path: str, data: bytes, *, force: bool) -> None:
+    """Write a file without clobbering one unless asked; never leave half a file behind."""
+    from pathlib import Path
+
+    from runtime.errors import BadRequest
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise BadRequest(f"{path} exists", hint="choose another path with -o, or pass --force")
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
 
 
 async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
@@ -472,6 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("replay", "re-run a model job from its recorded responses; compare the diff", read=True)
     p.add_argument("job")
     p.add_argument("--on-base", help="replay on this branch's tip instead of the recorded base")
+    p = add("export-test", "write a browser job's path as a Playwright test")
+    p.add_argument("job")
+    p.add_argument("--output", "-o", help="file to write (default test_j_N.py; - for stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p = add("artifact", "save one of a job's artifacts (trace.zip, a screenshot…)")
+    p.add_argument("job")
+    p.add_argument("name", help="artifact name as `acp show` lists it")
+    p.add_argument("--output", "-o", help="file to write (default: the name; - for stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
     add("schema", "print the job schema (JSON Schema)")
     add("serve", "run the service: worker (and Slack when configured)")
     add("worker", "run a worker only")
@@ -487,6 +568,8 @@ _ASYNC: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
     "answer": cmd_answer,
     "rollback": cmd_rollback,
     "replay": cmd_replay,
+    "export-test": cmd_export_test,
+    "artifact": cmd_artifact,
     "serve": cmd_serve,
     "worker": cmd_worker,
 }

@@ -75,6 +75,14 @@ class Run:
     recorded: int = 0  # session.steps already logged
     segment: int = 1  # trace part number
     mutations: int = 0
+    landed: list[str] = field(default_factory=list)  # the URL after each step taken
+
+    def took(self, line: str) -> None:
+        self.done.append(line)
+        self.landed.append(self.session.page.url)
+
+    def progress(self) -> dict[str, Any]:
+        return {"done": self.done, "landed": self.landed, "mutations": self.mutations}
 
 
 # --- entry points (the worker calls these) ----------------------------------------------
@@ -135,8 +143,8 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     else:
         run = Run(engine, job, actor, site, live.session, secrets,
                   artifacts=list(job.artifacts), done=list(state.get("done", [])),
-                  recorded=len(live.session.steps), segment=state.get("segment", 1),
-                  mutations=state.get("mutations", 0))  # fmt: skip
+                  landed=list(state.get("landed", [])), recorded=len(live.session.steps),
+                  segment=state.get("segment", 1), mutations=state.get("mutations", 0))  # fmt: skip
         live_pending, messages, call_id = live.pending, live.messages, live.call_id
     sent_before = len(run.session.mutations_sent)
     try:
@@ -147,7 +155,7 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         return await _checkpoint_again(run, state["pending_step"], messages, call_id)
     except MutationPending as again:  # the approved action led straight to another one
         await _record(run)
-        run.done.append(state["pending_step"])
+        run.took(state["pending_step"])
         run.mutations += 1
         return await _pause(run, again.pending, state["pending_step"], messages, call_id)
     except SandboxViolation as refusal:
@@ -155,7 +163,7 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     except (AcpError, PlaywrightError) as error:
         return await _failed(run, state["pending_step"], error)
     await _record(run)
-    run.done.append(state["pending_step"])
+    run.took(state["pending_step"])
     run.mutations += 1
     await engine.log(
         job.id,
@@ -246,7 +254,7 @@ async def _run_steps(run: Run, steps: list[BrowserStep], start: int) -> JobRecor
         except (AcpError, PlaywrightError) as error:
             return await _failed(run, step.text(), error, index=index)
         await _record(run)
-        run.done.append(step.text())
+        run.took(step.text())
     return await _complete(run, f"{len(steps)} step(s) taken")
 
 
@@ -342,9 +350,8 @@ async def _pause(
     state = {
         "step": step_index if step_index is not None else job.result.get("browser", {}).get("step"),
         "pending_step": step_line,
-        "done": run.done,
+        **run.progress(),
         "segment": run.segment,
-        "mutations": run.mutations,
         "call_id": call_id,
     }
     if messages is not None:
@@ -394,7 +401,7 @@ async def _checkpoint_again(
         return await _failed(run, step_line, error)
     # Taken again, the step no longer mutates: it is done, and the job goes on.
     await _record(run)
-    run.done.append(step_line)
+    run.took(step_line)
     if messages is not None:
         observation = await run.session.observe()
         return await _run_model(
@@ -433,7 +440,7 @@ async def _restore(
     try:
         for line in [*state.get("done", []), state["pending_step"]]:
             await _take(run, parse_step(line))
-            run.done.append(line)
+            run.took(line)
         await run.session.check_held()
     except MutationPending:
         await _record(run)
@@ -494,7 +501,7 @@ async def _complete(
         "job.succeeded",
         reason=f"{summary}; {run.mutations} approved mutation(s) sent",
         artifacts=run.artifacts,
-        browser={**run.job.result.get("browser", {}), "done": run.done, "mutations": run.mutations},
+        browser={**run.job.result.get("browser", {}), **run.progress()},
     )
 
 
@@ -508,7 +515,7 @@ async def _fail_run(run: Run, reason: str) -> JobRecord:
         "job.failed",
         reason=reason,
         artifacts=run.artifacts,
-        browser={**run.job.result.get("browser", {}), "done": run.done, "mutations": run.mutations},
+        browser={**run.job.result.get("browser", {}), **run.progress()},
     )
 
 
@@ -702,7 +709,7 @@ async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
                 messages.append(_tool_result(call.id, f"error: {redact(text)}"))
                 continue
             await _record(run)
-            run.done.append(step.text())
+            run.took(step.text())
             messages.append(_tool_result(call.id, f"done.\n{await run.session.observe()}"))
     await _transcript(run, messages)
     return await _fail_run(

@@ -144,8 +144,9 @@ async def start_admin(offlist: Site) -> Site:
     @routes.get("/users/{uid}/notes")
     async def notes(request: web.Request) -> web.Response:
         uid = user_id(request)
+        saved = "archived" if uid in admin.archived else "open"
         return page(
-            f"<h1>Notes for user {uid}</h1><p id=saved>{'archived' if uid in admin.archived else 'open'}</p>"
+            f"<h1>Notes for user {uid}</h1><p id=saved>{saved}</p>"
             "<button id=archive onclick=\"fetch(location.pathname.replace('/users', '/api/users')"
             ".replace('/notes', '/archive'), {method: 'POST', headers: {'content-type': "
             "'application/json'}, body: JSON.stringify({why: 'done'})})"

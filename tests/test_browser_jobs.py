@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -181,7 +182,7 @@ async def test_disable_form_pauses_then_runs_once_after_approval(world: World) -
     await asyncio.sleep(0.3)
     assert world.admin.mutations == {}
 
-    with pytest.raises(Exception, match="four-eyes|requester"):
+    with pytest.raises(Exception, match=r"four-eyes|requester"):
         await world.engine.approve(job.id, world.engine.actor("cli", "alice"))
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
@@ -330,15 +331,22 @@ async def test_credential_filled_by_the_runtime_never_recorded(world: World) -> 
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
     assert world.admin.logins == [{"user": "ops", "password": PASSWORD}]
-    home = Path(world.engine.settings.home)
-    for path in [p for p in home.rglob("*") if p.is_file()]:
-        data = path.read_bytes()
-        if path.suffix == ".zip" or zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                data = b"".join(z.read(n) for n in z.namelist())
+    for path, data in stored_files(Path(world.engine.settings.home)):
         assert PASSWORD.encode() not in data, path
         assert b"hunter2" not in data, path
     assert PASSWORD not in str(job.model_dump())
+
+
+def stored_files(home: Path) -> list[tuple[Path, bytes]]:
+    """Every file under the service's home, zips (traces) unpacked."""
+    found = []
+    for path in [p for p in home.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n) for n in z.namelist())
+        found.append((path, data))
+    return found
 
 
 async def test_unknown_or_unset_credential_is_a_clear_failure(world, monkeypatch) -> None:
@@ -350,3 +358,98 @@ async def test_unknown_or_unset_credential_is_a_clear_failure(world, monkeypatch
     assert job.state is JobState.failed
     assert "environment variable ADMIN_PASSWORD" in job.result["reason"]
     assert os.environ.get("ADMIN_PASSWORD") is None
+
+
+# --- the path as a Playwright test, and the artifacts from the terminal -----------------------
+
+
+async def run(*argv: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode()
+
+
+def cli_env(world: World) -> dict[str, str]:
+    settings = world.engine.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
+    env.update(
+        ACP_HOME=str(settings.home),
+        ACP_DATABASE_URL=settings.database_url,
+        ACP_POLICY_DIR=str(settings.policy_dir),
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+ROOT = Path(__file__).resolve().parent.parent
+ACP = [sys.executable, "-m", "bot.cli"]
+
+
+async def test_exported_test_repeats_the_path_green_on_a_fresh_app(world, tmp_path) -> None:
+    job = await world.submit(
+        "disable user 42 `goto /users` `goto /users/42` `click #go` `expect #status disabled`"
+    )
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded
+    env = cli_env(world)
+    code, out = await run(*ACP, "export-test", job.job_id, "-o", "path_test.py", env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert code == 0, out
+    script = (tmp_path / "path_test.py").read_text()
+    assert "expect(page.locator('#status').first).to_contain_text('disabled')" in script
+    assert "to_have_url(_url('/users/42'))" in script
+    assert "1 mutation(s) approved in " + job.job_id in script
+
+    fresh, offlist = await admin_site.start()  # a new instance of the site, nothing disabled
+    try:
+        code, out = await run(sys.executable, "path_test.py", env={**env, "BASE_URL": fresh.base},
+                              cwd=tmp_path)  # fmt: skip
+        assert code == 0, out
+        assert "path: passed" in out
+        assert fresh.mutations == {"POST /users/42/disable": 1}
+        # Run again on the same instance: user 42 is disabled already, the path still holds.
+        code, out = await run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "path_test.py", env={**env, "BASE_URL": fresh.base},
+                              cwd=tmp_path)  # fmt: skip
+        assert code == 0, out
+        assert "1 passed" in out
+    finally:
+        await fresh.stop()
+        await offlist.stop()
+    code, out = await run(*ACP, "export-test", job.job_id, "-o", "path_test.py", env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert code != 0 and "exists" in out and "--force" in out
+
+
+async def test_exported_assertions_fail_when_the_site_differs(world, tmp_path) -> None:
+    job = await world.submit("`goto /users/42` `expect #status active`")
+    assert job.state is JobState.succeeded
+    env = cli_env(world)
+    code, out = await run(*ACP, "export-test", job.job_id, "-o", "t.py", env=env, cwd=tmp_path)
+    assert code == 0, out
+    world.admin.disabled.add(42)
+    code, out = await run(sys.executable, "t.py", env=env, cwd=tmp_path)
+    assert code != 0
+    assert "to_contain_text" in out or "Locator expected to contain text" in out
+
+
+async def test_export_refuses_a_job_that_did_not_succeed_and_show_lists_steps(world, tmp_path):
+    job = await world.submit("`goto /users/42` `click #go`")
+    assert job.state is JobState.awaiting_approval
+    env = cli_env(world)
+    code, out = await run(*ACP, "export-test", job.job_id, env=env, cwd=tmp_path)
+    assert code != 0 and "only a browser job that succeeded" in out
+    code, out = await run(*ACP, "show", job.job_id, env=env, cwd=tmp_path)
+    assert code == 0, out
+    assert "pending     : click 'Disable user'" in out
+    base = world.admin.base
+    assert f"ok goto {base}/users/42 @ {base}/users/42" in out
+    code, out = await run(*ACP, "artifact", job.job_id, "trace-1.zip", "-o", "t.zip", env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert code == 0, out
+    with zipfile.ZipFile(tmp_path / "t.zip") as z:
+        assert "trace.trace" in z.namelist()
+    code, out = await run(*ACP, "artifact", job.job_id, "nope.png", env=env, cwd=tmp_path)
+    assert code != 0 and "has no artifact 'nope.png'" in out and "pending-1.png" in out
