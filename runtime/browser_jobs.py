@@ -101,7 +101,8 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     run = await _start(engine, job, actor, site, secrets)
     if job.model.model == "direct":
         return await _run_steps(run, steps, 0)
-    return await _run_model(run, _opening(job, site))
+    # The model starts where a person would: on the site's start page, which it sees first.
+    return await _run_steps(run, [parse_step("goto /"), *steps], 0, then_model=True)
 
 
 async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
@@ -241,7 +242,9 @@ async def _start(
     return Run(engine, job, actor, site, session, secrets, artifacts=list(job.artifacts))
 
 
-async def _run_steps(run: Run, steps: list[BrowserStep], start: int) -> JobRecord:
+async def _run_steps(
+    run: Run, steps: list[BrowserStep], start: int, *, then_model: bool = False
+) -> JobRecord:
     for index in range(start, len(steps)):
         step = steps[index]
         try:
@@ -255,6 +258,8 @@ async def _run_steps(run: Run, steps: list[BrowserStep], start: int) -> JobRecor
             return await _failed(run, step.text(), error, index=index)
         await _record(run)
         run.took(step.text())
+    if then_model:
+        return await _run_model(run, _opening(run.job, run.site))
     return await _complete(run, f"{len(steps)} step(s) taken")
 
 
@@ -287,6 +292,10 @@ def _url(site: SiteTarget, where: str) -> str:
 async def _record(run: Run) -> None:
     """Log each step the session took since the last call, with its screenshot."""
     session = run.session
+
+    def clean(text: str) -> str:
+        return redact(session.scrub(text))
+
     for result in session.steps[run.recorded :]:
         shot = session.screenshot_bytes.pop(result.screenshot_sha256 or "", None)
         refs: tuple[str, ...] = ()
@@ -301,8 +310,8 @@ async def _record(run: Run) -> None:
             "browser.step",
             run.actor,
             {"index": result.index + 1, "action": result.action,
-             "target": redact(result.target or "")[:500], "url": redact(result.url)[:500],
-             "ok": result.ok, "detail": redact(result.detail)[:1000]},
+             "target": clean(result.target or "")[:500], "url": clean(result.url)[:500],
+             "ok": result.ok, "detail": clean(result.detail)[:1000]},
             event_artifacts=refs,
         )  # fmt: skip
     run.recorded = len(session.steps)
@@ -314,7 +323,7 @@ async def _record(run: Run) -> None:
             run.job.id,
             "tool.refused",
             run.actor,
-            {"tool": "browser", "kind": refusal["kind"], "url": redact(refusal["url"])[:500],
+            {"tool": "browser", "kind": refusal["kind"], "url": clean(refusal["url"])[:500],
              "reason": refusal["reason"]},
         )  # fmt: skip
 
@@ -363,9 +372,9 @@ async def _pause(
         "action": ACTION,
         "site": job.spec.target,
         "kind": pending.kind,
-        "description": redact(pending.description),
+        "description": redact(run.session.scrub(pending.description)),
         "step": redact(step_line),
-        "url": redact(pending.url),
+        "url": redact(run.session.scrub(pending.url)),
         "screenshot_sha256": shot.sha256,
         "trace_sha256": trace.sha256,
         "binding": binding,

@@ -453,3 +453,89 @@ async def test_export_refuses_a_job_that_did_not_succeed_and_show_lists_steps(wo
         assert "trace.trace" in z.namelist()
     code, out = await run(*ACP, "artifact", job.job_id, "nope.png", env=env, cwd=tmp_path)
     assert code != 0 and "has no artifact 'nope.png'" in out and "pending-1.png" in out
+
+
+# --- with a model: it drives the same tools from the accessibility tree ----------------------
+
+
+MODEL = "gpt-4o-mini"
+KEY_ENV = "ACP_TEST_MODEL_KEY"
+
+
+@pytest.fixture
+async def model_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from model_standin import ModelStandIn
+
+    key = "sk-browser-test-key"
+    monkeypatch.setenv(KEY_ENV, key)
+    monkeypatch.setenv("ADMIN_PASSWORD", PASSWORD)
+    async with ModelStandIn(api_key=key) as standin:
+        route = {
+            "id": "models.browser.standin",
+            "job_types": ["browser"],
+            "model": f"openai/{MODEL}",
+            "api_base": standin.base_url,
+            "api_key_env": KEY_ENV,
+        }
+        async for world in open_world(tmp_path, model=route):
+            yield world, standin
+
+
+async def test_model_drives_the_browser_from_the_tree_and_its_mutation_waits(model_world):
+    from model_standin import call, say
+
+    world, standin = model_world
+    standin.script(
+        MODEL,
+        call("goto", url="/login"),
+        call("fill_secret", selector="#pw", name="admin-password"),
+        call("goto", url="/users/42"),
+        call("click", selector='role=button[name="Disable user"]'),
+        say("User 42 is disabled."),
+    )
+    job = await world.engine.submit(
+        "browse admin: disable user 42", world.engine.actor("cli", "alice")
+    )
+    assert job.state is JobState.queued, job.decision
+    job = await world.settle(job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    assert job.pending_action["step"] == "click 'role=button[name=\"Disable user\"]'"
+    assert world.admin.mutations == {}
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/42/disable": 1}
+    assert "User 42 is disabled." in job.result["reason"]
+
+    sent = standin.requests_for(MODEL)
+    assert len(sent) == 5
+    first = sent[0].messages
+    assert first[-1]["role"] == "user" and "url: " + world.admin.base in first[-1]["content"]
+    after_goto = sent[3].messages[-1]["content"]
+    assert 'button "Disable user"' in after_goto  # the accessibility tree, not HTML
+    assert sent[4].messages[-1]["content"].startswith("approved and done.")
+    assert "disabled" in sent[4].messages[-1]["content"]
+    for request in sent:
+        assert PASSWORD not in str(request.body)
+    done = job.result["browser"]["done"]
+    assert done[:3] == ["goto /", "goto /login", "fill '#pw' secret:admin-password"]
+
+
+async def test_model_selector_off_the_grant_is_refused_and_the_model_told(model_world):
+    from model_standin import call, say
+
+    world, standin = model_world
+    standin.script(
+        MODEL,
+        call("goto", url=world.offlist.base + "/steal"),
+        say("I could not open that page."),
+    )
+    job = await world.engine.submit(
+        "browse admin: open the partner portal", world.engine.actor("cli", "alice")
+    )
+    job = await world.settle(job.id)
+    assert job.state is JobState.succeeded, job.result
+    told = standin.requests_for(MODEL)[1].messages[-1]["content"]
+    assert (
+        told.startswith("refused: refused navigation") and "not in the job's browser grant" in told
+    )
+    assert world.offlist.requests == []

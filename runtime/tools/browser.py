@@ -747,8 +747,16 @@ class BrowserSession:
         aria = ""
         with contextlib.suppress(Error):
             aria = await self.page.locator("body").aria_snapshot(timeout=5_000)
-        text = f"url: {self.page.url}\ntitle: {await self.page.title()}\n{aria}"
+        text = self.scrub(f"url: {self.page.url}\ntitle: {await self.page.title()}\n{aria}")
         return text if len(text) <= limit else text[:limit] + "\n[truncated]"
+
+    def scrub(self, text: str) -> str:
+        """Text about the page with every form of a filled secret replaced (a password field
+        shows its value in the accessibility tree)."""
+        for secret in self._secrets:
+            for form in sorted(_secret_forms(secret), key=len, reverse=True):
+                text = text.replace(form.decode(), _REDACTED.decode())
+        return text
 
     async def screenshot(self) -> bytes:
         self._begin()
