@@ -70,7 +70,15 @@ T = TypeVar("T")
 LIVE_WORKER_SECONDS = 15.0
 
 # Events that are not state changes but that the requester's door should still hear about.
-NOTIFY_KINDS = frozenset({"tool.shell", "tool.refused", "approval.invalidated"})
+NOTIFY_KINDS = frozenset(
+    {
+        "tool.shell",
+        "tool.refused",
+        "approval.invalidated",
+        "browser.mutation_sent",
+        "browser.session_closed",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,12 +22,8 @@ from runtime.tools.browser import (
     BrowserSession,
     MutationPending,
     PageChanged,
-    chromium_path,
+    browser_executable,
     close_shared_browser,
-)
-
-pytestmark = pytest.mark.skipif(
-    shutil.which(chromium_path()) is None, reason="Chromium is not installed (setup.sh test)"
 )
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -484,3 +479,15 @@ async def test_trace_zip_is_a_playwright_trace(session, sites, tmp_path) -> None
         events = [json.loads(line) for line in z.read("trace.trace").splitlines() if line]
         assert events[0]["type"] == "context-options"
         assert b"/users/42" in z.read("trace.trace")
+
+
+async def test_missing_chromium_is_a_clear_error(monkeypatch) -> None:
+    from playwright.async_api import async_playwright
+
+    from runtime.errors import AcpError
+
+    monkeypatch.setenv("ACP_CHROMIUM", "/nonexistent/chromium")
+    async with async_playwright() as playwright:
+        with pytest.raises(AcpError, match="no Chromium to run browser jobs") as caught:
+            browser_executable(playwright)
+    assert "ACP_CHROMIUM" in (caught.value.hint or "")

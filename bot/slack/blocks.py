@@ -113,11 +113,23 @@ def approval_request(
     pending = job.pending_action or {}
     stat = pending.get("stat") or {}
     approvers = ", ".join(person(a, slack_ids) for a in gate.approvers) or "nobody"
+    if pending.get("action") == "mutate":
+        what = (
+            f"*The browser is about to change data* — action `{gate.action_hash[:12]}`:\n"
+            f">{escape(pending.get('description', ''))[:1500]}\n"
+            f"Step `{escape(pending.get('step', ''))[:200]}` · the page as it is now, with the "
+            "element outlined, and the trace so far are attached below. Approve and the job "
+            "takes this one action in the same browser; reject and nothing is sent.\n"
+        )
+    else:
+        what = (
+            f"*{gate.action} needs approval* — change `{gate.action_hash[:12]}`: "
+            f"{stat.get('files_changed', 0)} file(s), +{stat.get('insertions', 0)} "
+            f"−{stat.get('deletions', 0)} ({', '.join(stat.get('files', [])[:10])})\n"
+        )
     summary = (
-        f"*{gate.action} needs approval* — change `{gate.action_hash[:12]}`: "
-        f"{stat.get('files_changed', 0)} file(s), +{stat.get('insertions', 0)} "
-        f"−{stat.get('deletions', 0)} ({', '.join(stat.get('files', [])[:10])})\n"
-        f"Approvers: {approvers}"
+        what
+        + f"Approvers: {approvers}"
         + (" · four-eyes: the requester cannot approve" if gate.four_eyes else "")
     )
     blocks = [_section(summary)]
@@ -181,13 +193,21 @@ def clarification(job: JobRecord) -> list[dict[str, Any]]:
     ]
 
 
-def event_line(event: AuditEvent, slack_ids: dict[str, str]) -> str | None:
+def event_line(event: AuditEvent, slack_ids: dict[str, str], job_type: str = "code") -> str | None:
     """A thread reply for an event, or None when the card update says it all."""
     data = event.data
     actor = event.actor.split(" ")[0]
     match event.kind:
+        case "job.started" if job_type == "browser":
+            return ":globe_with_meridians: Running in a fresh browser context, traced."
         case "job.started":
             return ":gear: Running in a sandboxed worktree."
+        case "job.resumed" if job_type == "browser":
+            return ":arrow_forward: Taking the approved action."
+        case "browser.mutation_sent":
+            return f":outbox_tray: Sent, as approved: {escape(data.get('description', ''))[:500]}"
+        case "browser.session_closed":
+            return ":wastebasket: The held action was dropped; nothing was sent."
         case "tool.shell":
             took = f"{data.get('duration_s', 0):.2f}s"
             flag = " (timed out)" if data.get("timed_out") else ""
@@ -204,6 +224,8 @@ def event_line(event: AuditEvent, slack_ids: dict[str, str]) -> str | None:
             return f":x: Rejected by {person(actor, slack_ids)}{why}"
         case "approval.expired":
             return ":hourglass: The approval request expired; the job was rejected."
+        case "approval.invalidated" if job_type == "browser":
+            return ":warning: The page changed after it was reviewed; it needs a new approval."
         case "approval.invalidated":
             return ":warning: The change moved after it was reviewed; it needs a new approval."
         case "publish.merged" | "publish.pushed":

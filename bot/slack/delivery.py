@@ -102,6 +102,7 @@ class SlackDelivery:
             if diff is not None and inline is None:
                 await self._upload(channel, ts, f"{job.job_id}-diff.patch", diff,
                                    f"The full diff of {job.job_id}")  # fmt: skip
+            await self._browser_evidence(job, channel, ts, pending=True)
             return
         if event.kind == "job.clarification_requested":
             await self.client.chat_postMessage(
@@ -109,12 +110,14 @@ class SlackDelivery:
                 if job.clarification else "question", blocks=blocks.clarification(job),
             )  # fmt: skip
             return
-        line = blocks.event_line(event, ids)
+        line = blocks.event_line(event, ids, job.spec.job_type.value)
         if line is None:
             return
         await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
         if event.kind == "job.succeeded":
             await self._evidence(job, channel, ts)
+        if event.kind in ("job.succeeded", "job.failed"):
+            await self._browser_evidence(job, channel, ts, pending=False)
         if event.kind == "tool.shell" and event.artifacts:
             output = self.engine.artifacts.read(event.artifacts[0]).decode(errors="replace")
             if "--- stdout\n\n--- stderr\n" not in output:  # something was printed: show it
@@ -137,11 +140,38 @@ class SlackDelivery:
                 content = self.engine.artifacts.read(named[name].sha256).decode(errors="replace")
                 await self._upload(channel, ts, f"{job.job_id}-{name}", content, title)
 
+    async def _browser_evidence(
+        self, job: JobRecord, channel: str, ts: str, *, pending: bool
+    ) -> None:
+        """A browser job's pause: the outlined page and the trace so far. Its end: the last
+        page and the last trace part (each step's screenshot stays on the chain)."""
+        if job.spec.job_type.value != "browser":
+            return
+        action = job.pending_action or {}
+        if pending and action.get("action") == "mutate":
+            shots = [(action["screenshot_sha256"], "pending.png", "The page now, element outlined"),
+                     (action["trace_sha256"], "trace-so-far.zip",
+                      "Trace so far (open with `playwright show-trace`)")]  # fmt: skip
+        elif not pending:
+            pngs = [a for a in job.artifacts if a.name.startswith("step-")]
+            traces = [a for a in job.artifacts if a.name.startswith("trace")]
+            shots = [(pngs[-1].sha256, pngs[-1].name, "The last page")] if pngs else []
+            if traces:
+                shots.append((traces[-1].sha256, traces[-1].name,
+                              "Trace (open with `playwright show-trace`)"))  # fmt: skip
+        else:
+            return
+        for digest, name, title in shots:
+            await self._upload(channel, ts, f"{job.job_id}-{name}",
+                               self.engine.artifacts.read(digest), title)  # fmt: skip
+
     def _diff_text(self, job: JobRecord) -> str | None:
         digest = (job.pending_action or {}).get("diff_sha256")
         return self.engine.artifacts.read(digest).decode(errors="replace") if digest else None
 
-    async def _upload(self, channel: str, ts: str, filename: str, content: str, title: str) -> None:
+    async def _upload(
+        self, channel: str, ts: str, filename: str, content: str | bytes, title: str
+    ) -> None:
         await self.client.files_upload_v2(
             channel=channel, thread_ts=ts, content=content, filename=filename, title=title
         )

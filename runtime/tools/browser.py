@@ -128,13 +128,38 @@ _shared: tuple[asyncio.AbstractEventLoop, Playwright, Browser] | None = None
 _shared_lock: asyncio.Lock | None = None
 
 
+SYSTEM_CHROMIUM = "/usr/bin/chromium"
+
+
 def chromium_path() -> str:
-    return os.environ.get("ACP_CHROMIUM", "/usr/bin/chromium")
+    """The configured Chromium (ACP_CHROMIUM), else the system one."""
+    return os.environ.get("ACP_CHROMIUM") or SYSTEM_CHROMIUM
+
+
+def browser_executable(playwright: Playwright) -> str | None:
+    """ACP_CHROMIUM if set; else Playwright's own Chromium when `playwright install` put it
+    there (None: Playwright finds it); else the system Chromium (Debian's `chromium`)."""
+    configured = os.environ.get("ACP_CHROMIUM")
+    if configured:
+        path = configured
+    else:
+        with contextlib.suppress(Error):
+            own = playwright.chromium.executable_path
+            if own and os.path.exists(own):
+                return None
+        path = SYSTEM_CHROMIUM
+    if not os.access(path, os.X_OK):
+        raise AcpError(
+            f"no Chromium to run browser jobs: {path} is not an executable",
+            hint="run scripts/setup.sh (it installs the Debian package chromium), "
+            "`playwright install chromium`, or set ACP_CHROMIUM to a Chromium binary",
+        )
+    return path
 
 
 async def launch_browser(playwright: Playwright) -> Browser:
     return await playwright.chromium.launch(
-        executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+        executable_path=browser_executable(playwright), headless=True, args=CHROMIUM_ARGS
     )
 
 
