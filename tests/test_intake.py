@@ -277,3 +277,41 @@ def test_target_inside_a_longer_word_is_not_found(bundled: Policy) -> None:
     parsed = parse_request("fix the typo in the demos folder", bundled)
 
     assert parsed.target is None
+
+
+# --- browser steps --------------------------------------------------------------------------
+
+
+def test_browser_steps_from_spans_and_a_fence(wide: Policy) -> None:
+    roomy = wide.limits.model_copy(update={"max_request_chars": 8000})
+    parsed = parse_request(
+        "browse admin.internal.example.com: disable user 42 `goto /users/42` "
+        "`click \"role=button[name='Disable user']\"` `fill #pw secret:admin-pw`\n"
+        "```steps\nexpect #status disabled\nscreenshot\n```",
+        wide.model_copy(update={"limits": roomy}),
+    )
+    assert parsed.job_type is JobType.browser
+    assert parsed.commands == [
+        "goto /users/42",
+        "click \"role=button[name='Disable user']\"",
+        "fill #pw secret:admin-pw",
+        "expect #status disabled",
+        "screenshot",
+    ]
+
+
+def test_backtick_text_that_is_not_a_step_is_ignored(wide: Policy) -> None:
+    parsed = parse_request("browse admin.internal.example.com: check the `status` field", wide)
+    assert parsed.commands == []
+
+
+@pytest.mark.parametrize(
+    "step, words",
+    [("`fill #name`", "takes 2 argument(s), not 1"), ("`click`", "takes 1 argument(s)"),
+     ("`goto \"/users`", "cannot read the browser step"), ("`wait 999999`", "at most 60000 ms"),
+     ("`fill #pw secret:`", "is not a secret name")],
+)  # fmt: skip
+def test_malformed_browser_step_is_a_bad_request_with_usage(wide: Policy, step, words) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_request(f"browse admin.internal.example.com: {step}", wide)
+    assert words in caught.value.message

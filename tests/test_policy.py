@@ -748,3 +748,38 @@ def test_every_door_identity_maps_to_the_same_person(
     bundled: Policy, door: str, identity: str, person: str | None
 ) -> None:
     assert bundled.person_for(door, identity) == person
+
+
+# --- browser sites --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "site, words",
+    [
+        ("{domains: [admin.example.com], base_url: 'https://evil.example.net/'}",
+         "base_url host 'evil.example.net' is not in its domains"),
+        ("{domains: [admin.example.com], base_url: 'ftp://admin.example.com'}",
+         "is not an http(s) URL"),
+        ("{domains: [admin.example.com], credentials: {pw: 'hunter2 plain'}}",
+         "must name an environment variable"),
+        ("{domains: []}", "domains"),
+    ],
+    ids=["base-off-domains", "scheme", "credential-value", "no-domains"],
+)  # fmt: skip
+def test_site_target_mistakes_are_refused_with_file_and_line(tmp_path, site, words) -> None:
+    path = write_policy(tmp_path, f"targets:\n  sites:\n    admin: {site}\n")
+    with pytest.raises(PolicyFileError) as caught:
+        load_policy(tmp_path)
+    assert words in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_site_with_wildcard_domain_and_base_url_loads(tmp_path) -> None:
+    write_policy(
+        tmp_path,
+        "targets:\n  sites:\n    admin: {domains: ['*.example.com'], "
+        "base_url: 'https://admin.example.com/app/', credentials: {pw: ADMIN_PW}}\n",
+    )
+    site = load_policy(tmp_path).policy.targets.sites["admin"]
+    assert site.start_url() == "https://admin.example.com/app"
+    assert site.credentials == {"pw": "ADMIN_PW"}
