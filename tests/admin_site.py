@@ -168,6 +168,29 @@ async def start_admin(offlist: Site) -> Site:
     async def framed(request: web.Request) -> web.Response:
         return page(f"<h1>Status board</h1><iframe id=frame src='{off}/board'></iframe>", "board")
 
+    @routes.get("/live")
+    async def live(request: web.Request) -> web.Response:
+        ws_off = off.replace("http://", "ws://") + "/socket"
+        return page(
+            "<h1>Live</h1><p id=own>connecting</p><p id=offsock>connecting</p><script>"
+            "const own = new WebSocket(location.href.replace('http', 'ws') + '/echo');"
+            "own.onopen = () => own.send('hi');"
+            "own.onmessage = (e) => document.getElementById('own').textContent = e.data;"
+            f"const off = new WebSocket({ws_off!r});"
+            "off.onopen = () => document.getElementById('offsock').textContent = 'open';"
+            "off.onclose = () => document.getElementById('offsock').textContent = 'closed';"
+            "</script>",
+            "live",
+        )
+
+    @routes.get("/live/echo")
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str(f"echo: {message.data}")
+        return ws
+
     @routes.get("/login")
     async def login_form(request: web.Request) -> web.Response:
         return page(

@@ -276,6 +276,14 @@ async def test_off_list_iframe_is_blocked_and_the_page_still_inspected(world: Wo
     assert world.offlist.requests == []
 
 
+async def test_websocket_to_an_off_list_host_is_refused_and_an_allowed_one_works(world) -> None:
+    job = await world.submit('`goto /live` `expect #own "echo: hi"` `expect #offsock closed`')
+    assert job.state is JobState.succeeded, job.result
+    [refused] = await world.kinds(job, "tool.refused")
+    assert refused.data["kind"] == "websocket" and refused.data["url"].startswith("ws://localhost")
+    assert world.offlist.requests == []
+
+
 async def test_forbidden_scheme_refused(world: World) -> None:
     job = await world.submit("`goto javascript:alert(1)`")
     assert job.state is JobState.failed

@@ -33,7 +33,9 @@ from playwright.async_api import (
     Page,
     Playwright,
     Route,
+    WebSocketRoute,
     async_playwright,
+    expect,
 )
 from pydantic import BaseModel, Field
 
@@ -47,6 +49,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # Pages here are served through route.fulfill, so Chromium cannot tell their address
+    # space and its Local Network Access checks block a granted local WebSocket. The grant
+    # (every request and socket checked against the site's hosts) is the stricter rule.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 
 MUTATING_WORDS = re.compile(
@@ -286,6 +292,7 @@ class BrowserSession:
         self._accept_dialogs = False
         self.dialogs: list[dict[str, str]] = []
         self._trace_open = False
+        self._step_timeout_ms = 15_000.0
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -304,11 +311,13 @@ class BrowserSession:
             accept_downloads=grant.allow_downloads, service_workers="block"
         )
         try:
-            self._context.set_default_timeout(step_timeout_s * 1000)
+            self._step_timeout_ms = step_timeout_s * 1000
+            self._context.set_default_timeout(self._step_timeout_ms)
             await self._context.tracing.start(screenshots=True, snapshots=True, sources=False)
             await self._context.tracing.start_chunk()
             self._trace_open = True
             await self._context.route("**/*", self._route)
+            await self._context.route_web_socket(lambda _: True, self._route_websocket)
             self._context.on("page", self._on_page)
             self._page = await self._context.new_page()  # "page" wires its handlers
         except BaseException:
@@ -423,6 +432,19 @@ class BrowserSession:
             await self._fetch_and_fulfill(route, meta)
         except Error:
             await _quiet(route.abort("failed"))
+
+    async def _route_websocket(self, ws: WebSocketRoute) -> None:
+        """A WebSocket may open only to a host in the grant (ws: and wss: as http: and https:).
+        Messages on an allowed socket are not checkpointed; see the README's limits."""
+        url = ws.url
+        scheme, _, rest = url.partition(":")
+        as_http = {"ws": "http", "wss": "https"}.get(scheme.lower(), scheme) + ":" + rest
+        why = refusal_reason(self.grant, as_http)
+        if why:
+            self._refuse(url, why.replace(as_http.split(":")[0] + ":", scheme + ":"), "websocket")
+            await _quiet(ws.close(code=1008, reason="blocked by the job's browser grant"))
+            return
+        ws.connect_to_server()
 
     async def _fetch_and_fulfill(self, route: Route, meta: dict[str, Any]) -> None:
         """Fetch with redirects handled here, so that every hop is checked against the grant.
@@ -750,20 +772,26 @@ class BrowserSession:
         return self.steps[-1]
 
     async def expect(self, selector: str, text: str | None = None) -> StepResult:
-        """An assertion step: the element is visible (and contains text, when given)."""
+        """An assertion step: the element becomes visible (and contains text, when given)
+        within the step timeout, as Playwright's own expect() waits."""
         self._begin()
         locator = self.page.locator(selector).first
         try:
-            await locator.wait_for(state="visible")
-            found = await locator.inner_text()
-        except Error as error:
-            detail = f"expected {selector} to be visible: {str(error).splitlines()[0]}"
-            await self._finish("expect", selector, False, detail)
-            raise AcpError(detail) from None
-        if text is not None and text not in found:
-            detail = f"expected {selector} to contain {text!r}; it shows {found[:200]!r}"
-            await self._finish("expect", selector, False, detail)
-            raise AcpError(detail)
+            if text is None:
+                await expect(locator).to_be_visible(timeout=self._step_timeout_ms)
+            else:
+                await expect(locator).to_contain_text(text, timeout=self._step_timeout_ms)
+        except (AssertionError, Error):
+            found = None
+            with contextlib.suppress(Error):
+                found = await locator.inner_text(timeout=500)
+            detail = (
+                f"expected {selector} to be visible; it is not on the page"
+                if found is None
+                else f"expected {selector} to contain {text!r}; it shows {found[:200]!r}"
+            )
+            await self._finish("expect", selector, False, self.scrub(detail))
+            raise AcpError(self.scrub(detail)) from None
         await self._finish("expect", selector, True, text or "")
         return self.steps[-1]
 
