@@ -93,16 +93,13 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     site = engine.policy.targets.sites[job.spec.target or ""]
     if "browser" not in job.tools_granted:
         return await _refuse_job(engine, job, actor, f"{job.job_id} may not use the browser tool")
-    steps = parse_steps(job.spec.commands)
+    steps, then_model = _plan(job)
     try:
         secrets = _secrets_for(site, job.spec.target or "", steps)
     except AcpError as error:
         return await engine.finish(job, JobState.failed, actor, "job.failed", reason=error.message)
     run = await _start(engine, job, actor, site, secrets)
-    if job.model.model == "direct":
-        return await _run_steps(run, steps, 0)
-    # The model starts where a person would: on the site's start page, which it sees first.
-    return await _run_steps(run, [parse_step("goto /"), *steps], 0, then_model=True)
+    return await _run_steps(run, steps, 0, then_model=then_model)
 
 
 async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
@@ -118,7 +115,6 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     if live is not None and live.pending.binding() != pending["binding"]:
         await live.session.stop()
         live = None
-    model_mode = job.model.model != "direct"
     step_lines = [*state.get("done", []), state["pending_step"]]
     secrets = _secrets_for(site, job.spec.target or "", parse_steps(step_lines))
     if live is None:
@@ -127,7 +123,7 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
             return run
         live_pending = run.session.pending
         assert live_pending is not None
-        messages = _load_messages(engine, state) if model_mode else None
+        messages = _load_messages(engine, state)
         call_id = state.get("call_id")
         if live_pending.binding() != pending["binding"]:
             await engine.log(
@@ -178,11 +174,7 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
             "dialogs": run.session.dialogs[-3:],
         },
     )
-    if model_mode:
-        return await _run_model(run, _after_action(messages or [], call_id, "approved and done.",
-                                                   await run.session.observe()))  # fmt: skip
-    steps = parse_steps(job.spec.commands)
-    return await _run_steps(run, steps, state.get("step", 0) + 1)
+    return await _go_on(run, messages, call_id, "approved and done.")
 
 
 async def sweep(engine: Engine) -> int:
@@ -411,13 +403,29 @@ async def _checkpoint_again(
     # Taken again, the step no longer mutates: it is done, and the job goes on.
     await _record(run)
     run.took(step_line)
+    return await _go_on(run, messages, call_id, "done (no approval needed).")
+
+
+def _plan(job: JobRecord) -> tuple[list[BrowserStep], bool]:
+    """The steps the runtime takes itself, and whether the model takes over after them
+    (with a model, the runtime first opens the site's start page for it)."""
+    steps = parse_steps(job.spec.commands)
+    if job.model.model == "direct":
+        return steps, False
+    return [parse_step("goto /"), *steps], True
+
+
+async def _go_on(
+    run: Run, messages: list[dict[str, Any]] | None, call_id: str | None, said: str
+) -> JobRecord:
+    """After the paused action: back to the model that asked for it, or the next step."""
     if messages is not None:
         observation = await run.session.observe()
-        return await _run_model(
-            run, _after_action(messages, call_id, "done (no approval needed).", observation)
-        )
-    index = run.job.result.get("browser", {}).get("step", 0)
-    return await _run_steps(run, parse_steps(run.job.spec.commands), index + 1)
+        return await _run_model(run, _after_action(messages, call_id, said, observation))
+    steps, then_model = _plan(run.job)
+    index = run.job.result.get("browser", {}).get("step")
+    start = len(steps) if index is None else index + 1
+    return await _run_steps(run, steps, start, then_model=then_model)
 
 
 async def _restore(
@@ -630,9 +638,10 @@ def _tool_result(call_id: str, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id, "content": content[:12_000]}
 
 
-def _load_messages(engine: Engine, state: dict[str, Any]) -> list[dict[str, Any]]:
+def _load_messages(engine: Engine, state: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The conversation saved at the pause (None: the model had not started yet)."""
     digest = state.get("transcript_sha256")
-    return json.loads(engine.artifacts.read(digest)) if digest else []
+    return json.loads(engine.artifacts.read(digest)) if digest else None
 
 
 def _step_of(name: str, args: dict[str, Any]) -> BrowserStep:

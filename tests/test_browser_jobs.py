@@ -547,3 +547,28 @@ async def test_model_selector_off_the_grant_is_refused_and_the_model_told(model_
         told.startswith("refused: refused navigation") and "not in the job's browser grant" in told
     )
     assert world.offlist.requests == []
+
+
+async def test_model_job_approved_after_a_restart_goes_on_with_its_conversation(model_world):
+    from model_standin import call, say
+
+    world, standin = model_world
+    standin.script(
+        MODEL,
+        call("goto", url="/users/42"),
+        call("click", selector="#go"),
+        say("Done: user 42 disabled."),
+    )
+    job = await world.engine.submit(
+        "browse admin: disable user 42", world.engine.actor("cli", "alice")
+    )
+    job = await world.settle(job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    await browser_jobs.close_all()  # the service restarted while the job waited
+    job = await world.approve(job)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/42/disable": 1}
+    assert await world.kinds(job, "browser.session_restored")
+    last = standin.requests_for(MODEL)[-1].messages
+    assert last[0]["role"] == "system" and "disable user 42" in last[1]["content"]
+    assert last[-1]["content"].startswith("approved and done.")
