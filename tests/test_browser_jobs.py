@@ -91,12 +91,14 @@ class World:
         return self.engine.artifacts.read(ref.sha256)
 
 
-async def open_world(tmp_path: Path, **policy) -> AsyncIterator[World]:
+async def open_world(
+    tmp_path: Path, database_url: str | None = None, **policy
+) -> AsyncIterator[World]:
     admin, offlist = await admin_site.start()
     settings = Settings.from_env(
         {
             "ACP_HOME": str(tmp_path / "home"),
-            "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+            "ACP_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp_path}/acp.db",
             "ACP_POLICY_DIR": str(write_policy(tmp_path / "policy", admin.base, **policy)),
         }
     )
@@ -195,6 +197,17 @@ async def test_disable_form_pauses_then_runs_once_after_approval(world: World) -
     ]
     assert {"trace-1.zip", "trace-2.zip"} <= set(names(job))
     assert "1 approved mutation(s) sent" in job.result["reason"]
+
+
+async def test_pause_and_approval_on_postgresql(tmp_path, pg_url, monkeypatch) -> None:
+    async for world in open_world(tmp_path, pg_url):
+        job = await world.submit("`goto /users/41/notes` `click #archive` `expect #saved archived`")
+        assert job.state is JobState.awaiting_approval
+        assert world.admin.mutations == {}
+        job = await world.approve(job)
+        assert job.state is JobState.succeeded, job.result
+        assert world.admin.mutations == {"POST /api/users/41/archive": 1}
+        assert (await world.engine.verify_audit()).events > 10
 
 
 async def test_delete_behind_a_confirm_is_approved_once_and_the_confirm_accepted(world) -> None:
