@@ -19,3 +19,4 @@ bench:
 	@.venv/bin/python bench/slack_ack.py
 	@.venv/bin/python bench/model_overhead.py
 	@.venv/bin/python bench/sql_overhead.py
+	@.venv/bin/python bench/browser_job.py
