@@ -89,7 +89,15 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
     for ref in job.artifacts:
         lines.append(f"  artifact    : {ref.name} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
     diff = next((a for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
-    if with_diff and diff:
+    documents = [a for a in _review_artifacts(job) if a is not None]
+    if pending.get("documents"):
+        for line in pending["documents"]:
+            lines.append(f"  document    : {line}")
+    if with_diff and documents:
+        for ref in documents:
+            lines.append("")
+            lines.append(engine.artifacts.read(ref.sha256).decode(errors="replace").rstrip())
+    elif with_diff and diff:
         stat = (job.pending_action or {}).get("stat") or {}
         if stat:
             lines.append(
@@ -99,6 +107,12 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
         lines.append("")
         lines.append(engine.artifacts.read(diff.sha256).decode(errors="replace").rstrip())
     return "\n".join(lines)
+
+
+def _review_artifacts(job: JobRecord) -> list[Any]:
+    """A doc job's review: its document diff and preview (the git patch of a binary is not)."""
+    named = {a.name: a for a in job.artifacts}
+    return [named.get("document-diff.txt"), named.get("preview.txt")]
 
 
 def _job_line(job: JobRecord) -> str:
@@ -180,7 +194,10 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
             f"{d['completion_tokens']} tokens, ${d['cost_usd']:.6f}, {d['latency_ms']:.0f} ms "
             f"(route {d['route_rule']})"
         )
-    for name in ("result.txt", "diff.patch"):
+    names = ("result.txt", "diff.patch")
+    if job.spec.job_type.value == "doc" and any(_review_artifacts(job)):
+        names = ("document-diff.txt", "preview.txt")
+    for name in names:
         found = next((a for a in reversed(job.artifacts) if a.name == name), None)
         if found:
             print()

@@ -28,7 +28,7 @@ SYSTEM_PROMPT = (
 RESULT_LIMIT = 12_000
 
 
-def _function(name: str, description: str, **params: str) -> dict[str, Any]:
+def function(name: str, description: str, **params: str) -> dict[str, Any]:
     return {
         "type": "function",
         "function": {
@@ -44,22 +44,20 @@ def _function(name: str, description: str, **params: str) -> dict[str, Any]:
 
 
 TOOLS = [
-    _function("read_file", "Read a text file of the repository.", path="relative path"),
-    _function(
+    function("read_file", "Read a text file of the repository.", path="relative path"),
+    function(
         "write_file",
         "Create or replace a text file.",
         path="relative path",
         content="the whole new content",
     ),
-    _function("list_dir", "List a directory (folders end with /).", path="relative path"),
-    _function(
+    function("list_dir", "List a directory (folders end with /).", path="relative path"),
+    function(
         "run",
         "Run a shell command in the repository (sandboxed, no network).",
         command="a bash command line",
     ),
-    _function(
-        "ask", "Ask the requester one clarifying question and stop.", question="the question"
-    ),
+    function("ask", "Ask the requester one clarifying question and stop.", question="the question"),
 ]
 
 # The model's tool names, mapped to the runtime's tools and their argument names.
@@ -74,9 +72,11 @@ class AgentOutcome(BaseModel):
     transcript: list[dict[str, Any]]
 
 
-def opening_messages(target: str, instruction: str, answers: list[dict[str, str]]) -> list[dict]:
+def opening_messages(
+    target: str, instruction: str, answers: list[dict[str, str]], system: str = SYSTEM_PROMPT
+) -> list[dict]:
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": SYSTEM_PROMPT.format(target=target)},
+        {"role": "system", "content": system.format(target=target)},
         {"role": "user", "content": instruction},
     ]
     for qa in answers:
@@ -91,7 +91,14 @@ async def run_agent(
     *,
     max_steps: int,
     time_limit_s: float,
+    documents: bool = False,
 ) -> AgentOutcome:
+    """The loop; with documents=True the model also has the document tools (doc jobs)."""
+    tools = TOOLS
+    if documents:
+        from runtime.doc_jobs import doc_tools
+
+        tools = [*TOOLS, *doc_tools()]
     deadline = time.monotonic() + time_limit_s
     for step in range(1, max_steps + 1):
         if time.monotonic() > deadline:
@@ -101,7 +108,7 @@ async def run_agent(
                 steps=step - 1,
                 transcript=messages,
             )
-        reply = await client.complete(messages, TOOLS)
+        reply = await client.complete(messages, tools)
         messages.append(reply.message)
         if not reply.tool_calls:
             return AgentOutcome(
@@ -114,9 +121,8 @@ async def run_agent(
                 return AgentOutcome(
                     kind="asked", question=str(question)[:2000], steps=step, transcript=messages
                 )
-            messages.append(
-                _tool_result(call.id, await _run_tool(toolbox, call.name, call.arguments))
-            )
+            result = await _run_tool(toolbox, call.name, call.arguments, documents)
+            messages.append(_tool_result(call.id, result))
     return AgentOutcome(
         kind="stopped",
         summary=f"step limit of {max_steps} reached",
@@ -125,13 +131,24 @@ async def run_agent(
     )
 
 
-async def _run_tool(toolbox: Toolbox, name: str, arguments: str) -> str:
+async def _run_tool(toolbox: Toolbox, name: str, arguments: str, documents: bool = False) -> str:
     tool = _TOOLBOX.get(name)
     args = _arguments(arguments)
-    if tool is None:
-        return f"error: there is no tool named '{name}'"
     if args is None:
         return "error: the arguments are not a JSON object"
+    if tool is None and documents:
+        from runtime.doc_jobs import DocumentError, run_doc_tool
+
+        try:
+            text = await run_doc_tool(toolbox, name, args)
+        except SandboxViolation as refusal:
+            return f"refused: {refusal.message}"
+        except (DocumentError, KeyError, TypeError, ValueError, OSError) as error:
+            return f"error: {getattr(error, 'message', error)}"
+        if text is not None:
+            return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n[truncated]"
+    if tool is None:
+        return f"error: there is no tool named '{name}'"
     try:
         if tool == "shell":
             result = await toolbox.call("shell", command=str(args.get("command", "")))

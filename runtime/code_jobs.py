@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from runtime.agent import opening_messages, run_agent
+from runtime import doc_jobs
+from runtime.agent import SYSTEM_PROMPT, opening_messages, run_agent
 from runtime.approvals import pending_hash
 from runtime.errors import (
     ApprovalMismatch,
@@ -25,7 +26,7 @@ from runtime.errors import (
     PublishConflict,
     SandboxViolation,
 )
-from runtime.jobs import Clarification, JobRecord, JobState
+from runtime.jobs import Clarification, JobRecord, JobState, JobType
 from runtime.models import ModelClient
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
@@ -97,6 +98,21 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         {"name": "diff.patch", "stat": stat},
         event_artifacts=(ref.sha256,),
     )
+    extra: dict[str, Any] = {}
+    if job.spec.job_type is JobType.doc:
+        try:
+            review = await doc_jobs.review_change(engine, path, diff.base_commit, diff.head_commit)
+        except doc_jobs.DocumentError as error:
+            await engine.log(job.id, "document.refused", actor, {"reason": error.message})
+            return await engine.finish(
+                job,
+                JobState.failed,
+                actor,
+                "job.failed",
+                reason=f"{error.message}; nothing was published",
+                artifacts=artifacts,
+            )
+        extra = await _document_artifacts(engine, job, actor, review, artifacts)
     pending = {
         "action": "merge" if target.publish == "merge" else "push",
         "repo": job.spec.target,
@@ -106,8 +122,35 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         "head_commit": diff.head_commit,
         "diff_sha256": ref.sha256,
         "stat": stat,
+        **extra,
     }
     return await request_or_publish(engine, job, pending, artifacts, actor)
+
+
+async def _document_artifacts(
+    engine: Engine, job: JobRecord, actor: str, review: doc_jobs.ChangeReview, artifacts: list
+) -> dict[str, Any]:
+    """The document diff, the preview and the documents themselves, on the chain."""
+    refs = []
+    if review.text:
+        refs.append(engine.artifacts.put("document-diff.txt", review.text.encode()))
+    if review.preview:
+        refs.append(engine.artifacts.put("preview.txt", review.preview.encode()))
+    refs.extend(review.documents)
+    artifacts.extend(refs)
+    await engine.log(
+        job.id,
+        "artifact.created",
+        actor,
+        {"name": "document-diff.txt", "documents": review.summaries},
+        event_artifacts=tuple(r.sha256 for r in refs),
+    )
+    return {
+        "document_diff_sha256": refs[0].sha256 if review.text else None,
+        "preview_sha256": next((r.sha256 for r in refs if r.name == "preview.txt"), None),
+        "documents": review.summaries,
+        "document_sha256": {d.name: d.sha256 for d in review.documents},
+    }
 
 
 async def _fail(
@@ -129,6 +172,15 @@ async def _run_steps(
 ) -> JobRecord | None:
     """Direct mode: the job's explicit steps, in order; None when every step succeeded."""
     for index, command in enumerate(job.spec.commands, start=1):
+        if job.spec.job_type is JobType.doc and doc_jobs.is_template(command):
+            try:
+                await doc_jobs.template_step(toolbox, command)
+            except (SandboxViolation, doc_jobs.DocumentError) as error:
+                return await _fail(engine, job, toolbox, actor, f"step {index}: {error.message}")
+            except FileNotFoundError as missing:
+                reason = f"step {index} `{command}`: {missing.filename or missing} does not exist"
+                return await _fail(engine, job, toolbox, actor, reason)
+            continue
         try:
             result = await toolbox.call("shell", command=command)
         except SandboxViolation as refusal:
@@ -151,8 +203,12 @@ async def _run_model(
     """The agent loop for a job with a model route; None when it finished and left a change."""
     limits = engine.policy.limits
     client = ModelClient(engine, job, actor=actor)
+    documents = job.spec.job_type is JobType.doc
     messages = opening_messages(
-        job.spec.target or "", job.spec.instruction, job.result.get("answers", [])
+        job.spec.target or "",
+        job.spec.instruction,
+        job.result.get("answers", []),
+        doc_jobs.DOC_SYSTEM_PROMPT if documents else SYSTEM_PROMPT,
     )
     try:
         outcome = await run_agent(
@@ -161,6 +217,7 @@ async def _run_model(
             messages,
             max_steps=limits.agent_max_steps,
             time_limit_s=limits.agent_time_limit_s,
+            documents=documents,
         )
     except (BudgetExceeded, ModelUnavailable) as error:
         return await _fail(engine, job, toolbox, actor, error.message)
@@ -302,18 +359,30 @@ async def rerequest(
     head = await wt.branch_head(path, old["job_branch"])
     diff = await wt.diff_range(path, old["base_commit"], head)
     ref = engine.artifacts.put("diff.patch", redact(diff.patch).encode(), "text/x-diff")
+    artifacts = [*job.artifacts, ref]
+    extra: dict[str, Any] = {}
+    if job.spec.job_type is JobType.doc:  # the documents are reviewed again as they are now
+        try:
+            review = await doc_jobs.review_change(engine, path, old["base_commit"], head)
+        except doc_jobs.DocumentError as error:
+            return await engine.finish(
+                job, JobState.failed, actor, "job.failed",
+                reason=f"{error.message}; nothing was published", artifacts=artifacts,
+            )  # fmt: skip
+        extra = await _document_artifacts(engine, job, actor, review, artifacts)
     pending = {
         **old,
         "head_commit": head,
         "diff_sha256": ref.sha256,
         "stat": diff.stat.model_dump(),
+        **extra,
     }
     return await ask_approval(
         engine,
         job,
         pending,
         actor,
-        artifacts=[*job.artifacts, ref],
+        artifacts=artifacts,
         event_artifacts=(ref.sha256,),
         reason="the change differs from what was approved",
     )

@@ -147,18 +147,38 @@ def steps_for(job_type: JobType | None, instruction: str) -> list[str]:
         steps = extract_steps(instruction)
         parse_steps(steps)  # a malformed step is a BadRequest now, not a failure later
         return steps
+    if job_type is JobType.doc:
+        found = [(at, c) for at, c in _commands_at(instruction) if not c.startswith("template ")]
+        found += [
+            (m.start(), " ".join(m.group(1).split()))
+            for m in _SPAN.finditer(instruction)
+            if m.group(1).split()[:1] == ["template"]
+        ]
+        steps = [c for _, c in sorted(found, key=lambda item: item[0])]
+        for step in steps:
+            if step.split()[:1] == ["template"] and len(step.split()) < 3:
+                raise BadRequest(
+                    f"the step `{step}` needs a template and an output",
+                    hint="template TEMPLATE OUTPUT [DATA.csv ...], e.g. "
+                    "`template templates/weekly.md.j2 reports/weekly.xlsx incidents.csv`",
+                )
+        return steps
     return extract_commands(instruction)
 
 
 def extract_commands(instruction: str) -> list[str]:
     """Explicit steps for direct mode: `run `cmd``, chained spans, or a fenced shell block."""
+    return [c for _, c in sorted(_commands_at(instruction), key=lambda item: item[0])]
+
+
+def _commands_at(instruction: str) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = [
         (m.start(), span) for m in _RUN_SPANS.finditer(instruction) for span in _SPAN.findall(m[0])
     ]
     for fence in _FENCE.finditer(instruction):
         found.extend((fence.start(), line) for line in fence.group("body").splitlines())
     # Written order: a fenced block before a `run` span runs first.
-    return [c.strip() for _, c in sorted(found, key=lambda item: item[0]) if c.strip()]
+    return [(at, c.strip()) for at, c in found if c.strip()]
 
 
 def classify(text: str, policy: Policy) -> ParsedRequest:

@@ -106,7 +106,7 @@ TYPE_TOOLS: dict[JobType, tuple[str, ...]] = {
     JobType.code: ("fs.read", "fs.write", "shell", "git.diff"),
     JobType.sql: ("sql.query",),
     JobType.browser: ("browser", "playwright"),
-    JobType.doc: ("fs.read", "fs.write", "docs"),
+    JobType.doc: ("fs.read", "fs.write", "docs", "shell"),
     JobType.schedule: ("scheduler",),
 }
 

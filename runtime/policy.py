@@ -177,6 +177,11 @@ class Limits(_Strict):
     agent_max_steps: int = Field(30, ge=1)
     agent_time_limit_s: float = Field(900.0, gt=0)
     browser_step_timeout_s: float = Field(15.0, gt=0, description="per browser step")
+    doc_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        gt=0,
+        description="documents larger than this are not reviewed or published",
+    )
 
 
 class Policy(_Strict):

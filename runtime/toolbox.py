@@ -24,6 +24,10 @@ REQUIRED_GRANT = {
     "fs.list": "fs.read",
     "fs.write": "fs.write",
     "shell": "shell",
+    "docs.read": "fs.read",
+    "docs.template": "docs",
+    "docs.write": "docs",
+    "docs.cells": "docs",
 }
 
 
@@ -69,6 +73,8 @@ class Toolbox:
         root = self.tree.path
         if tool == "shell":
             return await self._shell(arguments["command"])
+        if tool.startswith("docs."):
+            return await self._docs(tool, arguments)
         if tool == "fs.write":
             grant = fs.FsGrant(root=root, writable=True)
             fs.write_file(grant, arguments["path"], arguments["content"])
@@ -84,6 +90,35 @@ class Toolbox:
         content = fs.read_file(grant, arguments["path"])
         await self._record(tool, {"path": arguments["path"], "bytes": len(content)})
         return content
+
+    async def _docs(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """Document tools (runtime.tools.docs), off the event loop: parsing a workbook is CPU."""
+        import asyncio
+
+        from runtime.tools import docs
+
+        limit = self.engine.policy.limits.doc_max_bytes
+        grant = fs.FsGrant(root=self.tree.path, writable=tool != "docs.read")
+        if tool == "docs.read":
+            text = await asyncio.to_thread(docs.read_document, grant, arguments["path"], limit)
+            await self._record(tool, {"path": arguments["path"], "chars": len(text)})
+            return text
+        if tool == "docs.template":
+            done = await asyncio.to_thread(
+                docs.render_template, grant, arguments["template"], arguments["output"],
+                list(arguments.get("data", [])), limit,
+            )  # fmt: skip
+        elif tool == "docs.cells":
+            done = await asyncio.to_thread(
+                docs.set_cells, grant, arguments["path"], arguments["sheet"],
+                dict(arguments["cells"]), limit,
+            )  # fmt: skip
+        else:
+            done = await asyncio.to_thread(
+                docs.write_document, grant, arguments["path"], arguments["content"], limit
+            )
+        await self._record(tool, done)
+        return done
 
     async def _record(
         self, tool: str, data: dict[str, Any], artifacts: tuple[str, ...] = ()

@@ -163,7 +163,7 @@ class Worker:
             return await self._guarded(job, browser_jobs.execute(self.engine, job, self.id))
         if job.result.get("phase") == "publish":
             return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
-        if job.spec.job_type is JobType.code:
+        if job.spec.job_type in (JobType.code, JobType.doc):
             return await self._guarded(job, code_jobs.execute(self.engine, job, self.id))
         if job.spec.job_type is JobType.sql:
             from runtime import sql_jobs
@@ -175,7 +175,7 @@ class Worker:
             self.actor,
             "job.failed",
             reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-            "code, sql and browser jobs execute",
+            "code, sql, browser and doc jobs execute",
         )
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:

@@ -447,8 +447,9 @@ def _approve(policy: Policy, approver: str) -> Decision:
 def test_approver_removed_from_role_in_changed_policy_is_refused(tmp_path: Path) -> None:
     assert _approve(load_policy(BUNDLED).policy, "bob").effect == "allow"
     text = (BUNDLED / "default.yml").read_text()
-    assert "roles: [engineer, demo-approver]" in text
-    changed = text.replace("roles: [engineer, demo-approver]", "roles: [engineer]").replace(
+    bobs = "roles: [engineer, demo-approver, reports-approver]"
+    assert bobs in text
+    changed = text.replace(bobs, "roles: [engineer, reports-approver]").replace(
         "    roles: [analyst]", "    roles: [analyst, demo-approver]"
     )
     write_policy(tmp_path, changed, "default.yml")
@@ -464,7 +465,7 @@ def test_rule_without_any_approver_is_not_reported_as_gone(tmp_path: Path) -> No
     text = (BUNDLED / "default.yml").read_text()
     write_policy(
         tmp_path,
-        text.replace("roles: [engineer, demo-approver]", "roles: [engineer]"),
+        text.replace("roles: [engineer, demo-approver, reports-approver]", "roles: [engineer]"),
         "default.yml",
     )
 

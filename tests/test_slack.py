@@ -435,3 +435,24 @@ async def test_sql_result_reaches_the_thread_as_a_table_and_files(sql_rig):
     assert {"J-1-result.csv", "J-1-plan.json"} <= names
     csv = next(f for f in sql_rig.standin.files if f["filename"] == "J-1-result.csv")
     assert b"paid,20" in csv["content"]
+
+
+async def test_doc_job_review_in_the_thread_then_the_published_document_as_a_file(rig):
+    status, _, _ = await rig.command(
+        "doc reports: weekly incident summary "
+        "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`"
+    )
+    assert status == 200
+    request = await rig.thread_with("acp_approve", timeout=60)
+    shown = json.dumps(request)
+    assert "out/weekly.xlsx" in shown and "new workbook" in shown
+    assert "sheet 'By severity' added" in shown  # the cell review, not a binary patch
+    ts, _ = rig.card()
+    assert await rig.click("acp_approve", button(request, "acp_approve"), BOB, ts) == 200
+    await rig.wait_state({"succeeded"}, timeout=60)
+    deadline = time.monotonic() + 20
+    while not any(f["filename"] == "weekly.xlsx" for f in rig.standin.files):
+        assert time.monotonic() < deadline, rig.standin.files
+        await asyncio.sleep(0.1)
+    published = next(f for f in rig.standin.files if f["filename"] == "weekly.xlsx")
+    assert published["content"].startswith(b"PK")

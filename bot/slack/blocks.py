@@ -121,6 +121,9 @@ def approval_request(
             "element outlined, and the trace so far are attached below. Approve and the job "
             "takes this one action in the same browser; reject and nothing is sent.\n"
         )
+    elif pending.get("documents"):
+        listed = "\n".join(f"• {escape(d)}" for d in pending["documents"][:10])
+        what = f"*{gate.action} needs approval* — documents `{gate.action_hash[:12]}`:\n{listed}\n"
     else:
         what = (
             f"*{gate.action} needs approval* — change `{gate.action_hash[:12]}`: "

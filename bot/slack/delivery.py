@@ -100,7 +100,8 @@ class SlackDelivery:
                 blocks=blocks.approval_request(job, inline, ids, high_risk=high_risk),
             )  # fmt: skip
             if diff is not None and inline is None:
-                await self._upload(channel, ts, f"{job.job_id}-diff.patch", diff,
+                name = "document-diff.txt" if job.spec.job_type.value == "doc" else "diff.patch"
+                await self._upload(channel, ts, f"{job.job_id}-{name}", diff,
                                    f"The full diff of {job.job_id}")  # fmt: skip
             await self._browser_evidence(job, channel, ts, pending=True)
             return
@@ -116,6 +117,8 @@ class SlackDelivery:
         await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
         if event.kind == "job.succeeded":
             await self._evidence(job, channel, ts)
+        if event.kind in ("publish.merged", "publish.pushed") and job.spec.job_type.value == "doc":
+            await self._documents(job, channel, ts)
         if event.kind in ("job.succeeded", "job.failed"):
             await self._browser_evidence(job, channel, ts, pending=False)
         if event.kind == "tool.shell" and event.artifacts:
@@ -166,8 +169,19 @@ class SlackDelivery:
                                self.engine.artifacts.read(digest), title)  # fmt: skip
 
     def _diff_text(self, job: JobRecord) -> str | None:
-        digest = (job.pending_action or {}).get("diff_sha256")
-        return self.engine.artifacts.read(digest).decode(errors="replace") if digest else None
+        """What the reviewer reads: a doc job's document diff and preview, else the patch."""
+        pending = job.pending_action or {}
+        parts = [pending.get("document_diff_sha256"), pending.get("preview_sha256")]
+        if not any(parts):
+            parts = [pending.get("diff_sha256")]
+        texts = [self.engine.artifacts.read(d).decode(errors="replace") for d in parts if d]
+        return "\n".join(texts) if texts else None
+
+    async def _documents(self, job: JobRecord, channel: str, ts: str) -> None:
+        """A published doc job's documents, posted to the thread as files."""
+        for name, digest in ((job.pending_action or {}).get("document_sha256") or {}).items():
+            await self._upload(channel, ts, name, self.engine.artifacts.read(digest),
+                               f"{name}, as published by {job.job_id}")  # fmt: skip
 
     async def _upload(
         self, channel: str, ts: str, filename: str, content: str | bytes, title: str

@@ -25,6 +25,9 @@ BASE_ENV: dict[str, str] = {
     "HOME": "/tmp",
     "LANG": "C.UTF-8",
     "TERM": "dumb",
+    # No __pycache__ in the worktree: it would land in the job's commit, and a bytecode
+    # file validated by a one-second mtime can hide an edit made within the same second.
+    "PYTHONDONTWRITEBYTECODE": "1",
 }
 
 _ETC_SECRET_FILES = ("shadow", "shadow-", "gshadow", "gshadow-", "ssh/ssh_host_*_key")

@@ -315,6 +315,39 @@ async def diff_range(repo: Path, base_commit: str, head: str) -> Diff:
     return Diff(patch=patch, stat=stat, head_commit=head, base_commit=base_commit)
 
 
+async def changed_files(repo: Path, base_commit: str, head: str) -> list[tuple[str, str]]:
+    """(status, path) for each file base_commit..head changed: A added, M modified, D deleted
+    (renames are shown as a delete and an add, so each side is read at its own path)."""
+    out = (
+        await _run_git(
+            "diff", "--no-ext-diff", "--no-renames", "--name-status", "-z", base_commit, head,
+            cwd=repo,
+        )
+    )[1]  # fmt: skip
+    fields = [f for f in out.split("\0") if f]
+    return [(fields[i][0], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+
+
+async def read_blob(repo: Path, commit: str, path: str, max_bytes: int) -> bytes | None:
+    """A file's bytes at a commit (None when it does not exist there); over max_bytes raises
+    ValueError with its size, before the content is read."""
+    spec = f"{commit}:{path}"
+    rc, size, _ = await _run_git("cat-file", "-s", spec, cwd=repo, check=False)
+    if rc != 0:
+        return None
+    if int(size) > max_bytes:
+        raise ValueError(int(size))
+    proc = await asyncio.create_subprocess_exec(
+        "git", *_SAFE_CONFIG, "cat-file", "blob", spec, cwd=repo, env=_git_env(),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode:
+        raise GitCommandFailed(f"git cat-file {spec} failed: {err.decode(errors='replace')}")
+    return out
+
+
 async def discard_worktree(repo_path: Path, root: Path, job_name: str) -> bool:
     """Remove a job's checkout left by a crash (its branch stays); True if one was there."""
     path = root / job_name

@@ -135,6 +135,24 @@ def read_file(grant: FsGrant, relpath: str, max_bytes: int = 1_000_000) -> str:
     return text
 
 
+def read_bytes(grant: FsGrant, relpath: str, max_bytes: int) -> bytes:
+    """Read a whole file from the job's worktree as bytes; a file over max_bytes is refused
+    (a document is reviewed whole or not at all)."""
+    resolved = resolve_inside(grant, relpath)
+    root = Path(os.path.realpath(grant.root))
+    fd = _open_resolved(root, resolved, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IsADirectoryError(f"{relpath!r} is not a regular file")
+        if info.st_size > max_bytes:
+            raise SandboxViolation(
+                f"refused: {relpath!r} is {info.st_size / 1048576:.1f} MB; the limit is "
+                f"{max_bytes / 1048576:.1f} MB"
+            )
+        return handle.read(max_bytes + 1)[:max_bytes]
+
+
 def write_file(grant: FsGrant, relpath: str, content: str) -> None:
     """Create or overwrite a text file in the job's worktree (UTF-8); missing folders are made.
 
@@ -144,6 +162,11 @@ def write_file(grant: FsGrant, relpath: str, content: str) -> None:
 
     Refused when the grant is read-only or the path is a symlink.
     """
+    write_bytes(grant, relpath, content.encode("utf-8"))
+
+
+def write_bytes(grant: FsGrant, relpath: str, data: bytes) -> None:
+    """Create or overwrite a file in the job's worktree; the same rules as write_file."""
     if not grant.writable:
         raise SandboxViolation(
             f"refused: cannot write {relpath!r}; this job's file access is read-only"
@@ -157,7 +180,7 @@ def write_file(grant: FsGrant, relpath: str, content: str) -> None:
         raise IsADirectoryError(f"{relpath!r} is the worktree itself, not a file")
     fd = _open_resolved(root, resolved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_parents=True)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(content.encode("utf-8"))
+        handle.write(data)
 
 
 def list_dir(grant: FsGrant, relpath: str = ".") -> list[str]:

@@ -1,0 +1,728 @@
+"""Documents a doc job produces, as bytes and as data: check, load, write and convert.
+
+A doc job writes Markdown, CSV, XLSX and DOCX files into its worktree; before anything is
+published a reviewer sees a format-aware diff (runtime/doc_diff.py). This module holds the
+formats that diff understands and the only code that parses or writes their bytes:
+
+- `check` says whether bytes are what the file's extension claims (a ".xlsx" that is text, a
+  ".docx" that is really a workbook, a truncated zip, a CSV that is not UTF-8, a file over the
+  size limit) and raises `DocumentError` naming the path when they are not. For XLSX and DOCX
+  (zip files) it reads only the zip directory, and refuses files that unpack to too much or hold
+  too many entries before openpyxl or python-docx parse anything (zip bombs).
+- `load_xlsx`, `load_docx`, `load_csv`, `load_text` turn checked bytes into the data model
+  below; `write_xlsx`, `write_docx`, `write_csv` turn data back into bytes.
+- `markdown_to_document` and `markdown_tables` convert a rendered Markdown report into a
+  DOCX `Document` or into sheets for an XLSX `Workbook`.
+
+Nothing here touches the filesystem: callers read and write files, and pass the path only so
+that messages can name it.
+
+The data model is JSON-serialisable (pydantic):
+
+- `Cell` is str | int | float | bool | None. Dates and times are ISO strings; a formula is its
+  text starting with "=" (never the cached value); an empty string is the same as no value.
+- `Workbook.sheets` maps sheet names, in workbook order, to rows of cells; trailing empty cells
+  and rows are trimmed.
+- `Document.blocks` is the body of a DOCX in order: `Paragraph(style, text)` and
+  `Table(rows)` (a grid of cell texts; short rows are padded with "").
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import zipfile
+import zlib
+from collections.abc import Collection
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from runtime.errors import AcpError
+
+__all__ = [
+    "FORMATS",
+    "MAX_BYTES",
+    "MAX_ENTRIES",
+    "MAX_UNPACKED",
+    "Block",
+    "Cell",
+    "Document",
+    "DocumentError",
+    "Paragraph",
+    "Table",
+    "Workbook",
+    "check",
+    "format_of",
+    "load_csv",
+    "load_docx",
+    "load_text",
+    "load_xlsx",
+    "markdown_tables",
+    "markdown_to_document",
+    "safe_sheet_name",
+    "trim_rows",
+    "write_csv",
+    "write_docx",
+    "write_xlsx",
+]
+
+FORMATS = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".csv": "csv",
+    ".xlsx": "xlsx",
+    ".docx": "docx",
+}
+MAX_BYTES = 20 * 1024 * 1024  # file size, any format
+MAX_UNPACKED = 100 * 1024 * 1024  # XLSX / DOCX: total uncompressed size of the zip entries
+MAX_ENTRIES = 10_000  # XLSX / DOCX: zip entries
+
+_LABELS = {"xlsx": "an XLSX workbook", "docx": "a DOCX document"}
+_NAMES = {"xlsx": "XLSX workbook", "docx": "DOCX document", "csv": "CSV file"}
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class DocumentError(AcpError):
+    """Raised when a document cannot be reviewed or written: wrong content for its extension,
+    corrupt, too large, not UTF-8, or data a format cannot hold. Names the file path."""
+
+    exit_code = 16
+
+
+# --- data model ----------------------------------------------------------------------------
+
+Cell = str | int | float | bool | None
+
+
+class Workbook(BaseModel):
+    """An XLSX workbook as data: sheet name -> rows of cells, in workbook order."""
+
+    sheets: dict[str, list[list[Cell]]] = {}
+
+    @field_validator("sheets")
+    @classmethod
+    def _trimmed(cls, sheets: dict[str, list[list[Cell]]]) -> dict[str, list[list[Cell]]]:
+        return {name: trim_rows(rows) for name, rows in sheets.items()}
+
+
+class Paragraph(BaseModel):
+    """One DOCX paragraph: its style name ("Heading 1", "Normal", "List Bullet") and text."""
+
+    kind: Literal["paragraph"] = "paragraph"
+    style: str = "Normal"
+    text: str
+
+
+class Table(BaseModel):
+    """One DOCX table: rows of cell texts (padded with "" to the widest row)."""
+
+    kind: Literal["table"] = "table"
+    rows: list[list[str]]
+
+    @field_validator("rows")
+    @classmethod
+    def _rectangular(cls, rows: list[list[str]]) -> list[list[str]]:
+        width = max((len(row) for row in rows), default=0)
+        return [row + [""] * (width - len(row)) for row in rows]
+
+
+Block = Annotated[Paragraph | Table, Field(discriminator="kind")]
+
+
+class Document(BaseModel):
+    """A DOCX body as data: paragraphs and tables in document order."""
+
+    blocks: list[Block] = []
+
+    @property
+    def paragraphs(self) -> list[Paragraph]:
+        return [b for b in self.blocks if isinstance(b, Paragraph)]
+
+    @property
+    def tables(self) -> list[Table]:
+        return [b for b in self.blocks if isinstance(b, Table)]
+
+
+def trim_rows(rows: list[list[Cell]]) -> list[list[Cell]]:
+    """Rows with "" read as empty, trailing empty cells dropped, trailing empty rows dropped."""
+    trimmed = [_trim_row([None if v == "" else v for v in row]) for row in rows]
+    while trimmed and not trimmed[-1]:
+        trimmed.pop()
+    return trimmed
+
+
+def _trim_row(row: list[Cell]) -> list[Cell]:
+    end = len(row)
+    while end and row[end - 1] is None:
+        end -= 1
+    return row[:end] if end < len(row) else row
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def format_of(path: str) -> str | None:
+    """The document format for a path by its extension ("xlsx"), or None if not reviewed here."""
+    dot = path.rfind(".")
+    if dot < 0 or "/" in path[dot:]:
+        return None
+    return FORMATS.get(path[dot:].lower())
+
+
+def check(
+    path: str, data: bytes, max_bytes: int = MAX_BYTES, *, max_unpacked: int = MAX_UNPACKED
+) -> str:
+    """The format of `data`, after checking it is what `path`'s extension says.
+
+    Raises DocumentError (naming `path`) when the extension is unknown, the file is over
+    `max_bytes`, a zip format is not a zip, is corrupt, is the other Office format, or unpacks
+    to over `max_unpacked` bytes or MAX_ENTRIES entries, or a text format is not UTF-8 text.
+    """
+    fmt = format_of(path)
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise DocumentError(
+            f"{path} is not a document format that can be reviewed (known: {known})",
+            hint="documents must be Markdown, CSV, XLSX or DOCX files with those extensions",
+        )
+    if len(data) > max_bytes:
+        raise DocumentError(
+            f"{path} is {size_text(len(data))}; documents over {size_text(max_bytes)} are not "
+            "reviewed or published",
+            hint="split it into smaller files, or raise the document size limit in the policy",
+        )
+    if fmt in ("xlsx", "docx"):
+        _check_zip(path, data, fmt, max_unpacked)
+    else:
+        _decode(path, data, fmt)
+    return fmt
+
+
+def size_text(size: int) -> str:
+    """A size as people read it: KB or MB (binary units, as the limits are)."""
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _looks_like(data: bytes) -> str:
+    """What non-zip bytes look like, for a message."""
+    if not data:
+        return "it is empty"
+    if data.startswith(b"%PDF"):
+        return "it looks like a PDF"
+    if data.startswith(_OLE_MAGIC):
+        return (
+            "it looks like an old binary Office file (.xls / .doc) or a password-protected "
+            "Office file"
+        )
+    head = data[:4096]
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "it looks like text"
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 3:  # a character cut by the 4 KB window
+                return "it looks like text"
+    return "it looks like binary data"
+
+
+def _zip_kind(names: set[str], archive: zipfile.ZipFile) -> str | None:
+    """Which Office zip this is: "xlsx", "docx", "pptx", an OpenDocument, or None."""
+    if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
+        return "xlsx"
+    if "word/document.xml" in names:
+        return "docx"
+    if "ppt/presentation.xml" in names:
+        return "pptx"
+    if "mimetype" in names and archive.getinfo("mimetype").file_size < 200:
+        mimetype = archive.read("mimetype").decode("ascii", "replace").strip()
+        return f"an OpenDocument file ({mimetype})"
+    return None
+
+
+def _check_zip(path: str, data: bytes, fmt: str, max_unpacked: int) -> None:
+    """A zip of the right Office kind, within the entry and unpacked-size limits."""
+    label, name = _LABELS[fmt], _NAMES[fmt]
+    if not data.startswith(_ZIP_MAGIC):
+        raise DocumentError(
+            f"{path} is not {label}: it is not a zip file ({_looks_like(data)})",
+            hint=f"write a real {name} (with {'openpyxl' if fmt == 'xlsx' else 'python-docx'}), "
+            "or use the extension that matches the content",
+        )
+    _check_entries(path, _declared_entries(data))  # before reading a huge directory
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        reason = str(exc)
+        if "not a zip file" in reason.lower():
+            reason = "its zip directory is missing (the file may be truncated)"
+        raise DocumentError(
+            f"{path} is corrupt: {reason}", hint=f"write the {name} again; it cannot be opened"
+        ) from exc
+    with archive:
+        infos = archive.infolist()
+        _check_entries(path, len(infos))
+        unpacked = sum(info.file_size for info in infos)
+        if unpacked > max_unpacked:
+            raise DocumentError(
+                f"{path} unpacks to {size_text(unpacked)}; documents that unpack to over "
+                f"{size_text(max_unpacked)} are not reviewed or published",
+                hint="it is refused before parsing (it may be a zip bomb); split the data "
+                "into smaller files",
+            )
+        kind = _zip_kind({info.filename for info in infos}, archive)
+    if kind == fmt:
+        return
+    if kind in ("xlsx", "docx"):
+        raise DocumentError(
+            f"{path} is {_LABELS[kind]}, not {label}",
+            hint=f"save it with the .{kind} extension, or write a real {name}",
+        )
+    found = {"pptx": "a PPTX presentation", None: "a zip archive but not an Office file"}
+    raise DocumentError(
+        f"{path} is not {label}: it is {found.get(kind, kind)}",
+        hint=f"write a real {name}, or use the extension that matches the content",
+    )
+
+
+def _declared_entries(data: bytes) -> int:
+    """The entry count in the zip's end-of-directory record (0 if absent or zip64)."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if end < 0 or end + 12 > len(data):
+        return 0
+    count = int.from_bytes(data[end + 10 : end + 12], "little")
+    return 0 if count == 0xFFFF else count
+
+
+def _check_entries(path: str, count: int) -> None:
+    if count > MAX_ENTRIES:
+        raise DocumentError(
+            f"{path} has {count} zip entries; documents with over {MAX_ENTRIES} are not "
+            "reviewed or published",
+            hint="it is refused before parsing; a real workbook or document has far fewer",
+        )
+
+
+def _decode(path: str, data: bytes, fmt: str) -> str:
+    """UTF-8 text of a Markdown or CSV file (a UTF-8 BOM is dropped), or DocumentError."""
+    kind = "CSV file" if fmt == "csv" else "Markdown file"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DocumentError(
+            f"{path} is UTF-16 text; a {kind} must be UTF-8",
+            hint="save it as UTF-8 (in Excel: 'CSV UTF-8')",
+        )
+    if data.startswith(_ZIP_MAGIC):
+        raise DocumentError(
+            f"{path} is not a {kind}: it is a zip file (an XLSX or DOCX?)",
+            hint="use the extension that matches the content",
+        )
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DocumentError(
+            f"{path} is not a {kind}: it contains a NUL byte at offset {nul} (binary data)",
+            hint="use the extension that matches the content",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise DocumentError(
+            f"{path} is not UTF-8 text: invalid byte 0x{byte:02x} on line {line} "
+            f"(offset {exc.start})",
+            hint="save it as UTF-8 (in Excel: 'CSV UTF-8'); Latin-1 / Windows-1252 files "
+            "must be converted",
+        ) from exc
+
+
+def _parse_failure(path: str, fmt: str, exc: Exception) -> DocumentError:
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError):
+        message = f"{path} is corrupt: {reason}"
+    else:
+        message = f"{path} is corrupt or not a valid {_NAMES[fmt]}: {type(exc).__name__}: {reason}"
+    return DocumentError(message, hint=f"write the {_NAMES[fmt]} again; it cannot be read")
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+def load_text(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> str:
+    """The text of a Markdown or CSV file (checked: size, UTF-8, no NUL bytes)."""
+    fmt = check(path, data, max_bytes)
+    if fmt not in ("markdown", "csv"):
+        raise DocumentError(f"{path} is not a text document (it is {fmt})")
+    return _decode(path, data, fmt)
+
+
+def load_csv(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> list[list[str]]:
+    """The rows of a CSV file (comma-separated, UTF-8), every cell a string."""
+    text = load_text(path, data, max_bytes)
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DocumentError(
+            f"{path} is not valid CSV: {exc}", hint="check quoting; fields must be under 128 KB"
+        ) from exc
+
+
+def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
+    """The sheets of an XLSX workbook: formulas as their text, dates as ISO strings.
+
+    Checked first (size, zip directory, unpacked size); openpyxl reads it read-only with
+    formulas (not cached values). Chart sheets are kept as empty sheets.
+    """
+    import openpyxl
+
+    _require(path, check(path, data, max_bytes), "xlsx")
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception as exc:
+        raise _parse_failure(path, "xlsx", exc) from exc
+    try:
+        sheets = {name: _read_sheet(book[name]) for name in book.sheetnames}
+    except Exception as exc:
+        raise _parse_failure(path, "xlsx", exc) from exc
+    finally:
+        book.close()
+    return Workbook.model_construct(sheets=sheets)
+
+
+def _require(path: str, fmt: str, wanted: str) -> None:
+    if fmt != wanted:
+        raise DocumentError(f"{path} is not {_LABELS[wanted]} (by its extension it is {fmt})")
+
+
+def _read_sheet(sheet: Any) -> list[list[Cell]]:
+    if not hasattr(sheet, "iter_rows"):  # a chart sheet
+        return []
+    sheet.reset_dimensions()  # read every cell, whatever the stored dimension says
+    rows = [_trim_row([_cell(v) for v in row]) for row in sheet.iter_rows(values_only=True)]
+    while rows and not rows[-1]:
+        rows.pop()
+    return rows
+
+
+_PLAIN = (int, float, bool)
+
+
+def _cell(value: Any) -> Cell:
+    """An openpyxl value as a Cell."""
+    kind = type(value)
+    if value is None or kind in _PLAIN:
+        return value
+    if kind is str:
+        return value or None
+    if kind is dt.datetime:
+        if value.time() == dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    text = getattr(value, "text", None)  # ArrayFormula, DataTableFormula
+    if isinstance(text, str):
+        return text
+    return str(value)
+
+
+def load_docx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Document:
+    """The body of a DOCX document: paragraphs and tables in order (content controls opened)."""
+    import docx
+
+    _require(path, check(path, data, max_bytes), "docx")
+    try:
+        document = docx.Document(io.BytesIO(data))
+        return Document.model_construct(blocks=list(_body_blocks(document.element.body, document)))
+    except Exception as exc:
+        raise _parse_failure(path, "docx", exc) from exc
+
+
+def _body_blocks(parent_element: Any, document: Any) -> Any:
+    from docx.oxml.ns import qn
+    from docx.table import Table as DocxTable
+    from docx.text.paragraph import Paragraph as DocxParagraph
+
+    for child in parent_element.iterchildren():
+        if child.tag == qn("w:p"):
+            paragraph = DocxParagraph(child, document)
+            style = paragraph.style
+            yield Paragraph(
+                style=style.name if style is not None else "Normal", text=paragraph.text
+            )
+        elif child.tag == qn("w:tbl"):
+            rows = [[cell.text for cell in row.cells] for row in DocxTable(child, document).rows]
+            yield Table(rows=rows)
+        elif child.tag == qn("w:sdt"):
+            content = child.find(qn("w:sdtContent"))
+            if content is not None:
+                yield from _body_blocks(content, document)
+
+
+# --- write -----------------------------------------------------------------------------------
+
+
+def write_csv(rows: list[list[Cell]]) -> bytes:
+    """UTF-8 CSV (comma, "\\n" line ends); None is an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue().encode("utf-8")
+
+
+def write_xlsx(wb: Workbook) -> bytes:
+    """XLSX bytes for a workbook; strings starting with "=" become formulas.
+
+    Raises DocumentError for a workbook with no sheets, a sheet name Excel refuses, or text
+    with a control character XLSX cannot store (all checked before anything is written).
+    """
+    import openpyxl
+
+    _check_writable(wb)
+    book = openpyxl.Workbook(write_only=True)
+    for name, rows in wb.sheets.items():
+        sheet = book.create_sheet(title=name)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _check_writable(wb: Workbook) -> None:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    if not wb.sheets:
+        raise DocumentError("a workbook needs at least one sheet", hint="add a sheet")
+    taken: set[str] = set()
+    for name, rows in wb.sheets.items():
+        if safe_sheet_name(name, taken) != name:
+            raise DocumentError(
+                f"sheet name {name!r} is not valid in Excel (at most 31 characters, none of "
+                "[]:*?/\\, not blank, unique ignoring case)",
+                hint="use runtime.doc_formats.safe_sheet_name to make one",
+            )
+        taken.add(name.lower())
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row, start=1):
+                if isinstance(value, str) and ILLEGAL_CHARACTERS_RE.search(value):
+                    raise DocumentError(
+                        f"sheet {name!r} row {r} column {c} has a control character that XLSX "
+                        "cannot store",
+                        hint="remove control characters (other than tab and newline) from text",
+                    )
+
+
+def write_docx(doc: Document) -> bytes:
+    """DOCX bytes for a document, on python-docx's default template.
+
+    Paragraph styles must exist in that template ("Normal", "Heading 1".."Heading 9",
+    "List Bullet", "List Number", "Title", "Quote", ...); tables get "Table Grid".
+    """
+    import docx
+
+    out = docx.Document()
+    for block in doc.blocks:
+        if isinstance(block, Paragraph):
+            if block.style not in out.styles:
+                raise DocumentError(
+                    f"paragraph style {block.style!r} is not in the default DOCX template",
+                    hint="use Normal, Heading 1-9, List Bullet, List Number, Title or Quote",
+                )
+            out.add_paragraph(block.text, style=block.style)
+            continue
+        width = len(block.rows[0]) if block.rows else 0
+        table = out.add_table(rows=len(block.rows), cols=width)
+        if "Table Grid" in out.styles:
+            table.style = "Table Grid"
+        for row, texts in zip(table.rows, block.rows, strict=True):
+            for cell, text in zip(row.cells, texts, strict=True):
+                cell.text = text
+    buf = io.BytesIO()
+    out.save(buf)
+    return buf.getvalue()
+
+
+# --- Markdown --------------------------------------------------------------------------------
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
+_NUMBERED = re.compile(r"^(\s*)\d+[.)]\s+(.*)$")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]*)\)")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_INVALID_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+
+
+def _inline(text: str) -> str:
+    """Markdown inline markup dropped: **bold**, `code`, [text](url) -> text (url)."""
+    text = _LINK.sub(lambda m: m.group(1) if m.group(0)[0] == "!" else f"{m[1]} ({m[2]})", text)
+    return text.replace("**", "").replace("`", "").strip()
+
+
+def _is_table_start(lines: list[str], i: int) -> bool:
+    if "|" not in lines[i] or i + 1 >= len(lines):
+        return False
+    sep = lines[i + 1].strip()
+    return "|" in sep and "-" in sep and set(sep) <= set("|:- ")
+
+
+def _table_cells(line: str) -> list[str]:
+    line = line.strip()
+    if line.startswith("|"):
+        line = line[1:]
+    if line.endswith("|") and not line.endswith("\\|"):
+        line = line[:-1]
+    return [cell.replace("\\|", "|").strip() for cell in _CELL_SPLIT.split(line)]
+
+
+def _read_table(lines: list[str], i: int) -> tuple[list[list[str]], int]:
+    """The pipe table starting at line i (header, separator, body) and the line after it."""
+    rows = [_table_cells(lines[i])]
+    i += 2
+    while i < len(lines) and "|" in lines[i] and lines[i].strip():
+        rows.append(_table_cells(lines[i]))
+        i += 1
+    return rows, i
+
+
+def _markdown_blocks(text: str) -> list[tuple[str, Any]]:
+    """("heading", (level, text)), ("para", text), ("bullet", (level, text)), ("number", ...),
+    ("code", text) and ("table", rows) in order."""
+    lines = text.splitlines()
+    blocks: list[tuple[str, Any]] = []
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            blocks.append(("para", " ".join(line.strip() for line in para)))
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if fence_match := _FENCE.match(line):
+            flush()
+            fence = fence_match.group(1)
+            body: list[str] = []
+            i += 1
+            while i < len(lines) and not lines[i].lstrip().startswith(fence):
+                body.append(lines[i])
+                i += 1
+            blocks.append(("code", "\n".join(body)))
+            i += 1
+            continue
+        if not line.strip() or _RULE.match(line):
+            flush()
+            i += 1
+            continue
+        if _is_table_start(lines, i):
+            flush()
+            rows, i = _read_table(lines, i)
+            blocks.append(("table", rows))
+            continue
+        heading = _HEADING.match(line)
+        item = _BULLET.match(line) or _NUMBERED.match(line)
+        if heading:
+            flush()
+            blocks.append(("heading", (len(heading[1]), heading[2])))
+        elif item:
+            flush()
+            kind = "bullet" if _BULLET.match(line) else "number"
+            level = 2 if len(item[1].expandtabs(4)) >= 2 else 1
+            blocks.append((kind, (level, item[2])))
+        elif blocks and blocks[-1][0] in ("bullet", "number") and line[:1].isspace() and not para:
+            kind, (level, item_text) = blocks[-1]
+            blocks[-1] = (kind, (level, f"{item_text} {line.strip()}"))
+        else:
+            para.append(line.lstrip("> ") if line.lstrip().startswith(">") else line)
+        i += 1
+    flush()
+    return blocks
+
+
+def markdown_to_document(text: str) -> Document:
+    """A Document from Markdown: # .. ###### headings (Heading 1..6), paragraphs (consecutive
+    lines joined), - / * / + bullets (List Bullet, indented: List Bullet 2), 1. items (List
+    Number), fenced code (one Normal paragraph) and pipe tables. Inline markup is dropped."""
+    blocks: list[Paragraph | Table] = []
+    for kind, value in _markdown_blocks(text):
+        if kind == "heading":
+            blocks.append(Paragraph(style=f"Heading {value[0]}", text=_inline(value[1])))
+        elif kind == "para":
+            blocks.append(Paragraph(text=_inline(value)))
+        elif kind in ("bullet", "number"):
+            style = "List Bullet" if kind == "bullet" else "List Number"
+            style += " 2" if value[0] == 2 else ""
+            blocks.append(Paragraph(style=style, text=_inline(value[1])))
+        elif kind == "code":
+            blocks.append(Paragraph(text=value))
+        else:
+            blocks.append(Table(rows=[[_inline(cell) for cell in row] for row in value]))
+    return Document(blocks=blocks)
+
+
+def markdown_tables(text: str) -> list[tuple[str, list[list[Cell]]]]:
+    """Each pipe table in a Markdown report as (sheet name, rows), for one sheet per table.
+
+    The name is the nearest heading above the table (else "Sheet1", "Sheet2", ... by table
+    number), made valid and unique for Excel. Cells that look like numbers become int / float
+    ("1,234" and "-0.5e3" too; not "007" or 16+ digit ids), cells starting with "=" stay
+    formulas, empty cells are None, other cells are text with inline markup dropped.
+    """
+    tables: list[tuple[str, list[list[Cell]]]] = []
+    taken: set[str] = set()
+    heading: str | None = None
+    for kind, value in _markdown_blocks(text):
+        if kind == "heading":
+            heading = _inline(value[1])
+        elif kind == "table":
+            fallback = f"Sheet{len(tables) + 1}"
+            name = safe_sheet_name(heading or fallback, taken, fallback=fallback)
+            taken.add(name.lower())
+            tables.append((name, [[_table_value(cell) for cell in row] for row in value]))
+    return tables
+
+
+_INT = re.compile(r"[+-]?(0|[1-9]\d{0,14})")
+_GROUPED = re.compile(r"[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?")
+_FLOAT = re.compile(r"[+-]?(0|[1-9]\d*)?\.\d+([eE][+-]?\d+)?|[+-]?(0|[1-9]\d*)[eE][+-]?\d+")
+
+
+def _table_value(cell: str) -> Cell:
+    if not cell:
+        return None
+    if cell.startswith("="):
+        return cell
+    if _INT.fullmatch(cell):
+        return int(cell)
+    if _GROUPED.fullmatch(cell):
+        plain = cell.replace(",", "")
+        return float(plain) if "." in plain else int(plain)
+    if _FLOAT.fullmatch(cell):
+        return float(cell)
+    return _inline(cell) or None
+
+
+def safe_sheet_name(name: str, taken: Collection[str] = (), fallback: str = "Sheet") -> str:
+    """`name` made a valid Excel sheet name: []:*?/\\ replaced by "-", no leading or trailing
+    apostrophe, at most 31 characters, and unique against `taken` (lower-cased names) by
+    appending " (2)", " (3)"..."""
+    clean = _INVALID_SHEET_CHARS.sub("-", name).strip().strip("'").strip() or fallback
+    clean = clean[:31].rstrip()
+    if clean.lower() == "history":  # reserved by Excel
+        clean = f"{clean} (sheet)"
+    candidate, n = clean, 1
+    while candidate.lower() in taken:
+        n += 1
+        suffix = f" ({n})"
+        candidate = clean[: 31 - len(suffix)].rstrip() + suffix
+    return candidate
