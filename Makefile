@@ -20,3 +20,4 @@ bench:
 	@.venv/bin/python bench/model_overhead.py
 	@.venv/bin/python bench/sql_overhead.py
 	@.venv/bin/python bench/browser_job.py
+	@.venv/bin/python bench/doc_diff.py
