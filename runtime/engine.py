@@ -627,10 +627,11 @@ class Engine(ApprovalGates):
                 )
             return parsed.model_copy(update={"target": answer})
         if field == "commands":
-            if parsed.job_type is JobType.browser:
+            if parsed.job_type in (JobType.browser, JobType.doc):
                 lines = [ln.strip().strip("`") for ln in answer.splitlines() if ln.strip()]
-                commands = steps_for(JobType.browser, answer) or lines
-                parse_steps(commands)
+                commands = steps_for(parsed.job_type, answer) or lines
+                if parsed.job_type is JobType.browser:
+                    parse_steps(commands)
             else:
                 commands = extract_commands(answer) or [answer.strip("`").strip()]
             return parsed.model_copy(update={"commands": commands})

@@ -604,13 +604,8 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=[*rule_ids, route.id if route else "models.none", "clarification.direct_mode"],
             tools_granted=tools_granted,
             clarify_field="commands",
-            question=(
-                "No model runs this job, so it needs explicit steps. Which steps should it "
-                "take? For example: `goto /users/42` `click #disable` `screenshot`"
-                if facts.job_type is JobType.browser
-                else "No model runs this job, so it needs explicit steps. "
-                "Which command should it run?"
-            ),
+            question="No model runs this job, so it needs explicit steps. "
+            + _STEP_QUESTION.get(facts.job_type, "Which command should it run?"),
             options=[],
             model=model,
             model_rule=route.id if route else None,
@@ -652,6 +647,14 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
         model_rule=route.id if route else None,
         risk=risk,
     )
+
+
+_STEP_QUESTION = {
+    JobType.browser: "Which steps should it take? For example: "
+    "`goto /users/42` `click #disable` `screenshot`",
+    JobType.doc: "Which steps should it take? For example: "
+    "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`",
+}
 
 
 def _granted_targets(policy: Policy, person: Person, job_type: JobType) -> list[str]:

@@ -258,3 +258,15 @@ async def test_model_changes_cells_and_the_review_shows_the_cells_and_formulas(
             assert "payments" in seen and "=B2+C2" in seen  # the model read the workbook
         finally:
             await engine.close()
+
+
+async def test_request_without_steps_asks_for_a_template_step_and_runs_with_the_answer(docs):
+    engine, _ = docs
+    alice = engine.actor("cli", "alice")
+    job = await engine.submit("doc reports: weekly incident summary from incidents.csv", alice)
+    assert job.state is JobState.needs_clarification
+    assert "`template templates/weekly.md.j2" in job.clarification.question
+    job = await engine.answer(job.id, alice, WEEKLY)
+    job = await settle(engine, job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    assert "out/weekly.xlsx (xlsx): new workbook" in text_of(engine, job, "document-diff.txt")
