@@ -277,6 +277,73 @@ def _write_new(path: str, data: bytes, *, force: bool) -> None:
     tmp.replace(target)
 
 
+async def cmd_routines(engine: Engine, args: argparse.Namespace) -> int:
+    """acp routines add|list|pause|resume|delete|run-now|history."""
+    from runtime import routines
+    from runtime.jobs import Origin
+
+    sub = args.routines_command
+    if sub == "add":
+        options = " ".join(
+            [args.schedule] + ([f"tz={args.tz}"] if args.tz else [])
+            + ([f"misfire={args.misfire}"] if args.misfire else [])
+        )  # fmt: skip
+        if '"' in options:
+            from runtime.errors import BadRequest
+
+            raise BadRequest("the schedule may not contain a double quote")
+        actor = engine.actor("cli", _identity(args))
+        job = await engine.submit(f'schedule "{options}" {args.request}', actor, Origin.cli)
+        job = await _settle(engine, job, not args.no_wait)
+        return _show(engine, job, args)
+    if sub == "list":
+        listed = await routines.routines(engine, include_deleted=args.all)
+        if args.json:
+            _print_json([
+                {**r.model_dump(mode="json"), "routine_id": r.routine_id,
+                 "next_run": r.next_run(), "last_result": await routines.last_result(engine, r)}
+                for r in listed
+            ])  # fmt: skip
+            return 0
+        if not listed:
+            print('no routines — propose one: acp routines add --as alice "0 9 * * MON" '
+                  "'sql payments-replica: top 10 slowest queries'")  # fmt: skip
+            return 0
+        for r in listed:
+            nxt = r.next_run()
+            when = f"{nxt:%Y-%m-%d %H:%M:%S %Z}" if nxt else "-"
+            last = await routines.last_result(engine, r)
+            print(f"{r.routine_id:<5} {r.state:<8} {r.owner:<10} {r.schedule.text():<32} "
+                  f"next {when:<25} last: {last}")  # fmt: skip
+            print(f"      {r.request[:100]}  (misfire: {r.schedule.misfire}; from {r.source})")
+        return 0
+    routine_id = routines.parse_routine_id(args.routine)
+    if sub == "history":
+        firings = await routines.history(engine, routine_id, limit=args.limit)
+        if args.json:
+            _print_json([f.model_dump(mode="json") for f in firings])
+            return 0
+        for f in firings:
+            job = f"J-{f.job_id}" if f.job_id else "-"
+            detail = f" — {f.detail}" if f.detail else ""
+            print(f"{f.due_at:%Y-%m-%d %H:%M:%S} UTC  {f.outcome:<9} {job:<7}{detail}")
+        if not firings:
+            print(f"R-{routine_id} has not fired yet")
+        return 0
+    actor = engine.actor("cli", _identity(args))
+    if sub == "run-now":
+        job = await routines.run_now(engine, routine_id, actor)
+        if job is None:
+            print(f"R-{routine_id} did not fire")
+            return 1
+        print(f"R-{routine_id} fired: {job.job_id} {job.state.value}")
+        return 0
+    state = {"pause": "paused", "resume": "active", "delete": "deleted"}[sub]
+    routine = await routines.set_state(engine, routine_id, actor, state)
+    print(f"{routine.routine_id} {routine.state}")
+    return 0
+
+
 async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
     requester = None
     if args.mine:
@@ -409,12 +476,16 @@ def _stop_event() -> asyncio.Event:
 
 async def cmd_worker(engine: Engine, args: argparse.Namespace) -> int:
     """A worker process: claims jobs and runs them until told to stop."""
+    from runtime.routines import RoutineScheduler
     from runtime.worker import Worker
 
     stop = _stop_event()
     worker = Worker(engine)
+    scheduler = RoutineScheduler(engine, instance=worker.id)
     print(f"worker {worker.id} started", flush=True)
-    await worker.run(stop)
+    # Routines are scheduled here, out of the front door's event loop; of all instances on one
+    # database, the one holding the scheduler lease runs the scheduler.
+    await asyncio.gather(worker.run(stop), scheduler.run(stop))
     print(f"worker {worker.id} stopped", flush=True)
     return 0
 
@@ -570,6 +641,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="artifact name as `acp show` lists it")
     p.add_argument("--output", "-o", help="file to write (default: the name; - for stdout)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    routines = sub.add_parser("routines", help="scheduled requests: every firing is a job")
+    r_sub = routines.add_subparsers(dest="routines_command", required=True, metavar="SUBCOMMAND")
+    p = r_sub.add_parser("add", help="propose a routine (a job; the policy may want approval)")
+    p.add_argument("schedule", help="'0 9 * * MON' (cron, 5 fields) or 'every 15m'")
+    p.add_argument("request", help="what each firing submits, e.g. 'sql payments-replica: …'")
+    p.add_argument("--tz", help="IANA time zone (default: the policy's routines.timezone)")
+    p.add_argument("--misfire", choices=["skip", "run_once"], help="after downtime (default skip)")
+    p.add_argument("--as", dest="as_user", metavar="USER")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-wait", action="store_true")
+    p = r_sub.add_parser("list", help="owner, schedule and time zone, next run, last result")
+    p.add_argument("--all", action="store_true", help="include deleted routines")
+    p.add_argument("--json", action="store_true")
+    for name, text in (("pause", "stop firing (the owner or a routine approver)"),
+                       ("resume", "fire again"), ("delete", "remove the routine"),
+                       ("run-now", "fire once now, through the same policy")):  # fmt: skip
+        p = r_sub.add_parser(name, help=text)
+        p.add_argument("routine", help="routine id, e.g. R-1")
+        p.add_argument("--as", dest="as_user", metavar="USER")
+    p = r_sub.add_parser("history", help="each firing: due time, outcome, job")
+    p.add_argument("routine")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
     add("schema", "print the job schema (JSON Schema)")
     add("serve", "run the service: worker (and Slack when configured)")
     add("worker", "run a worker only")
@@ -601,6 +695,8 @@ async def _run(args: argparse.Namespace) -> int:
             handler = cmd_audit_verify if args.audit_command == "verify" else cmd_audit_export
         elif args.command == "policy":
             handler = cmd_policy_check
+        elif args.command == "routines":
+            handler = cmd_routines
         else:
             handler = _ASYNC[args.command]
         return await handler(engine, args)

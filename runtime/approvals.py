@@ -22,12 +22,15 @@ from runtime.errors import (
     PolicyDenied,
     UnknownJob,
 )
-from runtime.jobs import ApprovalRequest, JobRecord, JobState
-from runtime.policy import Decision, decide_approval
+from runtime.jobs import ApprovalRequest, JobRecord, JobState, Origin
+from runtime.policy import Decision, decide_approval, parse_duration
 from runtime.store.job_store import utcnow
 
 if TYPE_CHECKING:
     from runtime.engine import Actor
+
+
+ESCALATED = ":escalated"  # the rule id suffix of a gate the unattended rule escalated
 
 
 def pending_hash(action: dict[str, Any]) -> str:
@@ -89,6 +92,7 @@ class ApprovalGates:
                 expires_at=gate.expires_at,
                 now=now,
                 four_eyes=gate.four_eyes,
+                escalated_to=gate.approvers if gate.rule_id.endswith(ESCALATED) else None,
             )
             if withdrawing and "approval.expired" not in verdict.rule_ids:
                 verdict = Decision(
@@ -187,12 +191,59 @@ class ApprovalGates:
             if gate and gate.expires_at and now >= gate.expires_at:
 
                 async def body(conn: AsyncConnection, fresh: JobRecord) -> None:
-                    if fresh.state is JobState.awaiting_approval:
-                        await self._expire(conn, fresh, self._open_gate(fresh), now)
+                    if fresh.state is not JobState.awaiting_approval:
+                        return
+                    gate = self._open_gate(fresh)
+                    if self._escalates(fresh, gate):
+                        await self._escalate(conn, fresh, gate, now)
+                    else:
+                        await self._expire(conn, fresh, gate, now)
 
                 await self.locked(job.id, body)
                 done.append(job.id)
         return done
+
+    def _escalates(self, job: JobRecord, gate: ApprovalRequest) -> bool:
+        rule = self.policy.routines.unattended
+        return (
+            job.spec.origin is Origin.schedule
+            and rule.on_expiry == "escalate"
+            and bool(rule.escalate_to)
+            and not gate.rule_id.endswith(ESCALATED)
+        )
+
+    async def _escalate(
+        self, conn: AsyncConnection, job: JobRecord, gate: ApprovalRequest, now: Any
+    ) -> JobRecord:
+        """A routine's gate lapsed unattended: ask the policy's named people, once, as long."""
+        rule = self.policy.routines.unattended
+        lapsed = gate.model_copy(
+            update={"decision": "expired", "decided_at": now, "decided_by": "policy"}
+        )
+        escalated = gate.model_copy(
+            update={
+                "rule_id": gate.rule_id + ESCALATED,
+                "approvers": list(rule.escalate_to),
+                "requested_at": now,
+                "expires_at": now + parse_duration(rule.expires_after),
+            }
+        )
+        approvals = [lapsed if g is gate else g for g in job.approvals] + [escalated]
+        return await self.transition(
+            conn,
+            job,
+            JobState.awaiting_approval,
+            actor="policy",
+            kind="approval.escalated",
+            data={
+                "action": gate.action,
+                "action_hash": gate.action_hash,
+                "approvers": escalated.approvers,
+                "expires_at": escalated.expires_at.isoformat() if escalated.expires_at else None,
+                "reason": "unattended approval of a routine's job expired",
+            },
+            approvals=approvals,
+        )
 
     def new_gate(self, job: JobRecord, action: str, pending: dict[str, Any]) -> ApprovalRequest:
         """The approval request for `action` on this job, bound to the pending action's hash."""
@@ -201,6 +252,12 @@ class ApprovalGates:
             raise PolicyDenied(f"no approval rule covers {action} for {job.job_id}")
         now = utcnow()
         expires = gate.get("expires_after_s")
+        expires_at = now + timedelta(seconds=expires) if expires else None
+        if job.spec.origin is Origin.schedule:
+            # Nobody watches a routine's run: its gate waits only as long as the policy's
+            # unattended rule says, then is rejected or escalated; it never proceeds alone.
+            unattended = now + parse_duration(self.policy.routines.unattended.expires_after)
+            expires_at = min(expires_at, unattended) if expires_at else unattended
         return ApprovalRequest(
             action=action,
             action_hash=pending_hash(pending),
@@ -208,7 +265,7 @@ class ApprovalGates:
             approvers=gate["approvers"],
             four_eyes=gate["four_eyes"],
             requested_at=now,
-            expires_at=now + timedelta(seconds=expires) if expires else None,
+            expires_at=expires_at,
         )
 
     async def may_decide(self, job_id: int, actor: Actor, *, approve: bool) -> Decision:
@@ -231,6 +288,7 @@ class ApprovalGates:
             expires_at=gate.expires_at,
             now=utcnow(),
             four_eyes=gate.four_eyes,
+            escalated_to=gate.approvers if gate.rule_id.endswith(ESCALATED) else None,
         )
 
     async def awaiting(self, person: str) -> list[JobRecord]:

@@ -57,6 +57,7 @@ from runtime.policy import (
     LoadedPolicy,
     RequestFacts,
     decide,
+    decide_routine,
     load_policy,
 )
 from runtime.settings import Settings
@@ -326,9 +327,27 @@ class Engine(ApprovalGates):
             has_explicit_steps=bool(parsed.commands) or _explicit_sql(parsed),
         )
 
+    def _decide(self, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
+        facts = self._facts(person, parsed, origin)
+        if parsed.schedule:  # a routine: may this person run the request, and who reviews it
+            return decide_routine(self.policy, facts)
+        return decide(self.policy, facts)
+
     def _spec(
         self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
     ) -> JobSpec:
+        if parsed.schedule:
+            return JobSpec(
+                job_type=JobType.schedule,
+                target=parsed.target,
+                instruction=parsed.scheduled_request or parsed.instruction,
+                tools=decision.tools_granted,
+                approval_required_for=decision.approval_required_for,
+                artifact_contract=ARTIFACT_CONTRACTS[JobType.schedule],
+                schedule=parsed.schedule,
+                origin=origin,
+                requester=person,
+            )
         job_type = parsed.job_type
         site = (
             self.policy.targets.sites.get(parsed.target or "")
@@ -362,7 +381,7 @@ class Engine(ApprovalGates):
     def check(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> PolicyCheck:
         """Parse and decide without writing anything."""
         parsed = parse_request(text, self.policy)
-        decision = decide(self.policy, self._facts(actor.person, parsed, origin))
+        decision = self._decide(actor.person, parsed, origin)
         return PolicyCheck(
             person=actor.person,
             parsed=parsed.model_dump(mode="json"),
@@ -394,7 +413,7 @@ class Engine(ApprovalGates):
                 "request.refused", actor.label, error, request=request_digest(text or "")
             )
             raise
-        decision = decide(self.policy, self._facts(actor.person, parsed, origin))
+        decision = self._decide(actor.person, parsed, origin)
         now = utcnow()
         job_type_known = parsed.job_type is not None
         record = JobRecord(
@@ -436,7 +455,9 @@ class Engine(ApprovalGates):
         request_key: str | None,
     ) -> JobRecord:
         async with self.db.begin() as conn:
-            team = self.policy.people[actor.person].team
+            # A routine's owner may have left the policy: the job is still recorded (denied).
+            person = self.policy.people.get(actor.person)
+            team = person.team if person else None
             job = await job_store.insert_job(conn, record, request_key, team)
             await self._event(
                 conn,
@@ -546,7 +567,7 @@ class Engine(ApprovalGates):
             if job.clarification.field == "agent":
                 return await self._answer_model(conn, job, actor, answer.strip())
             parsed = self._parsed_with_answer(job, answer.strip())
-            decision = decide(self.policy, self._facts(job.spec.requester, parsed, job.spec.origin))
+            decision = self._decide(job.spec.requester, parsed, job.spec.origin)
             spec = self._spec(job.spec.requester, parsed, job.spec.origin, decision)
             await self._event(
                 conn,

@@ -74,6 +74,7 @@ class ParsedRequest(BaseModel):
     instruction: str
     commands: list[str] = Field(default_factory=list)
     schedule: str | None = None
+    scheduled_request: str | None = Field(None, description="what each firing submits")
     confidence: float
     method: Literal["grammar", "classifier"]
     cues: list[str] = Field(default_factory=list)
@@ -93,8 +94,16 @@ def parse_request(text: str, policy: Policy) -> ParsedRequest:
         raise BadRequest("the request contains a NUL character")
     schedule = _SCHEDULE.match(text)
     if schedule:
-        inner = parse_request(schedule.group("inner"), policy)
-        return inner.model_copy(update={"schedule": schedule.group("cron").strip()})
+        from runtime.schedules import parse_schedule
+
+        inner_text = schedule.group("inner").strip()
+        if _SCHEDULE.match(inner_text):
+            raise BadRequest("a routine cannot schedule another routine")
+        parse_schedule(schedule.group("cron"), policy.routines.timezone)  # BadRequest if bad
+        inner = parse_request(inner_text, policy)
+        return inner.model_copy(
+            update={"schedule": schedule.group("cron").strip(), "scheduled_request": inner_text}
+        )
     match = _GRAMMAR.match(text)
     if match:
         parsed = _parse_grammar(match, policy)

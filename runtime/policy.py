@@ -184,6 +184,46 @@ class Limits(_Strict):
     )
 
 
+class UnattendedApprovals(_Strict):
+    """What happens when a routine's job reaches an approval gate and nobody decides."""
+
+    expires_after: str = Field("24h", description="how long a routine's gate waits (30m, 24h)")
+    on_expiry: Literal["reject", "escalate"] = "reject"
+    escalate_to: list[str] = Field(
+        default_factory=list, description="people asked once more, for as long again"
+    )
+
+    @field_validator("expires_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class DeclaredRoutine(_Strict):
+    """A routine declared in the policy (reviewed like any policy change)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    owner: str
+    schedule: str = Field(description="cron (5 fields) or 'every 15m'")
+    timezone: str = "UTC"
+    request: str
+    misfire: Literal["skip", "run_once"] = "skip"
+    slack_channel: str | None = None
+
+
+class Routines(_Strict):
+    require_approval: bool = Field(
+        True, description="creating or deleting a routine stops at an approval gate"
+    )
+    timezone: str = "UTC"
+    misfire_grace_s: int = Field(
+        60, ge=1, description="seconds; a run later than this is a misfire (skip or run once)"
+    )
+    unattended: UnattendedApprovals = Field(default_factory=UnattendedApprovals)
+    declared: list[DeclaredRoutine] = Field(default_factory=list)
+
+
 class Policy(_Strict):
     version: int = 1
     people: dict[str, Person] = Field(default_factory=dict)
@@ -193,6 +233,7 @@ class Policy(_Strict):
     models: Models = Field(default_factory=Models)
     targets: Targets = Field(default_factory=Targets)
     limits: Limits = Field(default_factory=Limits)
+    routines: Routines = Field(default_factory=Routines)
 
     def targets_for(self, job_type: JobType) -> dict[str, Any]:
         if job_type in (JobType.code, JobType.doc):
@@ -611,30 +652,9 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             model_rule=route.id if route else None,
             risk=risk,
         )
-    gates = []
-    for rule in policy.approvals:
-        if rule.job_types and facts.job_type not in rule.job_types:
-            continue
-        if not _matches(facts.target, rule.targets):
-            continue
-        for action in rule.actions:
-            if any(g.action == action for g in gates):
-                continue
-            expires = (
-                parse_duration(rule.expires_after).total_seconds() if rule.expires_after else None
-            )
-            gates.append(
-                ApprovalGate(
-                    action=action,
-                    rule_id=rule.id,
-                    approvers=policy.approvers_for(rule),
-                    four_eyes=rule.four_eyes,
-                    expires_after_s=expires,
-                    high_risk=rule.high_risk,
-                )
-            )
-        rule_ids.append(rule.id)
-        reasons.append(f"{', '.join(rule.actions)} needs approval ({rule.id})")
+    gates, gate_rules, gate_reasons = _gates(policy, facts.job_type, facts.target)
+    rule_ids += gate_rules
+    reasons += gate_reasons
     if route:
         rule_ids.append(route.id)
     return Decision(
@@ -655,6 +675,63 @@ _STEP_QUESTION = {
     JobType.doc: "Which steps should it take? For example: "
     "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`",
 }
+
+
+def _gates(
+    policy: Policy, job_type: JobType, target: str | None
+) -> tuple[list[ApprovalGate], list[str], list[str]]:
+    """The approval gates the policy puts on this job type and target, with why."""
+    gates: list[ApprovalGate] = []
+    rule_ids: list[str] = []
+    reasons: list[str] = []
+    for rule in policy.approvals:
+        if rule.job_types and job_type not in rule.job_types:
+            continue
+        if not _matches(target, rule.targets):
+            continue
+        for action in rule.actions:
+            if any(g.action == action for g in gates):
+                continue
+            expires = (
+                parse_duration(rule.expires_after).total_seconds() if rule.expires_after else None
+            )
+            gates.append(
+                ApprovalGate(
+                    action=action,
+                    rule_id=rule.id,
+                    approvers=policy.approvers_for(rule),
+                    four_eyes=rule.four_eyes,
+                    expires_after_s=expires,
+                    high_risk=rule.high_risk,
+                )
+            )
+        rule_ids.append(rule.id)
+        reasons.append(f"{', '.join(rule.actions)} needs approval ({rule.id})")
+    return gates, rule_ids, reasons
+
+
+def decide_routine(policy: Policy, facts: RequestFacts) -> Decision:
+    """May this person schedule this request? Only if they may run it now, as themselves; the
+    routine's own gates (create, delete) come from approval rules for `schedule` jobs. Pure."""
+    inner = decide(policy, facts)
+    if inner.effect != "allow":
+        return inner.model_copy(
+            update={"reasons": [f"the scheduled request: {r}" for r in inner.reasons]}
+        )
+    gates, gate_rules, gate_reasons = _gates(policy, JobType.schedule, facts.target)
+    kind = facts.job_type.value if facts.job_type else "?"
+    return Decision(
+        effect="allow",
+        reasons=[
+            f"{facts.person} may run {kind} jobs on '{facts.target}', so may schedule them",
+            *gate_reasons,
+        ],
+        rule_ids=[*inner.rule_ids, *gate_rules],
+        tools_granted=["scheduler"],
+        approvals=gates,
+        model="direct",
+        risk=inner.risk,
+    )
 
 
 def _granted_targets(policy: Policy, person: Person, job_type: JobType) -> list[str]:
@@ -678,8 +755,10 @@ def decide_approval(
     expires_at: datetime | None,
     now: datetime,
     four_eyes: bool,
+    escalated_to: list[str] | None = None,
 ) -> Decision:
-    """May `approver` decide this gate now? Re-reads approvers from the current policy. Pure."""
+    """May `approver` decide this gate now? Re-reads approvers from the current policy (an
+    escalated routine gate: the people it was escalated to, still in the policy). Pure."""
     if approver is None or approver not in policy.people:
         return Decision(
             effect="deny",
@@ -693,6 +772,21 @@ def decide_approval(
             rule_ids=["approval.expired"],
         )
     rule = next((r for r in policy.approvals if r.id == rule_id), None)
+    if escalated_to is not None and not (four_eyes and approver == requester):
+        if approver in escalated_to:
+            return Decision(
+                effect="allow",
+                reasons=[f"{approver} was named to decide this routine's unattended approval"],
+                rule_ids=[rule_id],
+            )
+        return Decision(
+            effect="deny",
+            reasons=[
+                f"{approver} is not among the people this approval was escalated to "
+                f"({', '.join(escalated_to)})"
+            ],
+            rule_ids=[rule_id, "approval.not_approver"],
+        )
     if four_eyes and approver == requester:
         return Decision(
             effect="deny",

@@ -161,6 +161,12 @@ class Worker:
             if job.result.get("phase") == "resume":
                 return await self._guarded(job, browser_jobs.resume(self.engine, job, self.id))
             return await self._guarded(job, browser_jobs.execute(self.engine, job, self.id))
+        if job.spec.job_type is JobType.schedule:
+            from runtime import routines
+
+            if job.result.get("phase") == "publish":
+                return await self._guarded(job, routines.publish(self.engine, job, self.actor))
+            return await self._guarded(job, routines.execute(self.engine, job, self.id))
         if job.result.get("phase") == "publish":
             return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
         if job.spec.job_type in (JobType.code, JobType.doc):
@@ -175,7 +181,7 @@ class Worker:
             self.actor,
             "job.failed",
             reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-            "code, sql, browser and doc jobs execute",
+            "code, sql, browser, doc and schedule jobs execute",
         )
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:

@@ -114,6 +114,14 @@ def build_app(
                 job = await engine.get(parse_job_id(rest))
                 card = blocks.job_card(job, slack_ids(engine))
                 await respond(response_type="ephemeral", text=blocks.card_text(job), blocks=card)
+            elif word.lower() == "routines":
+                from runtime import routines
+
+                listed = await routines.routines(engine)
+                lines = [await blocks.routine_line(engine, r) for r in listed]
+                text = "\n".join(lines) or "No routines yet. Propose one with /agent schedule "
+                await respond(response_type="ephemeral", text=text[:3000],
+                              blocks=blocks.routines_blocks(lines))  # fmt: skip
             elif word.lower() == "audit":
                 job = await engine.get(parse_job_id(rest))
                 events = await engine.events(job.id)

@@ -339,3 +339,24 @@ def answer_modal(job: JobRecord, channel: str | None) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def routine_line(engine: Any, routine: Any) -> str:
+    """One routine as a line: id, owner, schedule with its time zone, next run, last result."""
+    from runtime import routines
+
+    nxt = routine.next_run()
+    when = f"{nxt:%Y-%m-%d %H:%M %Z}" if nxt else routine.state
+    last = await routines.last_result(engine, routine)
+    return (
+        f"*{routine.routine_id}* {routine.state} · owner {routine.owner} · "
+        f"`{escape(routine.schedule.text())}` · next {when} · last: {escape(last)}\n"
+        f">{escape(routine.request)[:300]}"
+    )
+
+
+def routines_blocks(lines: list[str]) -> list[dict[str, Any]]:
+    if not lines:
+        example = '/agent schedule "0 9 * * MON" sql payments-replica: top 10 slowest queries'
+        return [_section(f"No routines yet. Propose one: `{example}`")]
+    return [_section("*Routines*"), *(_section(line) for line in lines[:40])]

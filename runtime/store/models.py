@@ -102,3 +102,50 @@ class DoorThreadRow(Base):
     job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     door: Mapped[str] = mapped_column(String(16), primary_key=True)
     address: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RoutineRow(Base):
+    """A scheduled request (R-n): every firing submits it as an ordinary job."""
+
+    __tablename__ = "routines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    schedule: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    request: Mapped[str] = mapped_column(Text)
+    misfire: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # active, paused, deleted
+    source: Mapped[str] = mapped_column(String(16))  # job (proposed and approved) or policy
+    created_by_job: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RoutineFiringRow(Base):
+    """One firing of a routine, or one it missed: what was due, what happened, which job."""
+
+    __tablename__ = "routine_firings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    routine_id: Mapped[int] = mapped_column(Integer, index=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(32))  # submitted, denied, missed, skipped
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    instance: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ux_routine_firings_due", "routine_id", "due_at", unique=True),)
+
+
+class LeaseRow(Base):
+    """Who holds a service-wide role (the scheduler) until when; renewed while alive."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

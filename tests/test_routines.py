@@ -1,0 +1,246 @@
+"""Routines: proposed as jobs, approved, fired by APScheduler as ordinary jobs, one scheduler
+per database (a lease), misfires after downtime recorded by rule.
+
+Real APScheduler with its SQLAlchemy job store on the test's database; fast triggers
+(`every 1s`) stand for daily ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BUNDLED_POLICY
+
+from runtime import routines
+from runtime.engine import Engine
+from runtime.jobs import JobState, Origin
+from runtime.routines import RoutineScheduler
+from runtime.settings import Settings
+from runtime.worker import Worker
+
+REQUEST = "code demo: run `echo ok`"
+
+
+def write_policy(folder: Path, *, drop: str | None = None, **routine_settings) -> Path:
+    policy = yaml.safe_load((BUNDLED_POLICY / "default.yml").read_text())
+    policy["routines"].update({"misfire_grace_s": 1, **routine_settings})
+    if drop:
+        del policy["people"][drop]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "default.yml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    return folder
+
+
+async def open_engine(tmp_path: Path, db_url: str, policy: Path) -> Engine:
+    return await Engine.open(
+        Settings.from_env(
+            {"ACP_HOME": str(tmp_path / "home"), "ACP_DATABASE_URL": db_url,
+             "ACP_POLICY_DIR": str(policy)}
+        )
+    )  # fmt: skip
+
+
+async def settle(engine: Engine, job_id: int):
+    worker = Worker(engine)
+    while await worker.run_once():
+        pass
+    return await engine.get(job_id)
+
+
+async def propose(engine: Engine, schedule: str, request: str = REQUEST, owner: str = "alice"):
+    job = await engine.submit(f'schedule "{schedule}" {request}', engine.actor("cli", owner))
+    return await settle(engine, job.id)
+
+
+async def approved_routine(engine: Engine, schedule: str, **kw) -> routines.Routine:
+    job = await propose(engine, schedule, **kw)
+    assert job.state is JobState.awaiting_approval, job.result
+    await engine.approve(job.id, engine.actor("cli", "bob"))
+    job = await settle(engine, job.id)
+    assert job.state is JobState.succeeded, job.result
+    [routine] = await routines.routines(engine)
+    return routine
+
+
+async def run_scheduler(engine: Engine, seconds: float, **kw) -> RoutineScheduler:
+    scheduler = RoutineScheduler(engine, tick_s=0.2, **kw)
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await task
+    return scheduler
+
+
+async def scheduled_jobs(engine: Engine) -> list:
+    return [j for j in await engine.jobs(limit=500) if j.spec.origin is Origin.schedule]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, db_url: str):
+    eng = await open_engine(tmp_path, db_url, write_policy(tmp_path / "policy"))
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+# --- proposing ------------------------------------------------------------------------------
+
+
+async def test_routine_is_a_job_that_waits_for_approval_and_never_fires_before(engine) -> None:
+    job = await propose(engine, "every 1s")
+    assert job.spec.job_type.value == "schedule"
+    assert job.state is JobState.awaiting_approval
+    assert job.pending_action["routine"]["request"] == REQUEST
+    assert job.pending_action["routine"]["owner"] == "alice"
+    await run_scheduler(engine, 2.5)
+    assert await routines.routines(engine) == []
+    assert await scheduled_jobs(engine) == []
+
+
+async def test_someone_without_the_grant_cannot_schedule_it(engine) -> None:
+    job = await engine.submit(f'schedule "every 1s" {REQUEST}', engine.actor("cli", "carol"))
+    assert job.state is JobState.denied
+    assert "the scheduled request: carol has no grant" in job.result.get("reason", "") + " ".join(
+        job.decision["reasons"]
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule, words",
+    [("61 * * * *", "is not a schedule"), ("every 5 fortnights", "is not a schedule"),
+     ("0 9 * * MON tz=Mars/Olympus", "unknown time zone"), ("every 1s misfire=later", "misfire")],
+)  # fmt: skip
+async def test_bad_schedules_are_refused_at_intake(engine, schedule, words) -> None:
+    from runtime.errors import BadRequest
+
+    with pytest.raises(BadRequest, match=words):
+        await engine.submit(f'schedule "{schedule}" {REQUEST}', engine.actor("cli", "alice"))
+
+
+# --- firing ---------------------------------------------------------------------------------
+
+
+async def test_approved_routine_fires_ordinary_jobs_as_its_owner(engine) -> None:
+    routine = await approved_routine(engine, "every 1s")
+    assert routine.owner == "alice" and routine.state == "active"
+    await run_scheduler(engine, 3.6)
+    jobs = await scheduled_jobs(engine)
+    assert 2 <= len(jobs) <= 5
+    for job in jobs:
+        assert job.spec.requester == "alice" and job.prompt == REQUEST
+        assert job.spec.job_type.value == "code" and job.state is JobState.queued
+        assert job.decision["rule_ids"][0] == "engineer.code.demo"  # the same policy decides
+    firings = await routines.history(engine, routine.id)
+    assert sorted(f.job_id for f in firings) == sorted(j.id for j in jobs)
+    assert len({f.due_at for f in firings}) == len(firings)  # one firing per due time
+    job = await settle(engine, jobs[0].id)
+    assert job.state is JobState.succeeded  # `echo ok` changes nothing: nothing to publish
+
+
+async def test_owner_removed_from_the_policy_gets_a_denied_firing(tmp_path, db_url) -> None:
+    first = await open_engine(tmp_path, db_url, write_policy(tmp_path / "p1"))
+    try:
+        routine = await approved_routine(first, "every 1s")
+    finally:
+        await first.close()
+    later = await open_engine(tmp_path, db_url, write_policy(tmp_path / "p2", drop="alice"))
+    try:
+        await run_scheduler(later, 2.2)
+        jobs = await scheduled_jobs(later)
+        assert jobs and all(j.state is JobState.denied for j in jobs)
+        firings = await routines.history(later, routine.id)
+        assert firings[0].outcome == "denied"
+        assert "not a person in the policy" in firings[0].detail
+    finally:
+        await later.close()
+
+
+async def test_paused_routine_does_not_fire_and_run_now_does(engine) -> None:
+    routine = await approved_routine(engine, "0 9 * * MON")
+    alice = engine.actor("cli", "alice")
+    with pytest.raises(Exception, match="may not change"):
+        await routines.set_state(engine, routine.id, engine.actor("cli", "carol"), "paused")
+    await routines.set_state(engine, routine.id, alice, "paused")
+    with pytest.raises(Exception, match="paused; resume it first"):
+        await routines.run_now(engine, routine.id, alice)
+    await routines.set_state(engine, routine.id, alice, "active")
+    job = await routines.run_now(engine, routine.id, alice)
+    assert job.spec.origin is Origin.schedule and job.state is JobState.queued
+    assert (await routines.history(engine, routine.id))[0].detail == "run now by alice"
+
+
+# --- unattended approvals -------------------------------------------------------------------
+
+
+async def test_unattended_approval_expires_and_is_rejected(tmp_path, db_url) -> None:
+    policy = write_policy(tmp_path / "policy", unattended={"expires_after": "2s"})
+    engine = await open_engine(tmp_path, db_url, policy)
+    try:
+        routine = await approved_routine(
+            engine, "0 9 * * MON", request="code demo: run `echo hi > hello.txt`"
+        )
+        job = await routines.run_now(engine, routine.id, engine.actor("cli", "alice"))
+        job = await settle(engine, job.id)
+        assert job.state is JobState.awaiting_approval  # a merge, and nobody is watching
+        gate = job.approvals[-1]
+        assert (gate.expires_at - gate.requested_at).total_seconds() == pytest.approx(2, abs=1)
+        await asyncio.sleep(2.2)
+        await engine.expire_overdue()
+        job = await engine.get(job.id)
+        assert job.state is JobState.rejected
+        assert job.approvals[-1].decision == "expired"
+    finally:
+        await engine.close()
+
+
+async def test_unattended_approval_escalates_once_then_is_rejected(tmp_path, db_url) -> None:
+    unattended = {"expires_after": "2s", "on_expiry": "escalate", "escalate_to": ["carol"]}
+    engine = await open_engine(
+        tmp_path, db_url, write_policy(tmp_path / "p", unattended=unattended)
+    )
+    try:
+        routine = await approved_routine(
+            engine, "0 9 * * MON", request="code demo: run `echo hi > hello.txt`"
+        )
+        job = await routines.run_now(engine, routine.id, engine.actor("cli", "alice"))
+        job = await settle(engine, job.id)
+        await asyncio.sleep(2.2)
+        await engine.expire_overdue()
+        job = await engine.get(job.id)
+        assert job.state is JobState.awaiting_approval
+        assert job.approvals[-1].approvers == ["carol"]
+        with pytest.raises(Exception, match="escalated to"):
+            await engine.approve(job.id, engine.actor("cli", "bob"))
+        await asyncio.sleep(2.2)
+        await engine.expire_overdue()
+        assert (await engine.get(job.id)).state is JobState.rejected
+    finally:
+        await engine.close()
+
+
+# --- misfires after downtime ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["skip", "run_once"])
+async def test_misfire_after_downtime_follows_the_routine_rule(engine, rule) -> None:
+    routine = await approved_routine(engine, f"every 1s misfire={rule}")
+    await run_scheduler(engine, 1.5)
+    before = len(await scheduled_jobs(engine))
+    await asyncio.sleep(4)  # the service is down: about four runs come due
+    await run_scheduler(engine, 0.6)
+    after = await scheduled_jobs(engine)
+    firings = await routines.history(engine, routine.id)
+    missed = [f for f in firings if f.outcome == "missed"]
+    late = [f for f in firings if "coalesced" in f.detail]
+    if rule == "skip":
+        assert len(missed) >= 2 and not late
+        assert "misfire rule: skip" in missed[0].detail
+        assert len(after) - before <= 2  # only runs due within the grace, none of the missed
+    else:
+        assert not missed and len(late) == 1
+        assert 1 <= len(after) - before <= 2  # the coalesced run, and maybe the next on time
