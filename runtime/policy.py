@@ -278,7 +278,7 @@ class LoadedPolicy:
 
 # --- loading, with file and line in every error ----------------------------
 
-_MERGED_MAPPINGS = ("people", "roles", "targets", "clarification", "models", "limits")
+_MERGED_MAPPINGS = ("people", "roles", "targets", "clarification", "models", "limits", "routines")
 
 
 def load_policy(directory: Path) -> LoadedPolicy:

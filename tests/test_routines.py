@@ -244,3 +244,96 @@ async def test_misfire_after_downtime_follows_the_routine_rule(engine, rule) -> 
     else:
         assert not missed and len(late) == 1
         assert 1 <= len(after) - before <= 2  # the coalesced run, and maybe the next on time
+
+
+# --- two service instances on one PostgreSQL ---------------------------------------------------
+
+
+async def test_two_instances_fire_each_run_once_and_the_second_takes_over(tmp_path, pg_url):
+    import os
+    import signal
+    import subprocess
+
+    from acp_process import service_env
+
+    policy = write_policy(tmp_path / "policy")
+    engine = await open_engine(tmp_path, pg_url, policy)
+    procs: list[subprocess.Popen] = []
+    try:
+        routine = await approved_routine(
+            engine, "every 1s", request="sql payments-replica: SELECT 1"
+        )
+        env = service_env(tmp_path, ACP_DATABASE_URL=pg_url, ACP_POLICY_DIR=str(policy))
+        env.pop("PAYMENTS_REPLICA_DSN", None)
+        procs += [start_worker(env, tmp_path / f"worker-{name}.log") for name in ("a", "b")]
+
+        async def firings_by(instances: int, count: int, timeout: float) -> list:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                done = [f for f in await routines.history(engine, routine.id, limit=500)
+                        if f.outcome == "submitted"]  # fmt: skip
+                if len({f.instance for f in done}) >= instances and len(done) >= count:
+                    return done
+                assert asyncio.get_running_loop().time() < deadline, done
+                await asyncio.sleep(0.3)
+
+        first = await firings_by(1, 4, 40)
+        [leader] = {f.instance for f in first}  # exactly one instance schedules
+        pid = int(leader.split(":")[1])
+        assert pid in {p.pid for p in procs}
+        os.kill(pid, signal.SIGKILL)  # the leader dies without releasing its lease
+        after = await firings_by(2, len(first) + 3, 40)
+        assert len({f.instance for f in after}) == 2
+        successor = next(f.instance for f in after if f.instance != leader)
+        assert int(successor.split(":")[1]) in {p.pid for p in procs if p.pid != pid}
+
+        every = await routines.history(engine, routine.id, limit=500)
+        due = [f.due_at for f in every]
+        assert len(due) == len(set(due))  # never two firings for one due time
+        jobs = await scheduled_jobs(engine)
+        assert sorted(j.id for j in jobs) == sorted(f.job_id for f in every if f.job_id)
+        assert len({j.prompt for j in jobs}) == 1 and len(jobs) == len(set(j.id for j in jobs))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await engine.close()
+
+
+def start_worker(env: dict[str, str], log: Path):  # -> subprocess.Popen
+    """`acp worker` (a worker and the routine scheduler) as its own process."""
+    import subprocess
+    import sys
+
+    from acp_process import ROOT
+
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "worker"], env=env, cwd=ROOT, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_routine_declared_in_the_policy_fires_without_a_proposal(tmp_path, db_url) -> None:
+    policy = write_policy(tmp_path / "policy")
+    (policy / "routines.yml").write_text(
+        "routines:\n  declared:\n"
+        "    - name: nightly-check\n      owner: alice\n      schedule: every 1s\n"
+        f'      request: "{REQUEST.replace("`", "`")}"\n'
+    )
+    engine = await open_engine(tmp_path, db_url, policy)
+    try:
+        await run_scheduler(engine, 2.4)
+        [routine] = await routines.routines(engine)
+        assert routine.name == "nightly-check" and routine.source == "policy"
+        jobs = await scheduled_jobs(engine)
+        assert jobs and all(j.spec.requester == "alice" for j in jobs)
+        with pytest.raises(Exception, match="declared in the policy"):
+            await routines.set_state(engine, routine.id, engine.actor("cli", "alice"), "deleted")
+    finally:
+        await engine.close()

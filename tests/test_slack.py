@@ -456,3 +456,26 @@ async def test_doc_job_review_in_the_thread_then_the_published_document_as_a_fil
         await asyncio.sleep(0.1)
     published = next(f for f in rig.standin.files if f["filename"] == "weekly.xlsx")
     assert published["content"].startswith(b"PK")
+
+
+async def test_schedule_from_slack_is_approved_then_fires_cards_into_the_channel(rig):
+    status, _, _ = await rig.command('schedule "every 2s" code demo: run `echo ok`')
+    assert status == 200
+    request = await rig.thread_with("acp_approve", timeout=30)
+    ts, _ = rig.card()
+    assert await rig.click("acp_approve", button(request, "acp_approve"), BOB, ts) == 200
+    await rig.wait_state({"succeeded"}, timeout=30)
+    await rig.thread_with("routine R-1 created")
+    fired = await rig.wait_state({"succeeded", "queued", "running"}, job="J-2", timeout=30)
+    assert fired["spec"]["origin"] == "schedule" and fired["spec"]["requester"] == "alice"
+    deadline = time.monotonic() + 20
+    while True:  # the firing's own card, in the routine's channel
+        cards = [m for (c, _), m in rig.standin.messages.items()
+                 if c == CHANNEL and not m.get("thread_ts") and "J-2" in json.dumps(m)]  # fmt: skip
+        if cards:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    status, _, _ = await rig.command("routines")
+    listed = await rig.response_with("R-1")
+    assert "every 2s (UTC)" in json.dumps(listed) and "alice" in json.dumps(listed)
