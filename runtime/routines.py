@@ -455,6 +455,7 @@ class RoutineScheduler:
 
     async def stop(self) -> None:
         self._stop_scheduler()
+        await asyncio.sleep(0.05)  # events the scheduler's thread handed over just before
         if self.leader:
             with contextlib.suppress(Exception):
                 await self._release_lease()
@@ -468,25 +469,32 @@ class RoutineScheduler:
         return url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
 
     async def _start_scheduler(self) -> None:
+        """APScheduler runs in its own thread (BackgroundScheduler): its job store is
+        synchronous, and on SQLite a blocking write from this event loop would wait for a
+        lock held by one of this loop's own transactions. Its events come back to the loop."""
         from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.schedulers.background import BackgroundScheduler
 
+        loop = asyncio.get_running_loop()
         store = SQLAlchemyJobStore(url=self._store_url(), tablename="apscheduler_jobs")
-        scheduler = AsyncIOScheduler(jobstores={"default": store}, timezone=UTC)
-        scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED)
+        scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+        scheduler.add_listener(
+            lambda event: loop.call_soon_threadsafe(self._on_event, event),
+            EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED,
+        )
         self.scheduler = scheduler
         # Started paused: the stored jobs (and their next run times) are loaded first, so the
         # sync below keeps them, and what came due during the downtime meets its misfire rule.
-        scheduler.start(paused=True)
+        await asyncio.to_thread(scheduler.start, paused=True)
         await self._sync_jobs()
         late = utcnow() - timedelta(seconds=self.engine.policy.routines.misfire_grace_s)
         self._overdue = {
             job.id: job.next_run_time
-            for job in scheduler.get_jobs()
+            for job in await asyncio.to_thread(scheduler.get_jobs)
             if job.coalesce and job.next_run_time is not None and job.next_run_time < late
         }  # only run_once routines coalesce; a skipped run is recorded by its MISSED event
-        scheduler.resume()
+        await asyncio.to_thread(scheduler.resume)
 
     def _stop_scheduler(self) -> None:
         if self.scheduler is not None:
@@ -499,29 +507,13 @@ class RoutineScheduler:
         scheduler = self.scheduler
         if scheduler is None:
             return
-        grace = max(1, int(self.engine.policy.routines.misfire_grace_s))
         active = {r.id: r for r in await routines(self.engine) if r.state == "active"}
-        jobs = {job.id: job for job in scheduler.get_jobs()}
-        for job_id, job in list(jobs.items()):
-            routine = active.get(int(job_id.removeprefix("routine-")))
-            if routine is None or job.kwargs.get("schedule") != routine.schedule.model_dump():
-                scheduler.remove_job(job_id)
-                del jobs[job_id]
-        for routine in active.values():
-            job_id = f"routine-{routine.id}"
-            if job_id in jobs:
-                continue
-            scheduler.add_job(
-                "runtime.routines:_tick", routine.schedule.trigger(), id=job_id,
-                kwargs={"routine_id": routine.id, "schedule": routine.schedule.model_dump()},
-                # skip: each missed run is its own MISSED event (recorded); run_once: the
-                # missed runs collapse into one run, however late.
-                coalesce=routine.schedule.misfire == "run_once", max_instances=1,
-                misfire_grace_time=None if routine.schedule.misfire == "run_once" else grace,
-            )  # fmt: skip
+        grace = max(1, int(self.engine.policy.routines.misfire_grace_s))
+        await asyncio.to_thread(_apply_routines, scheduler, active, grace)
 
     def _on_event(self, event: Any) -> None:
-        """APScheduler calls this in the loop's thread: a run is due (or was missed)."""
+        """On the event loop (handed over from the scheduler's thread): a run is due or was
+        missed."""
         from apscheduler.events import EVENT_JOB_MISSED
 
         routine_id = int(event.job_id.removeprefix("routine-"))
@@ -545,6 +537,28 @@ class RoutineScheduler:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("routine firing failed", exc_info=task.exception())
+
+
+def _apply_routines(scheduler: Any, active: dict[int, Routine], grace: int) -> None:
+    """In a thread (the job store is synchronous): make the scheduler's jobs match `active`."""
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    for job_id, job in list(jobs.items()):
+        routine = active.get(int(job_id.removeprefix("routine-")))
+        if routine is None or job.kwargs.get("schedule") != routine.schedule.model_dump():
+            scheduler.remove_job(job_id)
+            del jobs[job_id]
+    for routine in active.values():
+        job_id = f"routine-{routine.id}"
+        if job_id in jobs:
+            continue
+        scheduler.add_job(
+            "runtime.routines:_tick", routine.schedule.trigger(), id=job_id,
+            kwargs={"routine_id": routine.id, "schedule": routine.schedule.model_dump()},
+            # skip: each missed run is its own MISSED event (recorded); run_once: the missed
+            # runs collapse into one run, however late.
+            coalesce=routine.schedule.misfire == "run_once", max_instances=1,
+            misfire_grace_time=None if routine.schedule.misfire == "run_once" else grace,
+        )  # fmt: skip
 
 
 def _tick(routine_id: int, schedule: dict[str, Any]) -> None:
