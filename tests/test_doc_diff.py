@@ -12,8 +12,8 @@ import io
 import time
 
 import docx
-import openpyxl
 import pytest
+from office_files import xlsx_bytes
 
 from runtime.doc_diff import (
     CellChange,
@@ -39,18 +39,6 @@ from runtime.doc_formats import (
     load_xlsx,
     markdown_to_document,
 )
-
-
-def xlsx_bytes(sheets: dict[str, list[list]]) -> bytes:
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    buf = io.BytesIO()
-    book.save(buf)
-    return buf.getvalue()
 
 
 def docx_bytes(blocks: list[tuple[str, object]]) -> bytes:

@@ -16,6 +16,7 @@ import zipfile
 import docx
 import openpyxl
 import pytest
+from office_files import xlsx_bytes
 
 from runtime.doc_formats import (
     MAX_BYTES,
@@ -39,19 +40,6 @@ from runtime.doc_formats import (
     write_xlsx,
 )
 from runtime.errors import AcpError
-
-
-def xlsx_bytes(sheets: dict[str, list[list]]) -> bytes:
-    """A workbook written by openpyxl itself."""
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    buf = io.BytesIO()
-    book.save(buf)
-    return buf.getvalue()
 
 
 def docx_bytes() -> bytes:
