@@ -338,7 +338,13 @@ async def cmd_routines(engine: Engine, args: argparse.Namespace) -> int:
             return 1
         print(f"R-{routine_id} fired: {job.job_id} {job.state.value}")
         return 0
-    state = {"pause": "paused", "resume": "active", "delete": "deleted"}[sub]
+    if sub in ("delete", "change"):  # a job, decided and gated like the routine's creation
+        job = await routines.propose_change(
+            engine, routine_id, actor, sub, getattr(args, "schedule", None)
+        )
+        job = await _settle(engine, job, not args.no_wait)
+        return _show(engine, job, args)
+    state = {"pause": "paused", "resume": "active"}[sub]
     routine = await routines.set_state(engine, routine_id, actor, state)
     print(f"{routine.routine_id} {routine.state}")
     return 0
@@ -655,11 +661,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include deleted routines")
     p.add_argument("--json", action="store_true")
     for name, text in (("pause", "stop firing (the owner or a routine approver)"),
-                       ("resume", "fire again"), ("delete", "remove the routine"),
+                       ("resume", "fire again"),
                        ("run-now", "fire once now, through the same policy")):  # fmt: skip
         p = r_sub.add_parser(name, help=text)
         p.add_argument("routine", help="routine id, e.g. R-1")
         p.add_argument("--as", dest="as_user", metavar="USER")
+    for name, text in (("delete", "remove the routine (a job; the policy may want approval)"),
+                       ("change", "give it a new schedule (a job, like creating it)")):  # fmt: skip
+        p = r_sub.add_parser(name, help=text)
+        p.add_argument("routine", help="routine id, e.g. R-1")
+        if name == "change":
+            p.add_argument("schedule", help="the new schedule, e.g. '0 8 * * MON tz=UTC'")
+        p.add_argument("--as", dest="as_user", metavar="USER")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--no-wait", action="store_true")
     p = r_sub.add_parser("history", help="each firing: due time, outcome, job")
     p.add_argument("routine")
     p.add_argument("--limit", type=int, default=50)

@@ -652,7 +652,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             model_rule=route.id if route else None,
             risk=risk,
         )
-    gates, gate_rules, gate_reasons = _gates(policy, facts.job_type, facts.target)
+    gates, gate_rules, gate_reasons = approval_gates(policy, facts.job_type, facts.target)
     rule_ids += gate_rules
     reasons += gate_reasons
     if route:
@@ -677,7 +677,7 @@ _STEP_QUESTION = {
 }
 
 
-def _gates(
+def approval_gates(
     policy: Policy, job_type: JobType, target: str | None
 ) -> tuple[list[ApprovalGate], list[str], list[str]]:
     """The approval gates the policy puts on this job type and target, with why."""
@@ -718,7 +718,7 @@ def decide_routine(policy: Policy, facts: RequestFacts) -> Decision:
         return inner.model_copy(
             update={"reasons": [f"the scheduled request: {r}" for r in inner.reasons]}
         )
-    gates, gate_rules, gate_reasons = _gates(policy, JobType.schedule, facts.target)
+    gates, gate_rules, gate_reasons = approval_gates(policy, JobType.schedule, facts.target)
     kind = facts.job_type.value if facts.job_type else "?"
     return Decision(
         effect="allow",

@@ -168,23 +168,110 @@ def proposal(job: JobRecord, engine: Engine) -> dict[str, Any]:
     }
 
 
+def _change_of(job: JobRecord) -> tuple[str, int] | None:
+    """(action, routine id) of a job that changes or deletes a routine; None for a proposal."""
+    if len(job.spec.commands) == 2 and job.spec.commands[0] in ("change", "delete"):
+        return job.spec.commands[0], parse_routine_id(job.spec.commands[1])
+    return None
+
+
 async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
-    """A proposed routine: stop at its approval gate, or create it if no gate applies."""
+    """A routine job: stop at its approval gate (create, change, delete), or go ahead if no
+    gate applies and the policy does not require one."""
     from runtime.code_jobs import ask_approval, gated_action
 
     actor = f"worker:{worker_id}"
-    pending = proposal(job, engine)
-    if gated_action(job, "create"):
+    change = _change_of(job)
+    if change is None:
+        pending = proposal(job, engine)
+    else:
+        action, routine_id = change
+        routine = await get(engine, routine_id)
+        pending = {"action": action, "routine_id": routine_id, "request": routine.request,
+                   "from": routine.schedule.model_dump()}  # fmt: skip
+        if action == "change":
+            pending["to"] = parse_schedule(
+                job.spec.schedule or "", engine.policy.routines.timezone
+            ).model_dump()
+    if gated_action(job, pending["action"]):
         return await ask_approval(engine, job, pending, actor, artifacts=job.artifacts)
-    if engine.policy.routines.require_approval:
+    if engine.policy.routines.require_approval and pending["action"] != "delete":
         return await engine.finish(
             job, JobState.failed, actor, "job.failed",
-            reason="the policy requires approval of new routines (routines.require_approval), "
-            "but no approval rule covers `schedule` jobs with action 'create' on "
-            f"'{job.spec.target}'; nothing was scheduled",
+            reason="the policy requires approval of routines (routines.require_approval), "
+            "but no approval rule covers `schedule` jobs with action "
+            f"'{pending['action']}' on '{job.spec.target}'; nothing changed",
         )  # fmt: skip
     job = await engine.save_progress(job, pending_action=pending)
     return await publish(engine, job, actor)
+
+
+async def propose_change(
+    engine: Engine, routine_id: int, actor: Actor, action: str, schedule: str | None = None
+) -> JobRecord:
+    """Changing or deleting a routine is a job too, decided and gated by the same policy."""
+    from runtime.intake import parse_request
+    from runtime.jobs import ARTIFACT_CONTRACTS, JobSpec, JobType, ModelUse
+    from runtime.policy import Decision, approval_gates
+
+    routine = await get(engine, routine_id)
+    if routine.source == "policy":
+        raise InvalidTransition(
+            f"{routine.routine_id} is declared in the policy; change it there (a policy change)"
+        )
+    if routine.state == "deleted":
+        raise InvalidTransition(f"{routine.routine_id} is deleted")
+    if action == "change":
+        parse_schedule(schedule or "", engine.policy.routines.timezone)  # BadRequest if bad
+    try:
+        target = parse_request(routine.request, engine.policy).target
+    except BadRequest:
+        target = None
+    if actor.person not in {routine.owner, *_routine_approvers(engine, routine)}:
+        decision = Decision(
+            effect="deny",
+            reasons=[
+                f"{actor.person} may not {action} {routine.routine_id}; its owner "
+                f"({routine.owner}) and the approvers of routines may"
+            ],
+            rule_ids=["routines.not_allowed"],
+        )
+    else:
+        gates, rules, why = approval_gates(engine.policy, JobType.schedule, target)
+        gates = [g for g in gates if g.action == action]
+        decision = Decision(
+            effect="allow",
+            reasons=[f"{actor.person} may {action} {routine.routine_id}", *why],
+            rule_ids=["routines.owner_or_approver", *rules],
+            tools_granted=["scheduler"],
+            approvals=gates,
+            model="direct",
+        )
+    prompt = f"{action} {routine.routine_id}" + (f' to "{schedule}"' if schedule else "")
+    now = utcnow()
+    record = JobRecord(
+        id=0,
+        state=JobState.received,
+        spec=JobSpec(
+            job_type=JobType.schedule, target=target, instruction=routine.request,
+            tools=decision.tools_granted, approval_required_for=decision.approval_required_for,
+            artifact_contract=ARTIFACT_CONTRACTS[JobType.schedule],
+            schedule=schedule or routine.schedule.expression,
+            commands=[action, routine.routine_id], origin=Origin(actor.door),
+            requester=actor.person,
+        ),
+        prompt=prompt,
+        tools_granted=decision.tools_granted,
+        decision=decision.model_dump(mode="json"),
+        policy_hash=engine.loaded.sha256,
+        classifier={"method": "command", "confidence": 1.0, "cues": ["routines"]},
+        model=ModelUse(),
+        created_at=now,
+        updated_at=now,
+    )  # fmt: skip
+    return await engine._insert_and_decide(
+        record, decision, actor, prompt, Origin(actor.door), None
+    )
 
 
 async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
@@ -195,6 +282,8 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
     approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
     if approved is not None and approved.action_hash != pending_hash(pending):
         raise InvalidTransition(f"{job.job_id}: the approved routine is not the pending one")
+    if pending["action"] in ("change", "delete"):
+        return await _apply_change(engine, job, pending, actor)
     spec = pending["routine"]
     schedule = Schedule.model_validate(spec["schedule"])
     now = utcnow()
@@ -225,8 +314,31 @@ async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
     )  # fmt: skip
 
 
+async def _apply_change(
+    engine: Engine, job: JobRecord, pending: dict[str, Any], actor: str
+) -> JobRecord:
+    routine_id = pending["routine_id"]
+    rid = format_routine_id(routine_id)
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if pending["action"] == "delete":
+        values["state"] = "deleted"
+    else:
+        to = Schedule.model_validate(pending["to"])
+        values.update(schedule=to.model_dump_json(), timezone=to.timezone, misfire=to.misfire)
+    async with engine.db.begin() as conn:
+        await conn.execute(update(_routines).where(_routines.c.id == routine_id).values(**values))
+    done = "deleted" if pending["action"] == "delete" else "changed"
+    await engine.log(job.id, f"routine.{done}", actor, {"routine": rid, **pending})
+    what = f"now {Schedule.model_validate(pending['to']).text()}" if done == "changed" else ""
+    return await engine.finish(
+        job, JobState.succeeded, actor, "job.succeeded",
+        reason=f"routine {rid} {done}" + (f": {what}" if what else ""), routine=rid,
+    )  # fmt: skip
+
+
 async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -> Routine:
-    """Pause, resume or delete: the owner or a person allowed to approve routines may."""
+    """Pause or resume (changing and deleting are jobs: propose_change); the owner or a person
+    allowed to approve routines may."""
     routine = await get(engine, routine_id)
     allowed = {routine.owner, *_routine_approvers(engine, routine)}
     if actor.person not in allowed:
@@ -237,10 +349,8 @@ async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -
         )
     if routine.state == "deleted":
         raise InvalidTransition(f"{routine.routine_id} is deleted")
-    if routine.source == "policy" and state == "deleted":
-        raise InvalidTransition(
-            f"{routine.routine_id} is declared in the policy; remove it there (a policy change)"
-        )
+    if state not in ("paused", "active"):
+        raise InvalidTransition(f"a routine is paused or resumed here, not made {state}")
     async with engine.db.begin() as conn:
         await conn.execute(
             update(_routines)

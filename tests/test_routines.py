@@ -334,6 +334,34 @@ async def test_routine_declared_in_the_policy_fires_without_a_proposal(tmp_path,
         jobs = await scheduled_jobs(engine)
         assert jobs and all(j.spec.requester == "alice" for j in jobs)
         with pytest.raises(Exception, match="declared in the policy"):
-            await routines.set_state(engine, routine.id, engine.actor("cli", "alice"), "deleted")
+            alice = engine.actor("cli", "alice")
+            await routines.propose_change(engine, routine.id, alice, "delete")
     finally:
         await engine.close()
+
+
+async def test_changing_and_deleting_a_routine_are_jobs_the_policy_gates(engine) -> None:
+    routine = await approved_routine(engine, "0 9 * * MON")
+    alice, bob = engine.actor("cli", "alice"), engine.actor("cli", "bob")
+    denied = await routines.propose_change(engine, routine.id, engine.actor("cli", "carol"),
+                                           "delete")  # fmt: skip
+    assert denied.state is JobState.denied and "may not delete R-1" in denied.result["reason"]
+
+    job = await routines.propose_change(engine, routine.id, alice, "change", "0 8 * * TUE")
+    job = await settle(engine, job.id)
+    assert job.state is JobState.awaiting_approval
+    assert job.pending_action["to"]["expression"] == "0 8 * * TUE"
+    assert (await routines.get(engine, routine.id)).schedule.expression == "0 9 * * MON"
+    await engine.approve(job.id, bob)
+    job = await settle(engine, job.id)
+    assert job.state is JobState.succeeded, job.result
+    assert (await routines.get(engine, routine.id)).schedule.expression == "0 8 * * TUE"
+
+    job = await settle(engine, (await routines.propose_change(engine, routine.id, alice,
+                                                               "delete")).id)  # fmt: skip
+    assert job.state is JobState.awaiting_approval
+    assert (await routines.get(engine, routine.id)).state == "active"  # not before approval
+    await engine.approve(job.id, bob)
+    assert (await settle(engine, job.id)).state is JobState.succeeded
+    assert (await routines.get(engine, routine.id)).state == "deleted"
+    assert await routines.routines(engine) == []
