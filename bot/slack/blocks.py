@@ -249,6 +249,11 @@ def help_blocks() -> list[dict[str, Any]]:
             "*/agent* puts a request through the control plane: policy, sandbox, approval, audit.\n"
             f"• `{EXAMPLE}`\n"
             "• `/agent sql payments-replica: SELECT status, count(*) FROM orders GROUP BY 1`\n"
+            "• /agent doc reports: weekly summary "
+            "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`\n"
+            '• `/agent schedule "0 9 * * MON" sql payments-replica: top 10 slowest queries`'
+            " — a routine (approved first; every run is a job)\n"
+            "• `/agent routines` — routines, next runs, last results\n"
             "• `/agent status J-12` — where a job is\n"
             "• `/agent audit J-12` — its audit trail\n"
             "Requests read `<type> <target>: <instruction>`; types are code, sql, browse, doc, "
