@@ -718,15 +718,16 @@ def decide_routine(policy: Policy, facts: RequestFacts) -> Decision:
         return inner.model_copy(
             update={"reasons": [f"the scheduled request: {r}" for r in inner.reasons]}
         )
-    gates, gate_rules, gate_reasons = approval_gates(policy, JobType.schedule, facts.target)
+    gates, _, _ = approval_gates(policy, JobType.schedule, facts.target)
+    gates = [g for g in gates if g.action == "create"]  # change and delete gate later jobs
     kind = facts.job_type.value if facts.job_type else "?"
     return Decision(
         effect="allow",
         reasons=[
             f"{facts.person} may run {kind} jobs on '{facts.target}', so may schedule them",
-            *gate_reasons,
+            *(f"creating the routine needs approval ({g.rule_id})" for g in gates),
         ],
-        rule_ids=[*inner.rule_ids, *gate_rules],
+        rule_ids=[*inner.rule_ids, *(g.rule_id for g in gates)],
         tools_granted=["scheduler"],
         approvals=gates,
         model="direct",

@@ -365,3 +365,37 @@ async def test_changing_and_deleting_a_routine_are_jobs_the_policy_gates(engine)
     assert (await settle(engine, job.id)).state is JobState.succeeded
     assert (await routines.get(engine, routine.id)).state == "deleted"
     assert await routines.routines(engine) == []
+
+
+async def test_acp_routines_commands(tmp_path) -> None:
+    from acp_process import acp, service_env
+
+    policy = write_policy(tmp_path / "policy")
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/acp.db"
+    env = service_env(tmp_path, ACP_DATABASE_URL=db_url, ACP_POLICY_DIR=str(policy))
+    added = await asyncio.to_thread(
+        acp, env, "routines", "add", "--as", "alice", "--tz", "Europe/Paris",
+        "0 9 * * MON", REQUEST, "--no-wait",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "J-1" in added.stdout and "schedule" in added.stdout
+    engine = await open_engine(tmp_path, db_url, policy)
+    try:
+        job = await settle(engine, 1)
+        assert job.spec.approval_required_for == ["create"]
+        await engine.approve(1, engine.actor("cli", "bob"))
+        await settle(engine, 1)
+    finally:
+        await engine.close()
+    listed = await asyncio.to_thread(acp, env, "routines", "list")
+    assert "R-1" in listed.stdout and "0 9 * * MON (Europe/Paris)" in listed.stdout
+    assert "alice" in listed.stdout and "never ran" in listed.stdout
+    paused = await asyncio.to_thread(acp, env, "routines", "pause", "R-1", "--as", "alice")
+    assert paused.stdout.strip() == "R-1 paused"
+    refused = await asyncio.to_thread(acp, env, "routines", "pause", "R-1", "--as", "carol")
+    assert refused.returncode != 0 and "may not change R-1" in refused.stderr
+    history = await asyncio.to_thread(acp, env, "routines", "history", "R-1")
+    assert "R-1 has not fired yet" in history.stdout
+    bad = await asyncio.to_thread(acp, env, "routines", "add", "--as", "alice", "61 * * * *",
+                                  REQUEST)  # fmt: skip
+    assert bad.returncode != 0 and "is not a schedule" in bad.stderr
