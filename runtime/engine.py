@@ -445,6 +445,13 @@ class Engine(ApprovalGates):
                 raise
             return existing
 
+    async def submit_decided(
+        self, record: JobRecord, decision: Decision, actor: Actor, text: str, origin: Origin
+    ) -> JobRecord:
+        """Record a job a runtime module built and decided itself (a routine change), with
+        the same events, state and outbox as a submitted request."""
+        return await self._insert_and_decide(record, decision, actor, text, origin, None)
+
     async def _insert_and_decide(
         self,
         record: JobRecord,
