@@ -28,16 +28,18 @@ SYSTEM_PROMPT = (
 RESULT_LIMIT = 12_000
 
 
-def function(name: str, description: str, **params: str) -> dict[str, Any]:
+def function(tool: str, description: str, /, **params: str) -> dict[str, Any]:
+    """A tool the model may call, with string parameters (positional-only, so a parameter may
+    itself be called `name`)."""
     return {
         "type": "function",
         "function": {
-            "name": name,
+            "name": tool,
             "description": description,
             "parameters": {
                 "type": "object",
                 "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
-                "required": [p for p in params if p != "path" or name != "list_dir"],
+                "required": [p for p in params if p != "path" or tool != "list_dir"],
             },
         },
     }
@@ -73,10 +75,16 @@ class AgentOutcome(BaseModel):
 
 
 def opening_messages(
-    target: str, instruction: str, answers: list[dict[str, str]], system: str = SYSTEM_PROMPT
+    target: str,
+    instruction: str,
+    answers: list[dict[str, str]],
+    system: str = SYSTEM_PROMPT,
+    **fields: str,
 ) -> list[dict]:
+    """The system prompt (formatted with the target and any other fields), the request, and
+    the requester's answers so far."""
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system.format(target=target)},
+        {"role": "system", "content": system.format(target=target, **fields)},
         {"role": "user", "content": instruction},
     ]
     for qa in answers:
@@ -117,12 +125,12 @@ async def run_agent(
         for call in reply.tool_calls:
             if call.name == "ask":
                 question = _arguments(call.arguments).get("question") or "Please clarify."
-                messages.append(_tool_result(call.id, "asked the requester; waiting"))
+                messages.append(tool_result(call.id, "asked the requester; waiting"))
                 return AgentOutcome(
                     kind="asked", question=str(question)[:2000], steps=step, transcript=messages
                 )
             result = await _run_tool(toolbox, call.name, call.arguments, documents)
-            messages.append(_tool_result(call.id, result))
+            messages.append(tool_result(call.id, result))
     return AgentOutcome(
         kind="stopped",
         summary=f"step limit of {max_steps} reached",
@@ -177,5 +185,8 @@ def _arguments(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _tool_result(call_id: str, content: str) -> dict[str, Any]:
+def tool_result(call_id: str, content: str) -> dict[str, Any]:
+    """A tool's answer to the model, cut at RESULT_LIMIT."""
+    if len(content) > RESULT_LIMIT:
+        content = content[:RESULT_LIMIT] + "\n[truncated]"
     return {"role": "tool", "tool_call_id": call_id, "content": content}

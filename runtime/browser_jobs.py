@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import Error as PlaywrightError
 
+from runtime.agent import function, opening_messages, tool_result
 from runtime.approvals import pending_hash
 from runtime.browser_steps import BrowserStep, parse_step, parse_steps
 from runtime.code_jobs import ask_approval, gated_action
@@ -582,7 +583,7 @@ def _secrets_for(site: SiteTarget, name: str, steps: list[BrowserStep]) -> dict[
 # --- model mode -------------------------------------------------------------------------
 
 SYSTEM_PROMPT = (
-    "You operate a web browser for the site '{site}' ({start}). You see pages as accessibility "
+    "You operate a web browser for the site '{target}' ({start}). You see pages as accessibility "
     "trees. Act with the tools, one step at a time; selectors are Playwright selectors, best "
     'taken from the tree, e.g. role=button[name="Save"] or text=User 42. Paths may be '
     "relative to the site. The runtime pauses any action that changes data until a person "
@@ -593,49 +594,31 @@ SYSTEM_PROMPT = (
 )
 
 
-def _fn(tool: str, description: str, /, **params: str) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": tool,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
-                "required": list(params),
-            },
-        },
-    }
-
-
 TOOLS = [
-    _fn("goto", "Open a URL or a path of the site.", url="path or http(s) URL"),
-    _fn("click", "Click an element.", selector="Playwright selector"),
-    _fn("fill", "Type a value into a field.", selector="Playwright selector", value="the text"),
-    _fn("fill_secret", "Fill a credential the runtime holds.", selector="selector", name="name"),
-    _fn("select", "Choose an option.", selector="Playwright selector", value="option value"),
-    _fn("wait_for", "Wait for an element to appear.", selector="Playwright selector"),
-    _fn("snapshot", "Read the current page again (its accessibility tree)."),
-    _fn("ask", "Ask the requester one clarifying question and stop.", question="the question"),
+    function("goto", "Open a URL or a path of the site.", url="path or http(s) URL"),
+    function("click", "Click an element.", selector="Playwright selector"),
+    function(
+        "fill", "Type a value into a field.", selector="Playwright selector", value="the text"
+    ),
+    function(
+        "fill_secret", "Fill a credential the runtime holds.", selector="selector", name="name"
+    ),
+    function("select", "Choose an option.", selector="Playwright selector", value="option value"),
+    function("wait_for", "Wait for an element to appear.", selector="Playwright selector"),
+    function("snapshot", "Read the current page again (its accessibility tree)."),
+    function("ask", "Ask the requester one clarifying question and stop.", question="the question"),
 ]
 
 
 def _opening(job: JobRecord, site: SiteTarget) -> list[dict[str, Any]]:
-    system = SYSTEM_PROMPT.format(
-        site=job.spec.target, start=site.start_url(),
+    return opening_messages(
+        job.spec.target or "",
+        job.spec.instruction,
+        job.result.get("answers", []),
+        SYSTEM_PROMPT,
+        start=site.start_url(),
         credentials=", ".join(sorted(site.credentials)) or "none",
-    )  # fmt: skip
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": job.spec.instruction},
-    ]
-    for qa in job.result.get("answers", []):
-        messages.append({"role": "user", "content": f"Q: {qa['question']}\nA: {qa['answer']}"})
-    return messages
-
-
-def _tool_result(call_id: str, content: str) -> dict[str, Any]:
-    return {"role": "tool", "tool_call_id": call_id, "content": content[:12_000]}
+    )
 
 
 def _load_messages(engine: Engine, state: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -671,7 +654,7 @@ def _after_action(
 ) -> list[dict[str, Any]]:
     """The model hears how its paused action ended (a tool result, or a note if no call)."""
     if call_id:
-        messages.append(_tool_result(call_id, f"{said}\n{observation}"))
+        messages.append(tool_result(call_id, f"{said}\n{observation}"))
     else:
         messages.append({"role": "user", "content": f"The runtime: {said}\n{observation}"})
     return messages
@@ -702,12 +685,12 @@ async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
                 if not isinstance(args, dict):
                     raise ValueError
             except ValueError:
-                messages.append(_tool_result(call.id, "error: the arguments are not a JSON object"))
+                messages.append(tool_result(call.id, "error: the arguments are not a JSON object"))
                 continue
             if call.name == "ask":
                 return await _model_asks(run, messages, call.id, str(args.get("question", "")))
             if call.name == "snapshot":
-                messages.append(_tool_result(call.id, await run.session.observe()))
+                messages.append(tool_result(call.id, await run.session.observe()))
                 continue
             try:
                 step = _step_of(call.name, args)
@@ -719,16 +702,16 @@ async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
                 return await _pause(run, paused.pending, step.text(), messages, call.id)
             except SandboxViolation as refusal:
                 await _record(run)
-                messages.append(_tool_result(call.id, f"refused: {refusal.message}"))
+                messages.append(tool_result(call.id, f"refused: {refusal.message}"))
                 continue
             except (AcpError, PlaywrightError) as error:
                 await _record(run)
                 text = error.message if isinstance(error, AcpError) else str(error).splitlines()[0]
-                messages.append(_tool_result(call.id, f"error: {redact(text)}"))
+                messages.append(tool_result(call.id, f"error: {redact(text)}"))
                 continue
             await _record(run)
             run.took(step.text())
-            messages.append(_tool_result(call.id, f"done.\n{await run.session.observe()}"))
+            messages.append(tool_result(call.id, f"done.\n{await run.session.observe()}"))
     await _transcript(run, messages)
     return await _fail_run(
         run, f"the agent stopped: step limit of {limits.agent_max_steps} reached"
@@ -750,7 +733,7 @@ async def _transcript(run: Run, messages: list[dict[str, Any]]) -> None:
 async def _model_asks(
     run: Run, messages: list[dict[str, Any]], call_id: str, question: str
 ) -> JobRecord:
-    messages.append(_tool_result(call_id, "asked the requester; waiting"))
+    messages.append(tool_result(call_id, "asked the requester; waiting"))
     await _transcript(run, messages)
     run.session.discard_pending()
     await _save_trace(run, final=True)
