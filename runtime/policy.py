@@ -735,6 +735,33 @@ def decide_routine(policy: Policy, facts: RequestFacts) -> Decision:
     )
 
 
+def decide_routine_management(
+    policy: Policy, *, person: str, owner: str, verb: str, routine: str
+) -> Decision:
+    """May `person` pause, resume, run now, change or delete a routine? Its owner and the
+    approvers of `schedule` jobs may. Pure."""
+    managers = {owner} | {
+        name
+        for rule in policy.approvals
+        if JobType.schedule in rule.job_types
+        for name in policy.approvers_for(rule)
+    }
+    if person in managers:
+        return Decision(
+            effect="allow",
+            reasons=[f"{person} may {verb} {routine}"],
+            rule_ids=["routines.owner_or_approver"],
+        )
+    return Decision(
+        effect="deny",
+        reasons=[
+            f"{person} may not {verb} {routine}; its owner ({owner}) and the approvers of "
+            "routines may"
+        ],
+        rule_ids=["routines.not_allowed"],
+    )
+
+
 def _granted_targets(policy: Policy, person: Person, job_type: JobType) -> list[str]:
     names = policy.targets_for(job_type)
     patterns = [

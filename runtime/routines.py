@@ -212,7 +212,7 @@ async def propose_change(
     """Changing or deleting a routine is a job too, decided and gated by the same policy."""
     from runtime.intake import parse_request
     from runtime.jobs import ARTIFACT_CONTRACTS, JobSpec, JobType, ModelUse
-    from runtime.policy import Decision, approval_gates
+    from runtime.policy import approval_gates
 
     routine = await get(engine, routine_id)
     if routine.source == "policy":
@@ -227,25 +227,18 @@ async def propose_change(
         target = parse_request(routine.request, engine.policy).target
     except BadRequest:
         target = None
-    if actor.person not in {routine.owner, *_routine_approvers(engine, routine)}:
-        decision = Decision(
-            effect="deny",
-            reasons=[
-                f"{actor.person} may not {action} {routine.routine_id}; its owner "
-                f"({routine.owner}) and the approvers of routines may"
-            ],
-            rule_ids=["routines.not_allowed"],
-        )
-    else:
+    decision = _managing(engine, routine, actor, action)
+    if decision.effect == "allow":
         gates, rules, why = approval_gates(engine.policy, JobType.schedule, target)
         gates = [g for g in gates if g.action == action]
-        decision = Decision(
-            effect="allow",
-            reasons=[f"{actor.person} may {action} {routine.routine_id}", *why],
-            rule_ids=["routines.owner_or_approver", *rules],
-            tools_granted=["scheduler"],
-            approvals=gates,
-            model="direct",
+        decision = decision.model_copy(
+            update={
+                "reasons": [*decision.reasons, *why],
+                "rule_ids": [*decision.rule_ids, *rules],
+                "tools_granted": ["scheduler"],
+                "approvals": gates,
+                "model": "direct",
+            }
         )
     prompt = f"{action} {routine.routine_id}" + (f' to "{schedule}"' if schedule else "")
     now = utcnow()
@@ -340,13 +333,7 @@ async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -
     """Pause or resume (changing and deleting are jobs: propose_change); the owner or a person
     allowed to approve routines may."""
     routine = await get(engine, routine_id)
-    allowed = {routine.owner, *_routine_approvers(engine, routine)}
-    if actor.person not in allowed:
-        raise PolicyDenied(
-            f"{actor.person} may not change {routine.routine_id}; its owner "
-            f"({routine.owner}) and the approvers of routines may",
-            rule_ids=["routines.not_allowed"],
-        )
+    _require(engine, routine, actor, "change")
     if routine.state == "deleted":
         raise InvalidTransition(f"{routine.routine_id} is deleted")
     if state not in ("paused", "active"):
@@ -362,12 +349,19 @@ async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -
     return await get(engine, routine_id)
 
 
-def _routine_approvers(engine: Engine, routine: Routine) -> list[str]:
-    names: list[str] = []
-    for rule in engine.policy.approvals:
-        if any(t.value == "schedule" for t in rule.job_types):
-            names += engine.policy.approvers_for(rule)
-    return names
+def _managing(engine: Engine, routine: Routine, actor: Actor, verb: str) -> Any:
+    from runtime.policy import decide_routine_management
+
+    return decide_routine_management(
+        engine.policy, person=actor.person, owner=routine.owner, verb=verb,
+        routine=routine.routine_id,
+    )  # fmt: skip
+
+
+def _require(engine: Engine, routine: Routine, actor: Actor, verb: str) -> None:
+    decision = _managing(engine, routine, actor, verb)
+    if decision.effect != "allow":
+        raise PolicyDenied(decision.reasons[0], rule_ids=decision.rule_ids)
 
 
 async def sync_declared(engine: Engine) -> None:
@@ -679,12 +673,7 @@ def _tick(routine_id: int, schedule: dict[str, Any]) -> None:
 async def run_now(engine: Engine, routine_id: int, actor: Actor) -> JobRecord | None:
     """Fire a routine once, now, through the same path (recorded as a manual firing)."""
     routine = await get(engine, routine_id)
-    allowed = {routine.owner, *_routine_approvers(engine, routine)}
-    if actor.person not in allowed:
-        raise PolicyDenied(
-            f"{actor.person} may not run {routine.routine_id}; its owner and the approvers "
-            "of routines may", rule_ids=["routines.not_allowed"],
-        )  # fmt: skip
+    _require(engine, routine, actor, "run")
     if routine.state != "active":
         raise InvalidTransition(f"{routine.routine_id} is {routine.state}; resume it first")
     return await fire(engine, routine_id, utcnow(), f"manual:{actor.person}",
