@@ -1332,6 +1332,19 @@ def preview_text(path: str, text: str) -> str:
 # --- the dispatcher ------------------------------------------------------------------------------
 
 
+# Workbooks and Word documents: loader, diff, one-line summary, rendering, preview.
+_STRUCTURED: dict[str, tuple[Callable[..., Any], ...]] = {
+    "xlsx": (
+        doc_formats.load_xlsx, diff_xlsx, summarize_workbook, render_workbook_diff,
+        preview_workbook,
+    ),
+    "docx": (
+        doc_formats.load_docx, diff_docx, summarize_document, render_document_diff,
+        preview_document,
+    ),
+}  # fmt: skip
+
+
 def review(
     path: str,
     old: bytes | None,
@@ -1351,31 +1364,19 @@ def review(
         return None
     if old is None and new is None:
         raise ValueError(f"review of {path} needs an old or a new version")
-    if fmt == "xlsx":
-        old_wb = _load(doc_formats.load_xlsx, path, old, max_bytes)
-        new_wb = _load(doc_formats.load_xlsx, path, new, max_bytes, old_version=False)
-        wb_diff = diff_xlsx(old_wb, new_wb)
+    if fmt in _STRUCTURED:
+        load, differ, summarize, render, preview = _STRUCTURED[fmt]
+        old_data = _load(load, path, old, max_bytes)
+        new_data = _load(load, path, new, max_bytes, old_version=False)
+        diff = differ(old_data, new_data)
         return Review(
             path=path,
             format=fmt,
-            status=wb_diff.status,
-            summary=summarize_workbook(wb_diff),
-            diff_text=render_workbook_diff(path, wb_diff, max_lines),
-            preview=preview_workbook(new_wb or old_wb),  # type: ignore[arg-type]
-            diff=wb_diff,
-        )
-    if fmt == "docx":
-        old_doc = _load(doc_formats.load_docx, path, old, max_bytes)
-        new_doc = _load(doc_formats.load_docx, path, new, max_bytes, old_version=False)
-        doc_diff = diff_docx(old_doc, new_doc)
-        return Review(
-            path=path,
-            format=fmt,
-            status=doc_diff.status,
-            summary=summarize_document(doc_diff),
-            diff_text=render_document_diff(path, doc_diff, max_lines),
-            preview=preview_document(new_doc or old_doc),  # type: ignore[arg-type]
-            diff=doc_diff,
+            status=diff.status,
+            summary=summarize(diff),
+            diff_text=render(path, diff, max_lines),
+            preview=preview(new_data or old_data),
+            diff=diff,
         )
     old_text = _load(doc_formats.load_text, path, old, max_bytes)
     new_text = _load(doc_formats.load_text, path, new, max_bytes, old_version=False)
