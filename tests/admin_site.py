@@ -59,7 +59,7 @@ def _counting(site: Site) -> web.middleware:
     return count
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
@@ -75,7 +75,7 @@ async def start_offlist() -> Site:
         return page("an off-list page <img src='/pixel.png'>", "elsewhere")
 
     app.router.add_route("*", "/{tail:.*}", anything)
-    other.runner, port = await _serve(app)
+    other.runner, port = await serve(app)
     other.base = f"http://localhost:{port}"
     return other
 
@@ -205,7 +205,7 @@ async def start_admin(offlist: Site) -> Site:
         return page("<p id=ok>signed in</p>", "welcome")
 
     app.add_routes(routes)
-    admin.runner, port = await _serve(app)
+    admin.runner, port = await serve(app)
     admin.base = f"http://127.0.0.1:{port}"
     return admin
 

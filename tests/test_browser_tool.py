@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from admin_site import page, serve
 from aiohttp import web
 
 from runtime.errors import SandboxViolation
@@ -41,22 +42,6 @@ class Server:
         return [p for m, p in self.requests if method is None or m == method]
 
 
-def _page(body: str, title: str = "admin") -> web.Response:
-    return web.Response(
-        text=f"<!doctype html><html><head><title>{title}</title></head><body>{body}</body></html>",
-        content_type="text/html",
-    )
-
-
-async def _serve(app: web.Application, host: str) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, port
-
-
 def _counting(server: Server) -> web.middleware:
     @web.middleware
     async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -74,10 +59,10 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
     other_app = web.Application(middlewares=[_counting(other)])
 
     async def other_any(request: web.Request) -> web.Response:
-        return _page("off-list page <img src='/pixel.png'>")
+        return page("off-list page <img src='/pixel.png'>")
 
     other_app.router.add_route("*", "/{tail:.*}", other_any)
-    other_runner, other_port = await _serve(other_app, "localhost")
+    other_runner, other_port = await serve(other_app)
     other.base = f"http://localhost:{other_port}"
 
     admin = Server(base="", state={"target_user": 42})
@@ -87,7 +72,7 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
 
     @routes.get("/")
     async def home(request: web.Request) -> web.Response:
-        return _page(
+        return page(
             "<h1>Admin</h1>"
             "<a id=users href='/users/42'>User 42</a> "
             f"<a id=off href='{off}/elsewhere'>Elsewhere</a> "
@@ -98,7 +83,7 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
     async def user(request: web.Request) -> web.Response:
         uid = admin.state["target_user"]
         disabled = admin.state.get("disabled", False)
-        return _page(
+        return page(
             f"<h1>User 42</h1><p id=status>{'disabled' if disabled else 'active'}</p>"
             f"<form id=disable method=post action='/users/{uid}/disable'>"
             "<input name=reason value=abuse><button id=go>Disable user</button></form>"
@@ -123,11 +108,11 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
 
     @routes.get("/search")
     async def search(request: web.Request) -> web.Response:
-        return _page(f"<p id=results>results for {request.query.get('q', '')}</p>")
+        return page(f"<p id=results>results for {request.query.get('q', '')}</p>")
 
     @routes.get("/image")
     async def image(request: web.Request) -> web.Response:
-        return _page(f"<img id=img src='{off}/pixel.png'>")
+        return page(f"<img id=img src='{off}/pixel.png'>")
 
     @routes.get("/redirect")
     async def redirect(request: web.Request) -> web.Response:
@@ -143,15 +128,15 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
 
     @routes.get("/iframe")
     async def iframe(request: web.Request) -> web.Response:
-        return _page(f"<iframe src='{off}/framed'></iframe>")
+        return page(f"<iframe src='{off}/framed'></iframe>")
 
     @routes.get("/popup")
     async def popup(request: web.Request) -> web.Response:
-        return _page(f"<button id=open onclick=\"window.open('{off}/popup')\">Open</button>")
+        return page(f"<button id=open onclick=\"window.open('{off}/popup')\">Open</button>")
 
     @routes.get("/fetch-delete")
     async def fetch_delete(request: web.Request) -> web.Response:
-        return _page(
+        return page(
             "<p id=out>loading</p><script>"
             "fetch('/api/delete', {method: 'DELETE'})"
             ".then(() => out.textContent = 'sent', () => out.textContent = 'blocked');"
@@ -172,17 +157,17 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
 
     @routes.get("/login")
     async def login_form(request: web.Request) -> web.Response:
-        return _page(
+        return page(
             "<form method=post action='/login'><input name=user value=ops>"
             "<input id=pw name=password type=password><button>Sign in</button></form>"
         )
 
     @routes.post("/login")
     async def login(request: web.Request) -> web.Response:
-        return _page("<p id=ok>signed in</p>")
+        return page("<p id=ok>signed in</p>")
 
     app.add_routes(routes)
-    runner, port = await _serve(app, "127.0.0.1")
+    runner, port = await serve(app)
     admin.base = f"http://127.0.0.1:{port}"
     try:
         yield admin, other
