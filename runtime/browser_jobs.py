@@ -22,7 +22,7 @@ from playwright.async_api import Error as PlaywrightError
 from runtime.agent import function, opening_messages, tool_result
 from runtime.approvals import pending_hash
 from runtime.browser_steps import BrowserStep, parse_step, parse_steps
-from runtime.code_jobs import ask_approval, gated_action
+from runtime.code_jobs import ask_approval, gated_action, transcript_artifact
 from runtime.errors import (
     AcpError,
     ApprovalMismatch,
@@ -357,7 +357,7 @@ async def _pause(
         "call_id": call_id,
     }
     if messages is not None:
-        ref = _transcript_ref(engine, messages)
+        ref = transcript_artifact(engine, messages)
         run.artifacts.append(ref)
         state["transcript_sha256"] = ref.sha256
     binding = pending.binding()
@@ -718,13 +718,8 @@ async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
     )
 
 
-def _transcript_ref(engine: Engine, messages: list[dict[str, Any]]) -> ArtifactRef:
-    text = redact(json.dumps(messages, default=str))
-    return engine.artifacts.put("transcript.json", text.encode(), "application/json")
-
-
 async def _transcript(run: Run, messages: list[dict[str, Any]]) -> None:
-    ref = _transcript_ref(run.engine, messages)
+    ref = transcript_artifact(run.engine, messages)
     run.artifacts.append(ref)
     await run.engine.log(run.job.id, "agent.transcript", run.actor, {"messages": len(messages)},
                          event_artifacts=(ref.sha256,))  # fmt: skip

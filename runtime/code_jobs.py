@@ -26,7 +26,7 @@ from runtime.errors import (
     PublishConflict,
     SandboxViolation,
 )
-from runtime.jobs import Clarification, JobRecord, JobState, JobType
+from runtime.jobs import ArtifactRef, Clarification, JobRecord, JobState, JobType
 from runtime.models import ModelClient
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
@@ -221,11 +221,7 @@ async def _run_model(
         )
     except (BudgetExceeded, ModelUnavailable) as error:
         return await _fail(engine, job, toolbox, actor, error.message)
-    transcript = engine.artifacts.put(
-        "transcript.json",
-        redact(json.dumps(outcome.transcript, default=str)).encode(),
-        "application/json",
-    )
+    transcript = transcript_artifact(engine, outcome.transcript)
     toolbox.artifacts.append(transcript)
     await engine.log(
         job.id,
@@ -252,6 +248,12 @@ async def _run_model(
     if outcome.kind == "stopped":
         return await _fail(engine, job, toolbox, actor, f"the agent stopped: {outcome.summary}")
     return None
+
+
+def transcript_artifact(engine: Engine, messages: list[dict[str, Any]]) -> ArtifactRef:
+    """A model conversation (every tool result included), secrets redacted, on the chain."""
+    text = redact(json.dumps(messages, default=str))
+    return engine.artifacts.put("transcript.json", text.encode(), "application/json")
 
 
 def gated_action(job: JobRecord, action: str) -> str | None:

@@ -6,6 +6,7 @@ is never the authority. A refusal is an audit event and an exception, never a si
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import SandboxViolation, ToolNotGranted
@@ -93,8 +94,6 @@ class Toolbox:
 
     async def _docs(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Document tools (runtime.tools.docs), off the event loop: parsing a workbook is CPU."""
-        import asyncio
-
         from runtime.tools import docs
 
         limit = self.engine.policy.limits.doc_max_bytes
