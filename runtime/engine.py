@@ -309,6 +309,12 @@ class Engine(ApprovalGates):
     async def verify_audit(self) -> VerifyReport:
         return await audit.verify(self.db, self.artifacts)
 
+    async def worker_registered(self, worker_id: str) -> bool:
+        """Whether the worker with this identity has registered (and not yet left)."""
+        async with self.db.engine.connect() as conn:
+            found = await conn.execute(select(WorkerRow.id).where(WorkerRow.id == worker_id))
+            return found.first() is not None
+
     async def live_workers(self) -> int:
         cutoff = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS)
         async with self.db.engine.connect() as conn:

@@ -13,8 +13,10 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,9 @@ log = logging.getLogger("acp.supervisor")
 _PR_SET_PDEATHSIG = 1
 READY_TIMEOUT_S = 60.0
 WORKER_NICENESS = 10
+# The child registers under the identity its supervisor gave it, so the supervisor waits for
+# that worker's own row, never for a count that a dead worker's fresh heartbeat still inflates.
+WORKER_ID_ENV = "ACP_WORKER_ID"
 
 
 def _prepare_child() -> None:
@@ -39,23 +44,32 @@ class WorkerProcess:
         self.argv = list(argv)
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
+        self.worker_id: str | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     async def start(self, engine: Engine) -> None:
-        """Start the worker and wait until it has registered in the database."""
-        before = await engine.live_workers()
+        """Start the worker and wait until it, by its own identity, has registered."""
+        self.worker_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, preexec_fn=_prepare_child, stdin=subprocess.DEVNULL
+            *self.argv,
+            preexec_fn=_prepare_child,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, WORKER_ID_ENV: self.worker_id},
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while await engine.live_workers() <= before:
+        while not await engine.worker_registered(self.worker_id):
             if self.proc.returncode is not None:
                 raise RuntimeError(f"the worker exited at start with {self.proc.returncode}")
             if time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start within a minute")
+                self.proc.kill()
+                await self.proc.wait()
+                raise RuntimeError(
+                    f"the worker {self.worker_id} did not register within "
+                    f"{READY_TIMEOUT_S:.0f} s; it was stopped"
+                )
             await asyncio.sleep(0.05)
 
     async def supervise(self, engine: Engine, stop: asyncio.Event) -> None:

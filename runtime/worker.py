@@ -39,7 +39,10 @@ class Worker:
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat
         self.host = socket.gethostname()
-        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # A supervised worker takes the identity its supervisor waits for (runtime.supervisor).
+        self.id = (
+            os.environ.get("ACP_WORKER_ID") or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
         self.actor = f"worker:{self.id}"
 
     # --- liveness ------------------------------------------------------------
@@ -47,6 +50,14 @@ class Worker:
     async def register(self) -> None:
         now = utcnow()
         async with self.engine.db.begin() as conn:
+            # Rows of workers on this host whose process is gone (a crash, a SIGKILL) would
+            # count as live until their heartbeat ages out; they are dead now.
+            rows = await conn.execute(
+                select(_workers.c.id, _workers.c.pid).where(_workers.c.host == self.host)
+            )
+            dead = [row.id for row in rows if not _pid_alive(row.pid)]
+            if dead:
+                await conn.execute(delete(_workers).where(_workers.c.id.in_(dead)))
             await conn.execute(
                 insert(_workers).values(
                     id=self.id, host=self.host, pid=os.getpid(), started_at=now, heartbeat_at=now

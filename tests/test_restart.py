@@ -114,3 +114,39 @@ async def test_two_workers_never_claim_the_same_job(engine):
     assert not set(one) & set(two), "a job was claimed twice"
     kinds = [e.kind for e in await engine.events()]
     assert kinds.count("job.started") == 8
+
+
+async def test_worker_start_waits_for_its_own_row_not_a_count(acp_env, engine, monkeypatch):
+    """A restart within a crashed worker's heartbeat window (about 14 s after the crash): the
+    dead row leaves the live window while the new worker starts, so a count of live workers
+    never rises; the supervisor must see its own worker register and return at once."""
+    import asyncio
+    import socket
+    import sys
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from runtime.engine import LIVE_WORKER_SECONDS
+    from runtime.store.job_store import utcnow
+    from runtime.store.models import WorkerRow
+    from runtime.supervisor import WorkerProcess
+
+    for name, value in acp_env.items():
+        monkeypatch.setenv(name, value)
+    last_beat = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS - 0.5)
+    async with engine.db.begin() as conn:
+        await conn.execute(
+            insert(WorkerRow.__table__).values(
+                id="crashed", host=socket.gethostname(), pid=2**22 + 1,
+                started_at=last_beat, heartbeat_at=last_beat,
+            )
+        )  # fmt: skip
+    worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"])
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(worker.start(engine), 20)
+        assert time.monotonic() - started < 20
+        assert await engine.worker_registered(worker.worker_id)
+    finally:
+        await worker.stop()
