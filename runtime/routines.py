@@ -414,8 +414,6 @@ async def fire(
 ) -> JobRecord | None:
     """Submit the routine's request for the run due at `due_at`, once; None if already done
     (another instance, a retry) or the routine is no longer active."""
-    from runtime.engine import Actor
-
     routine = await get(engine, routine_id)
     if routine.state != "active":
         return None
@@ -431,6 +429,16 @@ async def fire(
             )  # fmt: skip
     except IntegrityError:
         return None  # this run was fired already
+    return await _submit_firing(engine, routine, due_at, instance, note)
+
+
+async def _submit_firing(
+    engine: Engine, routine: Routine, due_at: datetime, instance: str, note: str
+) -> JobRecord | None:
+    """Submit the firing whose row says `firing` and record how it ended. The request key
+    makes this safe to repeat after a crash between the row and the job."""
+    from runtime.engine import Actor
+
     actor = Actor(person=routine.owner, door="schedule", identity=routine.routine_id)  # type: ignore[arg-type]
     key = f"routine:{routine.routine_id}:{due_at.isoformat()}"
     try:
@@ -441,10 +449,13 @@ async def fire(
         detail = "; ".join(job.decision.get("reasons", [])) if outcome == "denied" else note
     except BadRequest as error:  # the request no longer parses under the current policy
         job, outcome, detail = None, "refused", error.message
+    except Exception as error:  # recorded, never left half-fired; the next firing still runs
+        log.exception("firing %s due %s failed", routine.routine_id, due_at)
+        job, outcome, detail = None, "failed", f"could not submit: {type(error).__name__}: {error}"
     async with engine.db.begin() as conn:
         await conn.execute(
             update(_firings)
-            .where(_firings.c.routine_id == routine_id, _firings.c.due_at == due_at)
+            .where(_firings.c.routine_id == routine.id, _firings.c.due_at == due_at)
             .values(outcome=outcome, job_id=job.id if job else None, detail=detail[:2000])
         )
     if job is not None:
@@ -454,19 +465,64 @@ async def fire(
     return job
 
 
+async def finish_interrupted_firings(engine: Engine, instance: str) -> int:
+    """Firings left at `firing` by an instance that died between the row and the job: submitted
+    now under the same request key (so a job that was made is not made twice)."""
+    async with engine.db.engine.connect() as conn:
+        rows = (await conn.execute(select(_firings).where(_firings.c.outcome == "firing"))).all()
+    finished = 0
+    for row in rows:
+        try:
+            routine = await get(engine, row.routine_id)
+        except UnknownJob:
+            continue
+        await _submit_firing(engine, routine, _aware(row.due_at), instance, row.detail or "")
+        finished += 1
+    return finished
+
+
 async def record_missed(
-    engine: Engine, routine_id: int, due_at: datetime, instance: str, rule: str
-) -> None:
-    """A run missed while the scheduler was down: recorded, not run (misfire rule `skip`)."""
-    with contextlib.suppress(IntegrityError):
-        async with engine.db.begin() as conn:
-            await conn.execute(
-                insert(_firings).values(
-                    routine_id=routine_id, due_at=due_at.astimezone(UTC), fired_at=utcnow(),
-                    outcome="missed", job_id=None, instance=instance,
-                    detail=f"the scheduler was not running; misfire rule: {rule}",
+    engine: Engine, routine_id: int, due_at: list[datetime], instance: str, detail: str
+) -> int:
+    """Runs that will not run (misfire rules): each recorded once, in one transaction; a due
+    time another instance already settled is left as it is. Returns how many were new."""
+    if not due_at:
+        return 0
+    now = utcnow()
+    wanted = sorted({at.astimezone(UTC) for at in due_at})
+    async with engine.db.begin() as conn:
+        taken = {
+            _aware(at)
+            for at in (
+                await conn.execute(
+                    select(_firings.c.due_at).where(
+                        _firings.c.routine_id == routine_id,
+                        _firings.c.due_at >= wanted[0],
+                        _firings.c.due_at <= wanted[-1],
+                    )
                 )
-            )  # fmt: skip
+            ).scalars()
+        }
+    rows = [
+        {"routine_id": routine_id, "due_at": at, "fired_at": now, "outcome": "missed",
+         "job_id": None, "instance": instance, "detail": detail}
+        for at in wanted
+        if at not in taken
+    ]  # fmt: skip
+    if not rows:
+        return 0
+    try:
+        async with engine.db.begin() as conn:
+            await conn.execute(insert(_firings), rows)
+        return len(rows)
+    except IntegrityError:  # another instance raced us on some of them: one by one
+        added = 0
+        for row in rows:
+            with contextlib.suppress(IntegrityError):
+                async with engine.db.begin() as conn:
+                    await conn.execute(insert(_firings).values(**row))
+                added += 1
+        return added
 
 
 # --- the scheduler (one instance at a time) -----------------------------------------------
@@ -490,7 +546,6 @@ class RoutineScheduler:
         self.scheduler: Any = None
         self.leader = False
         self._tasks: set[asyncio.Task] = set()
-        self._overdue: dict[str, datetime] = {}  # job id -> first run missed while down
 
     # --- the lease ------------------------------------------------------------------------
 
@@ -575,8 +630,12 @@ class RoutineScheduler:
     async def _start_scheduler(self) -> None:
         """APScheduler runs in its own thread (BackgroundScheduler): its job store is
         synchronous, and on SQLite a blocking write from this event loop would wait for a
-        lock held by one of this loop's own transactions. Its events come back to the loop."""
-        from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
+        lock held by one of this loop's own transactions. Its events come back to the loop.
+
+        APScheduler only says which runs are due: it never coalesces and never drops a late
+        run itself (every routine's job has coalesce off and no misfire grace), so each due
+        time reaches `_on_due` and ends as exactly one firing, denial or missed record."""
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -585,19 +644,15 @@ class RoutineScheduler:
         scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
         scheduler.add_listener(
             lambda event: loop.call_soon_threadsafe(self._on_event, event),
-            EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED,
+            # MAX_INSTANCES: due times APScheduler did not hand to its executor are still due.
+            EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES,
         )
         self.scheduler = scheduler
         # Started paused: the stored jobs (and their next run times) are loaded first, so the
         # sync below keeps them, and what came due during the downtime meets its misfire rule.
         await asyncio.to_thread(scheduler.start, paused=True)
+        await finish_interrupted_firings(self.engine, self.instance)
         await self._sync_jobs()
-        late = utcnow() - timedelta(seconds=self.engine.policy.routines.misfire_grace_s)
-        self._overdue = {
-            job.id: job.next_run_time
-            for job in await asyncio.to_thread(scheduler.get_jobs)
-            if job.coalesce and job.next_run_time is not None and job.next_run_time < late
-        }  # only run_once routines coalesce; a skipped run is recorded by its MISSED event
         await asyncio.to_thread(scheduler.resume)
 
     def _stop_scheduler(self) -> None:
@@ -612,30 +667,52 @@ class RoutineScheduler:
         if scheduler is None:
             return
         active = {r.id: r for r in await routines(self.engine) if r.state == "active"}
-        grace = max(1, int(self.engine.policy.routines.misfire_grace_s))
-        await asyncio.to_thread(_apply_routines, scheduler, active, grace)
+        await asyncio.to_thread(_apply_routines, scheduler, active)
 
     def _on_event(self, event: Any) -> None:
-        """On the event loop (handed over from the scheduler's thread): a run is due or was
-        missed."""
-        from apscheduler.events import EVENT_JOB_MISSED
-
+        """On the event loop (handed over from the scheduler's thread): runs are due."""
         routine_id = int(event.job_id.removeprefix("routine-"))
-        if event.code == EVENT_JOB_MISSED:
-            work = record_missed(self.engine, routine_id, event.scheduled_run_time,
-                                 self.instance, "skip")  # fmt: skip
-        else:
-            due = sorted(event.scheduled_run_times)
-            since = self._overdue.pop(event.job_id, None)
-            note = ""
-            if since is not None:
-                note = (f"due since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC while no "
-                        "scheduler ran; misfire rule run_once: the missed runs were coalesced "
-                        "into this one")  # fmt: skip
-            work = fire(self.engine, routine_id, due[-1], self.instance, note=note)
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(self._on_due(routine_id, list(event.scheduled_run_times)))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def _on_due(self, routine_id: int, due: list[datetime]) -> None:
+        """Every due time APScheduler handed over ends as one record, by the misfire rule:
+        skip fires the runs within the grace and records the later ones missed; run_once
+        fires the last and records the ones before it as coalesced into it."""
+        try:
+            routine = await get(self.engine, routine_id)
+        except UnknownJob:
+            return
+        due = sorted(at.astimezone(UTC) for at in due)
+        if not due or routine.state != "active":
+            return
+        grace = timedelta(seconds=self.engine.policy.routines.misfire_grace_s)
+        now = utcnow()
+        if routine.schedule.misfire == "run_once":
+            last, earlier = due[-1], due[:-1]
+            await record_missed(
+                self.engine, routine_id, earlier, self.instance,
+                f"coalesced into the run due at {last:%Y-%m-%d %H:%M:%S} UTC; misfire rule: "
+                "run_once",
+            )  # fmt: skip
+            note = ""
+            if earlier or now - last > grace:
+                note = (
+                    f"due since {due[0]:%Y-%m-%d %H:%M:%S} UTC while no scheduler ran; misfire "
+                    "rule run_once: the missed runs were coalesced into this one"
+                )
+            await fire(self.engine, routine_id, last, self.instance, note=note)
+            return
+        late = [at for at in due if now - at > grace]
+        await record_missed(
+            self.engine, routine_id, late, self.instance,
+            f"not run: it came due while no scheduler ran (or it fell behind) and was more "
+            f"than the misfire grace of {grace.total_seconds():.0f} s late; misfire rule: skip",
+        )  # fmt: skip
+        for at in due:
+            if now - at <= grace:
+                await fire(self.engine, routine_id, at, self.instance)
 
     def _done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -643,9 +720,15 @@ class RoutineScheduler:
             log.error("routine firing failed", exc_info=task.exception())
 
 
-def _apply_routines(scheduler: Any, active: dict[int, Routine], grace: int) -> None:
+def _apply_routines(scheduler: Any, active: dict[int, Routine]) -> None:
     """In a thread (the job store is synchronous): make the scheduler's jobs match `active`."""
     jobs = {job.id: job for job in scheduler.get_jobs()}
+    for job_id, job in jobs.items():
+        # Jobs stored by an earlier release let APScheduler coalesce or drop late runs; the
+        # change keeps their next run time, so runs missed meanwhile still come to the listener.
+        if job.coalesce or job.misfire_grace_time is not None:
+            scheduler.modify_job(job_id, coalesce=False, misfire_grace_time=None,
+                                 max_instances=1000)  # fmt: skip
     for job_id, job in list(jobs.items()):
         routine = active.get(int(job_id.removeprefix("routine-")))
         if routine is None or job.kwargs.get("schedule") != routine.schedule.model_dump():
@@ -658,10 +741,8 @@ def _apply_routines(scheduler: Any, active: dict[int, Routine], grace: int) -> N
         scheduler.add_job(
             "runtime.routines:_tick", routine.schedule.trigger(), id=job_id,
             kwargs={"routine_id": routine.id, "schedule": routine.schedule.model_dump()},
-            # skip: each missed run is its own MISSED event (recorded); run_once: the missed
-            # runs collapse into one run, however late.
-            coalesce=routine.schedule.misfire == "run_once", max_instances=1,
-            misfire_grace_time=None if routine.schedule.misfire == "run_once" else grace,
+            # Every due time comes to the listener, which applies the misfire rule itself.
+            coalesce=False, max_instances=1000, misfire_grace_time=None,
         )  # fmt: skip
 
 

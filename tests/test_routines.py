@@ -8,6 +8,7 @@ Real APScheduler with its SQLAlchemy job store on the test's database; fast trig
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,12 @@ async def test_unattended_approval_escalates_once_then_is_rejected(tmp_path, db_
 # --- misfires after downtime ----------------------------------------------------------------
 
 
+def gaps(firings: list, every_s: float = 1.0) -> list:
+    """Due times on the routine's grid that have no record between the first and the last."""
+    due = sorted(f.due_at for f in firings if f.instance and not f.instance.startswith("manual:"))
+    return [(a, b) for a, b in itertools.pairwise(due) if (b - a).total_seconds() > every_s]
+
+
 @pytest.mark.parametrize("rule", ["skip", "run_once"])
 async def test_misfire_after_downtime_follows_the_routine_rule(engine, rule) -> None:
     routine = await approved_routine(engine, f"every 1s misfire={rule}")
@@ -234,16 +241,65 @@ async def test_misfire_after_downtime_follows_the_routine_rule(engine, rule) -> 
     await asyncio.sleep(4)  # the service is down: about four runs come due
     await run_scheduler(engine, 0.6)
     after = await scheduled_jobs(engine)
-    firings = await routines.history(engine, routine.id)
+    firings = await routines.history(engine, routine.id, limit=500)
     missed = [f for f in firings if f.outcome == "missed"]
-    late = [f for f in firings if "coalesced" in f.detail]
+    fired = [f for f in firings if f.outcome == "submitted"]
+    assert not gaps(firings), "a due time ended with no record"
+    assert len({f.due_at for f in firings}) == len(firings)
+    assert len(fired) == len(after), "each firing is one job"
     if rule == "skip":
-        assert len(missed) >= 2 and not late
-        assert "misfire rule: skip" in missed[0].detail
+        assert len(missed) >= 2
+        assert all("misfire rule: skip" in f.detail for f in missed)
         assert len(after) - before <= 2  # only runs due within the grace, none of the missed
     else:
-        assert not missed and len(late) == 1
+        late = [f for f in fired if "coalesced" in f.detail]
+        assert len(late) == 1 and len(missed) >= 2
+        assert all("coalesced into the run due at" in f.detail for f in missed)
+        assert all(f.due_at < late[0].due_at for f in missed)
         assert 1 <= len(after) - before <= 2  # the coalesced run, and maybe the next on time
+
+
+async def test_runs_late_within_the_grace_all_fire_once(tmp_path, db_url) -> None:
+    """skip with a grace longer than the downtime: every run that came due fires, once (the
+    scheduler used to fire only the last of the late runs and lose the others)."""
+    engine = await open_engine(tmp_path, db_url, write_policy(tmp_path / "p", misfire_grace_s=60))
+    try:
+        routine = await approved_routine(engine, "every 1s")
+        await run_scheduler(engine, 1.5)
+        await asyncio.sleep(3.5)  # three runs or so come due while no scheduler runs
+        await run_scheduler(engine, 0.6)
+        firings = await routines.history(engine, routine.id, limit=500)
+        assert not gaps(firings), "a late run was neither fired nor recorded"
+        assert {f.outcome for f in firings} == {"submitted"}
+        assert len(firings) >= 5
+        jobs = await scheduled_jobs(engine)
+        assert sorted(j.id for j in jobs) == sorted(f.job_id for f in firings)
+    finally:
+        await engine.close()
+
+
+async def test_a_firing_interrupted_before_its_job_is_submitted_at_the_next_start(engine) -> None:
+    """A crash between the firing's row and its job leaves `firing`; the next scheduler submits
+    it under the same request key, so the due time still ends as one job."""
+    from sqlalchemy import insert
+
+    from runtime.store.job_store import utcnow
+    from runtime.store.models import RoutineFiringRow
+
+    routine = await approved_routine(engine, "0 9 * * MON")
+    due = utcnow().replace(microsecond=0)
+    async with engine.db.begin() as conn:
+        await conn.execute(
+            insert(RoutineFiringRow.__table__).values(
+                routine_id=routine.id, due_at=due, fired_at=due, outcome="firing", job_id=None,
+                detail="", instance="crashed",
+            )
+        )  # fmt: skip
+    await run_scheduler(engine, 0.5)
+    [firing] = await routines.history(engine, routine.id)
+    assert firing.outcome == "submitted" and firing.job_id is not None
+    [job] = await scheduled_jobs(engine)
+    assert job.id == firing.job_id
 
 
 # --- two service instances on one PostgreSQL ---------------------------------------------------
@@ -290,6 +346,7 @@ async def test_two_instances_fire_each_run_once_and_the_second_takes_over(tmp_pa
         every = await routines.history(engine, routine.id, limit=500)
         due = [f.due_at for f in every]
         assert len(due) == len(set(due))  # never two firings for one due time
+        assert not gaps(every), "a due time around the takeover ended with no record"
         jobs = await scheduled_jobs(engine)
         assert sorted(j.id for j in jobs) == sorted(f.job_id for f in every if f.job_id)
         assert len({j.prompt for j in jobs}) == 1 and len(jobs) == len(set(j.id for j in jobs))
