@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from runtime.errors import BudgetExceeded, ModelUnavailable
 from runtime.jobs import JobRecord
+from runtime.policy import ModelEndpoint, ModelRoute
 from runtime.secrets import redact
 
 if TYPE_CHECKING:
@@ -126,16 +127,27 @@ class ModelClient:
             raise ModelUnavailable(f"{self.job.job_id} has no model route; it runs direct steps")
         await self._check_budget()
         litellm = litellm_module()
-        key = self._key()
-        candidates = [self.route.model, *self.route.fallbacks]
-        for index, model in enumerate(candidates):
+        candidates = endpoints(self.route, lambda model: _provider(litellm, model))
+        key = self._key(candidates[0], primary=True)
+        for index, endpoint in enumerate(candidates):
+            model = endpoint.model
+            if index > 0:
+                try:
+                    key = self._key(endpoint, primary=False)
+                except ModelUnavailable as missing:
+                    if index + 1 < len(candidates):
+                        await self._log_fallback(model, missing.message, candidates[index + 1])
+                        continue
+                    raise
             started = time.perf_counter()
             try:
+                # Each endpoint's own base URL and key, and nothing of another's: a key goes
+                # only to the host it was configured for.
                 response = await litellm.acompletion(
                     model=model,
                     messages=messages,
                     tools=tools or None,
-                    api_base=self.route.api_base,
+                    api_base=endpoint.api_base,
                     api_key=key,
                     num_retries=0,
                     timeout=CALL_TIMEOUT_S,
@@ -144,28 +156,32 @@ class ModelClient:
                 kind = type(error).__name__
                 reason = redact(f"{kind}: {error}")[:500]
                 if kind in FALLBACK_ERRORS and index + 1 < len(candidates):
-                    await self.engine.log(
-                        self.job.id,
-                        "model.fallback",
-                        self.actor,
-                        {"model": model, "error": reason, "next": candidates[index + 1]},
-                    )
-                    self.usage.fallbacks_taken.append(candidates[index + 1])
+                    await self._log_fallback(model, reason, candidates[index + 1])
                     continue
                 raise ModelUnavailable(f"the model call failed on {model}: {reason}") from None
             latency_ms = (time.perf_counter() - started) * 1000
             return await self._record(litellm, model, messages, tools, response, latency_ms)
         raise ModelUnavailable("no model of the route answered")  # pragma: no cover
 
-    def _key(self) -> str | None:
+    async def _log_fallback(self, model: str, reason: str, following: ModelEndpoint) -> None:
+        await self.engine.log(
+            self.job.id,
+            "model.fallback",
+            self.actor,
+            {"model": model, "error": reason, "next": following.model},
+        )
+        self.usage.fallbacks_taken.append(following.model)
+
+    def _key(self, endpoint: ModelEndpoint, *, primary: bool) -> str | None:
         assert self.route is not None
-        if not self.route.api_key_env:
+        if not endpoint.api_key_env:
             return None  # the provider's own variable, read by litellm
-        key = os.environ.get(self.route.api_key_env)
+        key = os.environ.get(endpoint.api_key_env)
         if not key:
+            which = f"route '{self.route.id}'" if primary else f"fallback {endpoint.model}"
             raise ModelUnavailable(
-                f"the key for route '{self.route.id}' is not set",
-                hint=f"set the environment variable {self.route.api_key_env} for the service",
+                f"the key for {which} is not set",
+                hint=f"set the environment variable {endpoint.api_key_env} for the service",
             )
         return key
 
@@ -233,6 +249,34 @@ class ModelClient:
         )
         self.job = self.job.model_copy(update={"model": self.usage.model_copy(deep=True)})
         return _reply(document, model, cost, latency_ms)
+
+
+def endpoints(route: ModelRoute, provider_of: Callable[[str], str]) -> list[ModelEndpoint]:
+    """The route's model, then its fallbacks, each with the credentials that go to it.
+
+    A bare fallback of the route's own provider shares the route's base URL and key (the
+    same host); of another provider it gets nothing of the route's, so litellm uses that
+    provider's defaults. A fallback written as an endpoint has exactly what it says."""
+    primary = ModelEndpoint(
+        model=route.model, api_base=route.api_base, api_key_env=route.api_key_env
+    )
+    out = [primary]
+    for fallback in route.fallbacks:
+        if isinstance(fallback, ModelEndpoint):
+            out.append(fallback)
+        elif provider_of(fallback) == provider_of(route.model):
+            out.append(primary.model_copy(update={"model": fallback}))
+        else:
+            out.append(ModelEndpoint(model=fallback))
+    return out
+
+
+def _provider(litellm: Any, model: str) -> str:
+    """litellm's provider for a model string ("anthropic/x" -> anthropic, "gpt-4o" -> openai)."""
+    try:
+        return str(litellm.get_llm_provider(model=model)[1])
+    except Exception:  # an unknown provider is its own: it shares nothing with another
+        return model.split("/", 1)[0] if "/" in model else model
 
 
 def _dumps(data: Any) -> str:

@@ -84,6 +84,16 @@ class ClarificationRules(_Strict):
     confidence_threshold: float = Field(0.75, ge=0.0, le=1.0)
 
 
+class ModelEndpoint(_Strict):
+    """One model a route may call, with the base URL and key that go to it and to no other."""
+
+    model: str = Field(description="a litellm model string")
+    api_base: str | None = Field(None, description="the provider's URL, if not its default")
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding its key; never the key"
+    )
+
+
 class ModelRoute(_Strict):
     id: str
     job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
@@ -93,8 +103,12 @@ class ModelRoute(_Strict):
         default_factory=list, description="data sensitivity of the target; empty: any"
     )
     model: str = Field(description="'direct' (no model) or a litellm model string")
-    fallbacks: list[str] = Field(
-        default_factory=list, description="tried in order on rate limits and provider errors"
+    fallbacks: list[str | ModelEndpoint] = Field(
+        default_factory=list,
+        description="tried in order on rate limits and provider errors. A bare model string of "
+        "the route's own provider is called with the route's api_base and key; of another "
+        "provider, with that provider's defaults (never the route's key). Write "
+        "{model, api_base, api_key_env} to give a fallback credentials of its own.",
     )
     api_base: str | None = Field(None, description="the provider's URL, if not its default")
     api_key_env: str | None = Field(
