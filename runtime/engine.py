@@ -37,6 +37,7 @@ from runtime.intake import (
     extract_commands,
     looks_like_sql,
     parse_request,
+    refuse_sql_writes,
     steps_for,
 )
 from runtime.jobs import (
@@ -660,6 +661,11 @@ class Engine(ApprovalGates):
                     hint=f"known {job_type.value} targets: {names}",
                 )
             return parsed.model_copy(update={"target": answer})
+        if field == "commands" and parsed.job_type is JobType.sql:
+            # A SQL job's answer is its statement (or diagnostic), refused now if it writes.
+            statement = answer.strip().strip("`").strip()
+            refuse_sql_writes(statement, self.policy, parsed.target)
+            return parsed.model_copy(update={"instruction": statement})
         if field == "commands":
             if parsed.job_type in (JobType.browser, JobType.doc):
                 lines = [ln.strip().strip("`") for ln in answer.splitlines() if ln.strip()]

@@ -38,6 +38,11 @@ class UnknownTarget(BadRequest):
     """Raised when a request names a target the policy does not define."""
 
 
+class SqlWriteRefused(BadRequest):
+    """Raised at intake when a SQL request is a statement other than one read, or asks in
+    words for a change: SQL jobs only read, so it is refused for what it is."""
+
+
 class UnknownJob(AcpError):
     """Raised when a job id does not exist."""
 

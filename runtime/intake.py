@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from runtime.browser_steps import extract_steps, parse_steps
-from runtime.errors import BadRequest, UnknownJobType, UnknownTarget
+from runtime.errors import (
+    BadRequest,
+    ReadOnlyViolation,
+    SqlWriteRefused,
+    UnknownJobType,
+    UnknownTarget,
+)
 from runtime.jobs import JobType
 from runtime.policy import Policy
 
@@ -105,11 +111,12 @@ def parse_request(text: str, policy: Policy) -> ParsedRequest:
             update={"schedule": schedule.group("cron").strip(), "scheduled_request": inner_text}
         )
     match = _GRAMMAR.match(text)
-    if match:
-        parsed = _parse_grammar(match, policy)
-        if parsed is not None:
-            return parsed
-    return classify(text, policy)
+    parsed = _parse_grammar(match, policy) if match else None
+    if parsed is None:
+        parsed = classify(text, policy)
+    if parsed.job_type is JobType.sql:
+        refuse_sql_writes(parsed.instruction, policy, parsed.target)
+    return parsed
 
 
 def _parse_grammar(match: re.Match[str], policy: Policy) -> ParsedRequest | None:
@@ -239,6 +246,66 @@ _SQL_START = re.compile(
 )
 
 
+# Words that ask a database for a change when a SQL request starts with them (in any case).
+_WRITE_WORDS = re.compile(
+    r"^\s*(delete|drop|truncate|insert|alter|vacuum|reindex|grant|revoke|lock|update|upsert)\b",
+    re.I,
+)
+
+
 def looks_like_sql(instruction: str) -> bool:
-    """An instruction that is itself a read statement (the SQL tool still checks it)."""
-    return bool(_SQL_START.match(instruction))
+    """An instruction that is itself SQL: PostgreSQL's own parser accepts it (a statement of
+    any kind, which the SQL tool then checks), or it starts like a read statement (a
+    malformed one, which the tool refuses with the parser's reason)."""
+    return bool(_SQL_START.match(instruction)) or _parses_as_sql(instruction)
+
+
+def _parses_as_sql(text: str) -> bool:
+    import pglast
+
+    try:
+        return bool(pglast.parse_sql(text))
+    except pglast.parser.ParseError:
+        return False
+
+
+def refuse_sql_writes(instruction: str, policy: Policy, target: str | None) -> None:
+    """A SQL request that is a statement other than one read, or that asks in words for a
+    change, is refused now, for what it is: SQL jobs only read. Never a clarifying question,
+    and never a diagnostic run in its place."""
+    from runtime.tools.sql import check_statement, match_diagnostic
+
+    hint = (
+        "SQL jobs run one read-only statement (SELECT, EXPLAIN, SHOW) or a standard diagnostic "
+        "(e.g. 'dead tuples', 'locks', 'top 10 slowest queries'); a change to the data goes "
+        "through a reviewed migration in a code job"
+    )
+    if _parses_as_sql(instruction):
+        database = policy.targets.databases.get(target or "")
+        try:
+            check_statement(
+                instruction.strip().rstrip(";"),
+                allow_explain_analyze=bool(database and database.allow_explain_analyze),
+                max_sleep_s=(database.statement_timeout_ms / 1000) if database else 5.0,
+            )
+        except ReadOnlyViolation as refusal:
+            diagnostic = match_diagnostic(instruction)
+            if diagnostic is not None:  # e.g. "lock waits" is also the statement LOCK waits
+                words = diagnostic[0].replace("_", " ")
+                hint = (
+                    f"this is a SQL statement, and it is refused as one. For the standard "
+                    f"'{words}' diagnostic, ask in words that are not SQL, e.g. "
+                    f"'{words} diagnostic'. " + hint
+                )
+            why = refusal.message.removeprefix("refused: ")
+            raise SqlWriteRefused(
+                f"SQL jobs are read-only: {why}; nothing was run", hint=hint
+            ) from None
+        return
+    words = _WRITE_WORDS.match(instruction)
+    if words and match_diagnostic(instruction) is None:
+        raise SqlWriteRefused(
+            f"SQL jobs are read-only: '{words.group(1).lower()} …' asks for a change to the "
+            "database; nothing was run",
+            hint=hint,
+        )

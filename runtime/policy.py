@@ -688,6 +688,8 @@ _STEP_QUESTION = {
     "`goto /users/42` `click #disable` `screenshot`",
     JobType.doc: "Which steps should it take? For example: "
     "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`",
+    JobType.sql: "Which read-only statement should it run, or which standard diagnostic? "
+    "For example: `SELECT status, count(*) FROM orders GROUP BY 1` or 'top 10 slowest queries'",
 }
 
 

@@ -109,16 +109,58 @@ async def test_standard_diagnostic_runs_without_a_model(sql_engine):
     assert "orders" in artifact(sql_engine, job, "result.csv")
 
 
-async def test_write_attempt_is_refused_recorded_and_changes_nothing(sql_engine, replica):
+@pytest.mark.parametrize(
+    ("request_text", "why"),
+    [
+        ("DELETE FROM orders", "DELETE is not a read-only statement"),
+        ("SELECT 1; DELETE FROM orders", "one statement per request"),
+        ("UPDATE orders SET amount = 0", "UPDATE is not a read-only statement"),
+        ("VACUUM orders", "VACUUM is not a read-only statement"),
+        ("ANALYZE orders", "ANALYZE is not a read-only statement"),
+        ("LOCK TABLE orders", "LOCK is not a read-only statement"),
+        ("TRUNCATE orders", "TRUNCATE is not a read-only statement"),
+        ("WITH d AS (DELETE FROM orders RETURNING 1) SELECT * FROM d", "data-modifying CTE"),
+        ("EXPLAIN ANALYZE DELETE FROM orders", "EXPLAIN of DELETE"),
+        ("SELECT pg_terminate_backend(1)", "deny list"),
+        ("delete the refunded orders", "'delete …' asks for a change"),
+    ],
+)
+async def test_write_request_is_refused_at_once_for_what_it_is(
+    sql_engine, replica, request_text, why
+):
+    """Not a clarifying question, not a diagnostic run in its place: refused on submit, the
+    refusal recorded, no job made, nothing changed."""
+    from runtime.errors import SqlWriteRefused
+
     server, name, _ = replica
-    job = await sql_engine.submit(
-        "sql payments-replica: SELECT 1; DELETE FROM orders", sql_engine.actor("cli", "carol")
-    )
+    with pytest.raises(SqlWriteRefused) as refused:
+        await sql_engine.submit(
+            f"sql payments-replica: {request_text}", sql_engine.actor("cli", "carol")
+        )
+    assert refused.value.message.startswith("SQL jobs are read-only: ")
+    assert why in refused.value.message and "refused: refused" not in refused.value.message
+    assert "nothing was run" in refused.value.message
+    assert await sql_engine.jobs() == []
+    [event] = [e for e in await sql_engine.events() if e.kind == "request.refused"]
+    assert event.data["error"] == "SqlWriteRefused" and why in event.data["message"]
+    assert server.psql("SELECT count(*) FROM orders", database=name).strip() == "300"
+
+
+async def test_a_vague_sql_request_asks_and_a_write_answer_is_refused(sql_engine, replica):
+    from runtime.errors import SqlWriteRefused
+
+    server, name, _ = replica
+    carol = sql_engine.actor("cli", "carol")
+    job = await sql_engine.submit("sql payments-replica: how are the orders doing", carol)
+    assert job.state is JobState.needs_clarification
+    assert "read-only statement" in job.clarification.question
+    with pytest.raises(SqlWriteRefused):
+        await sql_engine.answer(job.id, carol, "DELETE FROM orders")
+    assert (await sql_engine.get(job.id)).state is JobState.needs_clarification
+    job = await sql_engine.answer(job.id, carol, "SELECT count(*) AS n FROM orders")
     job = await settle(sql_engine, job.id)
-    assert job.state is JobState.failed
-    assert "one statement" in job.result["reason"]
-    [refusal] = [e for e in await sql_engine.events(job.id) if e.kind == "tool.refused"]
-    assert len(refusal.data["statement_sha256"]) == 64
+    assert job.state is JobState.succeeded, job.result
+    assert "300" in artifact(sql_engine, job, "result.txt")
     assert server.psql("SELECT count(*) FROM orders", database=name).strip() == "300"
 
 

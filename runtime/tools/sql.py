@@ -147,6 +147,8 @@ def _refuse(why: str, hint: str | None = None) -> ReadOnlyViolation:
 
 
 def _statement_kind(node: ast.Node) -> str:
+    if isinstance(node, ast.VacuumStmt) and not node.is_vacuumcmd:
+        return "ANALYZE"  # PostgreSQL parses ANALYZE into the same node as VACUUM
     words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(node).__name__.removesuffix("Stmt")).upper()
     return {"VARIABLE SET": "SET", "COPY": "COPY", "DO": "DO"}.get(words, words)
 
