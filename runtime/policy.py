@@ -191,6 +191,12 @@ class Limits(_Strict):
     agent_max_steps: int = Field(30, ge=1)
     agent_time_limit_s: float = Field(900.0, gt=0)
     browser_step_timeout_s: float = Field(15.0, gt=0, description="per browser step")
+    job_time_limit_s: float = Field(
+        3600.0,
+        gt=0,
+        description="wall clock for one worker pass over a job (run, resume or publish); past "
+        "it the pass is cancelled, the job fails with the reason and the worker goes on",
+    )
     doc_max_bytes: int = Field(
         20 * 1024 * 1024,
         gt=0,

@@ -196,13 +196,41 @@ class Worker:
         )
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:
+        # Every pass over a job has a deadline, so no job (a hung page, a stuck tool, a
+        # provider that never answers) holds this worker and the jobs queued behind it.
+        limit = self.engine.policy.limits.job_time_limit_s
+        deadline = asyncio.timeout(limit)
         try:
-            return await work
+            async with deadline:
+                return await work
         except AcpError as error:
             return await self._fail(job, error.message)
+        except TimeoutError as error:
+            if not deadline.expired():
+                return await self._fail(job, f"internal error: TimeoutError: {error}")
+            return await self._timed_out(job, limit)
         except Exception as error:  # a bug must fail the job visibly, never strand it running
             log.exception("job %s failed with an internal error", job.job_id)
             return await self._fail(job, f"internal error: {type(error).__name__}: {error}")
+
+    async def _timed_out(self, job: JobRecord, limit: float) -> JobRecord:
+        phase = job.result.get("phase", "execute")
+        log.warning("job %s ran past its time limit of %g s (%s)", job.job_id, limit, phase)
+        if phase == "publish":
+            reason = (
+                f"stopped: publishing ran past the job's time limit of {limit:g} s "
+                "(limits.job_time_limit_s) and was cancelled; check the target before "
+                "publishing again"
+            )
+        else:
+            if job.spec.job_type in (JobType.code, JobType.doc):
+                with contextlib.suppress(Exception):
+                    await code_jobs.discard_checkout(self.engine, job)
+            reason = (
+                f"stopped: the job ran past its time limit of {limit:g} s "
+                "(limits.job_time_limit_s); its work was cancelled and nothing was published"
+            )
+        return await self._fail(job, reason)
 
     async def _fail(self, job: JobRecord, reason: str) -> JobRecord:
         fresh = await self.engine.get(job.id)
