@@ -271,12 +271,19 @@ def endpoints(route: ModelRoute, provider_of: Callable[[str], str]) -> list[Mode
     return out
 
 
+_providers: dict[str, str] = {}
+
+
 def _provider(litellm: Any, model: str) -> str:
     """litellm's provider for a model string ("anthropic/x" -> anthropic, "gpt-4o" -> openai)."""
-    try:
-        return str(litellm.get_llm_provider(model=model)[1])
-    except Exception:  # an unknown provider is its own: it shares nothing with another
-        return model.split("/", 1)[0] if "/" in model else model
+    known = _providers.get(model)
+    if known is None:
+        try:
+            known = str(litellm.get_llm_provider(model=model)[1])
+        except Exception:  # an unknown provider is its own: it shares nothing with another
+            known = model.split("/", 1)[0] if "/" in model else model
+        _providers[model] = known
+    return known
 
 
 def _dumps(data: Any) -> str:
