@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runtime.errors import SandboxViolation
-from runtime.tools.fs import FsGrant, list_dir, read_file, resolve_inside, write_file
+from runtime.tools.fs import (
+    FsGrant,
+    list_dir,
+    read_bytes,
+    read_file,
+    resolve_inside,
+    write_bytes,
+    write_file,
+)
 
 
 @pytest.fixture
@@ -140,3 +154,179 @@ def test_read_only_grant_refuses_writes(worktree: Path) -> None:
 
 def test_resolve_inside_returns_the_real_path(grant: FsGrant, worktree: Path) -> None:
     assert resolve_inside(grant, "src/app.py") == Path(os.path.realpath(worktree)) / "src/app.py"
+
+
+# --- a tool call that could block -------------------------------------------------------------
+
+
+def release_fifos(root: Path) -> None:
+    """Open every FIFO under root read-write and close it: a call wrongly blocked opening one
+    (for reading or writing) gets its other end, so a failing test fails instead of hanging."""
+    for path in root.rglob("*"):
+        if stat.S_ISFIFO(path.lstat().st_mode):
+            os.close(os.open(path, os.O_RDWR | os.O_NONBLOCK))
+
+
+def bounded(root: Path, tool: Callable[[], Any]) -> Any:
+    """tool() in a daemon thread, failing the test (not hanging it) if it takes over 3 s."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, tool()))
+        except BaseException as error:  # handed to the test's thread
+            outcome.append((False, error))
+
+    worker = threading.Thread(target=run, daemon=True)  # a stuck one must not hang exit
+    worker.start()
+    worker.join(3)
+    if worker.is_alive():
+        for _ in range(40):  # release what it waits on, so the test fails instead of hanging
+            release_fifos(root)
+            worker.join(0.05)
+        pytest.fail("the call blocked for over 3 s")
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value
+
+
+CALLS = {
+    "read_file": lambda g, p: read_file(g, p),
+    "read_bytes": lambda g, p: read_bytes(g, p, 1_000_000),
+    "write_file": lambda g, p: write_file(g, p, "x"),
+    "write_bytes": lambda g, p: write_bytes(g, p, b"x"),
+    "list_dir": lambda g, p: list_dir(g, p),
+}
+
+
+def make_special(worktree: Path, kind: str) -> str:
+    """A file that is not a regular file or a folder, made the way a sandboxed command could."""
+    path = worktree / "special"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    elif kind == "char-device":  # a copy of /dev/zero: endless if it were read
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    elif kind == "tty-device":  # a copy of /dev/tty: a read waits for a keyboard
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(5, 0))
+    elif kind == "symlink-to-fifo":
+        os.mkfifo(worktree / "pipe")
+        path.symlink_to("pipe")
+    return "special"
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+@pytest.mark.parametrize("kind", ["fifo", "socket", "char-device", "tty-device", "symlink-to-fifo"])
+def test_pipe_socket_or_device_is_refused_without_blocking(
+    grant: FsGrant, worktree: Path, kind: str, call: str
+) -> None:
+    if kind.endswith("device") and os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    relpath = make_special(worktree, kind)
+    started = time.monotonic()
+
+    with pytest.raises(SandboxViolation) as refused:
+        bounded(worktree, lambda: CALLS[call](grant, relpath))
+
+    assert refused.value.message.startswith("refused: "), refused.value.message
+    if not (kind == "symlink-to-fifo" and call.startswith("write")):  # refused as a symlink
+        assert "only open regular files and folders" in refused.value.message
+
+    assert time.monotonic() - started < 1
+    assert not stat.S_ISREG((worktree / relpath).lstat().st_mode), "nothing replaced it"
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_symlink_loop_is_refused(grant: FsGrant, worktree: Path, call: str) -> None:
+    (worktree / "loop").symlink_to("loop")
+    (worktree / "ping").symlink_to("pong")
+    (worktree / "pong").symlink_to("ping")
+
+    for relpath in ("loop", "ping", "loop/inner.txt"):
+        with pytest.raises((SandboxViolation, OSError)) as caught:
+            bounded(worktree, lambda p=relpath: CALLS[call](grant, p))
+        assert isinstance(caught.value, SandboxViolation) or "symlink" in str(caught.value)
+
+
+def test_symlink_to_a_device_outside_the_worktree_is_refused(
+    grant: FsGrant, worktree: Path
+) -> None:
+    (worktree / "zero").symlink_to("/dev/zero")
+    (worktree / "stdin").symlink_to("/dev/stdin")
+
+    for relpath in ("zero", "stdin"):
+        with pytest.raises(SandboxViolation, match="outside the job's worktree"):
+            bounded(worktree, lambda p=relpath: read_file(grant, p))
+    with pytest.raises(SandboxViolation, match="absolute path"):
+        read_file(grant, "/dev/stdin")
+
+
+def test_folder_where_a_file_is_expected_is_an_error_that_says_so(
+    grant: FsGrant, worktree: Path
+) -> None:
+    with pytest.raises(IsADirectoryError, match=r"'src' is a folder.*list_dir"):
+        read_file(grant, "src")
+    with pytest.raises(IsADirectoryError, match=r"'src' is a folder"):
+        read_bytes(grant, "src", 1000)
+    with pytest.raises(IsADirectoryError, match=r"'src' is a folder"):
+        write_file(grant, "src", "x")
+    with pytest.raises(NotADirectoryError, match=r"'README\.md' is a file.*read_file"):
+        list_dir(grant, "README.md")
+    assert (worktree / "src" / "app.py").exists()
+
+
+def test_huge_file_is_read_up_to_the_limit_at_once(grant: FsGrant, worktree: Path) -> None:
+    with open(worktree / "huge.bin", "wb") as sparse:  # 64 GB, nearly no disk
+        sparse.truncate(64 * 1024**3)
+    started = time.monotonic()
+
+    text = read_file(grant, "huge.bin", max_bytes=1000)
+
+    assert "[truncated: file is 68719476736 bytes, showing the first 1000]" in text
+    with pytest.raises(SandboxViolation, match=r"65536\.0 MB; the limit is"):
+        read_bytes(grant, "huge.bin", 20 * 1024**2)
+    assert time.monotonic() - started < 2
+
+
+def test_file_swapped_for_a_fifo_while_it_is_opened_never_blocks(
+    grant: FsGrant, worktree: Path
+) -> None:
+    """A command in the sandbox swaps a regular file and a FIFO as fast as it can; every read
+    and write either sees the regular file or is refused, and none waits on the pipe."""
+    target = worktree / "flip.txt"
+    target.write_text("regular\n")
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            spare = worktree / "flip.tmp"
+            os.mkfifo(spare)
+            os.replace(spare, target)
+            spare.write_text("regular\n")
+            os.replace(spare, target)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    seen: set[str] = set()
+    try:
+        for _ in range(300):
+            for call in ("read_file", "write_file"):
+                try:
+                    result = bounded(worktree, lambda c=call: CALLS[c](grant, "flip.txt"))
+                except SandboxViolation as refusal:
+                    assert "FIFO" in refusal.message, refusal.message
+                    seen.add("refused")
+                except FileNotFoundError:
+                    seen.add("missing")
+                else:
+                    assert result in ("regular\n", "x", None), result
+                    seen.add("ok")
+    finally:
+        stop.set()
+        flipper.join()
+        release_fifos(worktree)
+    assert "refused" in seen and "ok" in seen, seen
