@@ -1,7 +1,10 @@
 """A three-step browser job against the same steps in plain Playwright, same run, warm browser.
 
-One Chromium (the system one, runtime.tools.browser.shared_browser, the worker's own) serves
-every arm; it is launched once and warmed up. Each arm takes the same three steps on the local
+The worker's Chromium (runtime.tools.browser.shared_browser: in its own network namespace,
+behind the egress proxy) serves the session and job arms; a second one, launched the plain
+way (same binary and flags, no namespace, no proxy), serves the plain arms, since the
+worker's browser lets nothing out of a context without a door at its proxy. Both are
+launched once and warmed up. Each arm takes the same three steps on the local
 admin app (tests/admin_site.py) in a fresh browser context: `goto /users/42`,
 `expect #status active` (Playwright's expect(locator).to_contain_text, as the session does),
 `click #notes` (a plain link to the user's notes), then closes it.
@@ -85,8 +88,16 @@ def ms_since(started: float) -> float:
 
 
 class Bench:
-    def __init__(self, browser: Browser, admin: admin_site.Site, engine: Engine, tmp: Path):
+    def __init__(
+        self,
+        browser: Browser,
+        admin: admin_site.Site,
+        engine: Engine,
+        tmp: Path,
+        plain_browser: Browser | None = None,
+    ):
         self.browser = browser
+        self.plain_browser = plain_browser or browser
         self.admin = admin
         self.base = admin.base
         self.engine = engine
@@ -105,7 +116,7 @@ class Bench:
 
     async def plain(self) -> float:
         started = time.perf_counter()
-        context = await self.browser.new_context()
+        context = await self.plain_browser.new_context()
         try:
             page = await context.new_page()
             await page.goto(f"{self.base}/users/42")
@@ -127,7 +138,7 @@ class Bench:
                 laps[name] = laps.get(name, 0.0) + (now - t) * 1000
                 t = now
 
-        context = await self.browser.new_context()
+        context = await self.plain_browser.new_context()
         lap("new_context")
         try:
             await context.tracing.start(screenshots=True, snapshots=True, sources=False)
@@ -186,7 +197,7 @@ class Bench:
     async def plain_mutation(self, trace: bool) -> float:
         out = self._dir()
         started = time.perf_counter()
-        context = await self.browser.new_context()
+        context = await self.plain_browser.new_context()
         try:
             if trace:
                 await context.tracing.start(screenshots=True, snapshots=True, sources=False)
@@ -452,11 +463,19 @@ async def run(args: argparse.Namespace) -> int:
             }
         )
         engine = await Engine.open(settings)
+        bench: Bench | None = None
         try:
             started = time.perf_counter()
             browser = await browser_tool.shared_browser()
             launch_ms = ms_since(started)
-            bench = Bench(browser, admin, engine, tmp)
+            started = time.perf_counter()
+            plain_browser = await browser.browser_type.launch(
+                executable_path=browser_tool.chromium_path(),
+                headless=True,
+                args=browser_tool.CHROMIUM_ARGS,
+            )
+            plain_launch_ms = ms_since(started)
+            bench = Bench(browser, admin, engine, tmp, plain_browser)
             arms: dict[str, Arm] = {
                 "plain": bench.plain,
                 "plain+trace": bench.plain_trace,
@@ -470,7 +489,8 @@ async def run(args: argparse.Namespace) -> int:
             print(f"browser job: {REQUEST!r}")
             print(
                 f"Chromium {version} ({browser_tool.chromium_path()}, launched once in "
-                f"{launch_ms:.0f} ms, {WARMUP} warm-up passes); {args.rounds} rounds x "
+                f"{launch_ms:.0f} ms in its network namespace behind the egress proxy, "
+                f"{plain_launch_ms:.0f} ms plain; {WARMUP} warm-up passes); {args.rounds} rounds x "
                 f"{args.iterations} iterations per arm, interleaved\n"
             )
             rows = await measure(arms, args.rounds, args.iterations)
@@ -516,6 +536,8 @@ async def run(args: argparse.Namespace) -> int:
             )
         finally:
             await browser_jobs.close_all()
+            if bench is not None and bench.plain_browser is not bench.browser:
+                await bench.plain_browser.close()
             await browser_tool.close_shared_browser()
             await engine.close()
             await admin.stop()
