@@ -40,6 +40,7 @@ from playwright.async_api import (
 from pydantic import BaseModel, Field
 
 from runtime.errors import AcpError, SandboxViolation
+from runtime.tools import browser_launch
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,7 +53,11 @@ CHROMIUM_ARGS = [
     # Pages here are served through route.fulfill, so Chromium cannot tell their address
     # space and its Local Network Access checks block a granted local WebSocket. The grant
     # (every request and socket checked against the site's hosts) is the stricter rule.
-    "--disable-features=LocalNetworkAccessChecks",
+    "--disable-features=LocalNetworkAccessChecks,AutofillServerCommunication",
+    # WebRTC may use UDP only through a proxy, and an HTTP proxy carries none: no STUN or
+    # TURN packet leaves by itself (the network namespace would drop it anyway).
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
 
 MUTATING_WORDS = re.compile(
@@ -164,9 +169,8 @@ def browser_executable(playwright: Playwright) -> str | None:
 
 
 async def launch_browser(playwright: Playwright) -> Browser:
-    return await playwright.chromium.launch(
-        executable_path=browser_executable(playwright), headless=True, args=CHROMIUM_ARGS
-    )
+    """Chromium in a network namespace whose only way out is the runtime's egress proxy."""
+    return await browser_launch.launch(playwright, browser_executable(playwright), CHROMIUM_ARGS)
 
 
 async def shared_browser() -> Browser:
@@ -197,9 +201,11 @@ async def close_shared_browser() -> None:
     loop, playwright, browser = _shared
     _shared = None
     if loop is not asyncio.get_running_loop():
+        browser_launch.discard(browser)
         return  # its loop is gone; nothing can be awaited on it from here
     with contextlib.suppress(Error):
         await browser.close()
+    await browser_launch.release(browser)
     await playwright.stop()
 
 
@@ -307,8 +313,12 @@ class BrowserSession:
     ) -> BrowserSession:
         self = cls(grant, trace_dir)
         browser = browser or await shared_browser()
-        self._context = await browser.new_context(
-            accept_downloads=grant.allow_downloads, service_workers="block"
+        self._context = await browser_launch.new_context(
+            browser,
+            lambda host: host_allowed(grant, host),
+            self._refuse,  # what the egress proxy refused: requests the route never saw
+            accept_downloads=grant.allow_downloads,
+            service_workers="block",
         )
         try:
             self._step_timeout_ms = step_timeout_s * 1000
