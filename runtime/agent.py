@@ -2,20 +2,23 @@
 
 Every call goes through the job's Toolbox (authorized against its grant, recorded); a refusal
 is handed back to the model as a tool result and the loop goes on. Step and time limits hold
-whatever the model says. Readable in one sitting on purpose.
+whatever the model says: the time limit is a deadline over every model call and every tool
+call, never a check between them. What the model sends is untrusted text: it is escaped
+(runtime.untrusted) before it is kept, sent on or recorded. Readable in one sitting on purpose.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from runtime.errors import SandboxViolation
-from runtime.models import ModelClient
+from runtime.models import ModelClient, ModelReply
 from runtime.toolbox import Toolbox
+from runtime.untrusted import escape_data, escape_text
 
 SYSTEM_PROMPT = (
     "You are a careful software engineer working inside a git worktree of the repository "
@@ -89,7 +92,7 @@ def opening_messages(
     ]
     for qa in answers:
         messages.append({"role": "user", "content": f"Q: {qa['question']}\nA: {qa['answer']}"})
-    return messages
+    return escape_data(messages)
 
 
 async def run_agent(
@@ -107,56 +110,114 @@ async def run_agent(
         from runtime.doc_jobs import doc_tools
 
         tools = [*TOOLS, *doc_tools()]
-    deadline = time.monotonic() + time_limit_s
+    # One deadline over the whole loop: a model call or a tool call that would outlast it is
+    # cancelled (a sandboxed command's process group is killed) and the job stops, saying where.
+    where = _Where()
+    limit = asyncio.timeout(time_limit_s)
+    try:
+        async with limit:
+            return await _loop(toolbox, client, messages, tools, max_steps, documents, where)
+    except TimeoutError:
+        if not limit.expired():
+            raise  # a TimeoutError of a tool's own, not the deadline's
+        return AgentOutcome(
+            kind="stopped",
+            summary=f"the agent's time limit of {time_limit_s:g} s was reached during {where.now}",
+            steps=where.step,
+            transcript=messages,
+        )
+
+
+class _Where:
+    """Where the loop is, for the reason a person reads when the deadline cuts it short."""
+
+    now = "the first model call"
+    step = 0
+
+
+async def _loop(
+    toolbox: Toolbox,
+    client: ModelClient,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    max_steps: int,
+    documents: bool,
+    where: _Where,
+) -> AgentOutcome:
     for step in range(1, max_steps + 1):
-        if time.monotonic() > deadline:
-            return AgentOutcome(
-                kind="stopped",
-                summary=f"time limit of {time_limit_s:.0f}s reached",
-                steps=step - 1,
-                transcript=messages,
-            )
-        reply = await client.complete(messages, tools)
+        where.now, where.step = f"model call {step}", step - 1
+        reply = _escaped(await client.complete(messages, tools))
         messages.append(reply.message)
+        where.step = step
         if not reply.tool_calls:
             return AgentOutcome(
                 kind="finished", summary=reply.content or "", steps=step, transcript=messages
             )
         for call in reply.tool_calls:
             if call.name == "ask":
-                question = _arguments(call.arguments).get("question") or "Please clarify."
+                question = (_arguments(call.arguments) or {}).get("question") or "Please clarify."
                 messages.append(tool_result(call.id, "asked the requester; waiting"))
                 return AgentOutcome(
-                    kind="asked", question=str(question)[:2000], steps=step, transcript=messages
+                    kind="asked",
+                    question=escape_text(str(question))[:2000],
+                    steps=step,
+                    transcript=messages,
                 )
+            where.now = call.name[:100]
             result = await _run_tool(toolbox, call.name, call.arguments, documents)
             messages.append(tool_result(call.id, result))
     return AgentOutcome(
         kind="stopped",
-        summary=f"step limit of {max_steps} reached",
+        summary=f"the agent's step limit of {max_steps} was reached",
         steps=max_steps,
         transcript=messages,
     )
 
 
+def _escaped(reply: ModelReply) -> ModelReply:
+    """The model's reply with what UTF-8 cannot carry escaped, so keeping it, sending it back
+    and recording it cannot fail (a lone surrogate decoded from JSON's "\\ud800")."""
+    return reply.model_copy(
+        update={
+            "content": None if reply.content is None else escape_text(reply.content),
+            "message": escape_data(reply.message),
+            "tool_calls": [
+                call.model_copy(update={"id": escape_text(call.id), "name": escape_text(call.name)})
+                for call in reply.tool_calls
+            ],
+        }
+    )
+
+
+def refusal_text(refusal: SandboxViolation) -> str:
+    """What the model is told of a refusal: its message, said to be a refusal once."""
+    message = refusal.message
+    return message if message.startswith("refused") else f"refused: {message}"
+
+
 async def _run_tool(toolbox: Toolbox, name: str, arguments: str, documents: bool = False) -> str:
+    """One tool call of the model's, as the text it gets back; every attempt is on the record."""
     tool = _TOOLBOX.get(name)
     args = _arguments(arguments)
     if args is None:
-        return "error: the arguments are not a JSON object"
+        reason = "the arguments are not a JSON object"
+        await toolbox.record_refusal(name, arguments, reason)
+        return f"error: {reason}"
     if tool is None and documents:
         from runtime.doc_jobs import DocumentError, run_doc_tool
 
         try:
             text = await run_doc_tool(toolbox, name, args)
         except SandboxViolation as refusal:
-            return f"refused: {refusal.message}"
+            return refusal_text(refusal)
         except (DocumentError, KeyError, TypeError, ValueError, OSError) as error:
             return f"error: {getattr(error, 'message', error)}"
         if text is not None:
             return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n[truncated]"
     if tool is None:
-        return f"error: there is no tool named '{name}'"
+        reason = f"there is no tool named {name!r}"
+        await toolbox.record_refusal(name, args, reason)
+        return f"error: {reason}"
     try:
         if tool == "shell":
             result = await toolbox.call("shell", command=str(args.get("command", "")))
@@ -171,7 +232,7 @@ async def _run_tool(toolbox: Toolbox, name: str, arguments: str, documents: bool
         else:
             text = await toolbox.call(tool, path=str(args.get("path", "")))
     except SandboxViolation as refusal:
-        return f"refused: {refusal.message}"
+        return refusal_text(refusal)
     except (KeyError, TypeError, ValueError, OSError) as error:
         return f"error: {error}"
     return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n[truncated]"
@@ -186,7 +247,8 @@ def _arguments(text: str) -> dict[str, Any] | None:
 
 
 def tool_result(call_id: str, content: str) -> dict[str, Any]:
-    """A tool's answer to the model, cut at RESULT_LIMIT."""
+    """A tool's answer to the model, cut at RESULT_LIMIT; a file name of invalid UTF-8 in it
+    (a lone surrogate) is escaped, so the next request can be sent."""
     if len(content) > RESULT_LIMIT:
         content = content[:RESULT_LIMIT] + "\n[truncated]"
-    return {"role": "tool", "tool_call_id": call_id, "content": content}
+    return {"role": "tool", "tool_call_id": escape_text(call_id), "content": escape_text(content)}

@@ -26,13 +26,19 @@ from runtime.jobs import ArtifactRef
 from runtime.secrets import redactor
 from runtime.store.database import AUDIT_LOCK, Database
 from runtime.store.models import AuditEventRow
+from runtime.untrusted import escape_json_text, escape_text
 
 GENESIS = "0" * 64
 _events = AuditEventRow.__table__
 
 
 def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """The stored form of an event's data. Untrusted text in it (a model's tool arguments, a
+    file name) may hold lone surrogates that UTF-8 cannot carry; they are written as visible
+    \\udXXX text, so the attempt is still recorded and its hash still verifies."""
+    return escape_json_text(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    )
 
 
 def event_hash(
@@ -101,14 +107,15 @@ async def append_many(
         seq += 1
         data = scrub(canonical_json(event.data or {}))
         artifacts = " ".join(event.artifacts)
-        digest = event_hash(prev, seq, ts, event.job_id, event.kind, event.actor, artifacts, data)
+        kind, actor = escape_text(event.kind), escape_text(event.actor)
+        digest = event_hash(prev, seq, ts, event.job_id, kind, actor, artifacts, data)
         rows.append(
             {
                 "seq": seq,
                 "ts": ts,
                 "job_id": event.job_id,
-                "kind": event.kind,
-                "actor": event.actor,
+                "kind": kind,
+                "actor": actor,
                 "data": data,
                 "artifacts": artifacts,
                 "prev_hash": prev,

@@ -7,6 +7,7 @@ only with hooks and filters disabled.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import json
@@ -27,7 +28,7 @@ from runtime.errors import (
     SandboxViolation,
 )
 from runtime.jobs import ArtifactRef, Clarification, JobRecord, JobState, JobType
-from runtime.models import ModelClient
+from runtime.models import ModelClient, litellm_module
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
@@ -203,6 +204,9 @@ async def _run_model(
     """The agent loop for a job with a model route; None when it finished and left a change."""
     limits = engine.policy.limits
     client = ModelClient(engine, job, actor=actor)
+    # litellm's first import takes seconds of CPU: done in a thread, it neither stalls the
+    # worker's event loop nor eats the agent's time limit (which cannot fire during it).
+    await asyncio.to_thread(litellm_module)
     documents = job.spec.job_type is JobType.doc
     messages = opening_messages(
         job.spec.target or "",
@@ -246,7 +250,7 @@ async def _run_model(
 
         return await engine.locked(job.id, body)
     if outcome.kind == "stopped":
-        return await _fail(engine, job, toolbox, actor, f"the agent stopped: {outcome.summary}")
+        return await _fail(engine, job, toolbox, actor, f"stopped: {outcome.summary}")
     return None
 
 

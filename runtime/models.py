@@ -219,11 +219,17 @@ class ModelClient:
         index = self.usage.calls + 1
         request = {"model": model, "messages": messages, "tools": tools}
         store = self.engine.artifacts
+        # A reply may carry a lone surrogate (JSON's "\ud800"); stored as that same JSON
+        # escape, the record keeps exactly what was sent and the write cannot fail.
         req = store.put(
-            f"model-request-{index}.json", redact(_dumps(request)).encode(), "application/json"
+            f"model-request-{index}.json",
+            redact(_dumps(request)).encode("utf-8", "backslashreplace"),
+            "application/json",
         )
         res = store.put(
-            f"model-response-{index}.json", redact(_dumps(document)).encode(), "application/json"
+            f"model-response-{index}.json",
+            redact(_dumps(document)).encode("utf-8", "backslashreplace"),
+            "application/json",
         )
         self.usage.calls = index
         self.usage.cost_usd += cost

@@ -15,6 +15,7 @@ from runtime.sandbox.bwrap import CommandResult, run_sandboxed
 from runtime.sandbox.worktree import Worktree
 from runtime.secrets import redact
 from runtime.tools import fs
+from runtime.untrusted import escape_text, has_lone_surrogate
 
 if TYPE_CHECKING:
     from runtime.engine import Engine
@@ -44,26 +45,40 @@ class Toolbox:
         self.artifacts: list[ArtifactRef] = []
         self._shell_runs = 0
 
-    async def call(self, tool: str, **arguments: Any) -> Any:
-        """Run `tool` if the job's grant allows it; record the call or the refusal."""
+    async def call(self, tool: str, /, **arguments: Any) -> Any:
+        """Run `tool` if the job's grant allows it; record the call, the refusal or the error."""
         try:
             self._authorize(tool)
+            _refuse_unencodable(arguments)
             return await self._dispatch(tool, arguments)
         except SandboxViolation as refusal:
-            if not self.record:
-                raise
-            await self.engine.log(
-                self.job.id,
-                "tool.refused",
-                self.actor,
-                {"tool": tool, "arguments": _brief(arguments), "reason": refusal.message},
-            )
+            await self.record_refusal(tool, arguments, refusal.message)
             raise
+        except Exception as error:  # the attempt stays on the record, whatever went wrong
+            if self.record:
+                await self.engine.log(
+                    self.job.id,
+                    "tool.failed",
+                    self.actor,
+                    {"tool": tool, "arguments": _brief(arguments), "error": _error_text(error)},
+                )
+            raise
+
+    async def record_refusal(self, tool: str, arguments: Any, reason: str) -> None:
+        """A refused call on the record; also for a call the caller could not even parse."""
+        if not self.record:
+            return
+        await self.engine.log(
+            self.job.id,
+            "tool.refused",
+            self.actor,
+            {"tool": tool, "arguments": _brief(arguments), "reason": reason},
+        )
 
     def _authorize(self, tool: str) -> None:
         needed = REQUIRED_GRANT.get(tool)
         if needed is None:
-            raise ToolNotGranted(f"there is no tool named '{tool}'")
+            raise ToolNotGranted(f"there is no tool named {escape_text(tool)!r}")
         if needed not in self.job.tools_granted:
             granted = ", ".join(self.job.tools_granted) or "none"
             raise ToolNotGranted(
@@ -71,6 +86,9 @@ class Toolbox:
             )
 
     async def _dispatch(self, tool: str, arguments: dict[str, Any]) -> Any:
+        # File I/O runs in a thread, never on the event loop: a slow disk must not stall the
+        # worker, and the agent's deadline can still fire (fs refuses anything that could block
+        # the thread itself: FIFOs, sockets, devices).
         root = self.tree.path
         if tool == "shell":
             return await self._shell(arguments["command"])
@@ -78,17 +96,17 @@ class Toolbox:
             return await self._docs(tool, arguments)
         if tool == "fs.write":
             grant = fs.FsGrant(root=root, writable=True)
-            fs.write_file(grant, arguments["path"], arguments["content"])
+            await asyncio.to_thread(fs.write_file, grant, arguments["path"], arguments["content"])
             await self._record(
                 tool, {"path": arguments["path"], "bytes": len(arguments["content"])}
             )
             return None
         grant = fs.FsGrant(root=root, writable=False)
         if tool == "fs.list":
-            entries = fs.list_dir(grant, arguments.get("path", "."))
+            entries = await asyncio.to_thread(fs.list_dir, grant, arguments.get("path", "."))
             await self._record(tool, {"path": arguments.get("path", "."), "entries": len(entries)})
             return entries
-        content = fs.read_file(grant, arguments["path"])
+        content = await asyncio.to_thread(fs.read_file, grant, arguments["path"])
         await self._record(tool, {"path": arguments["path"], "bytes": len(content)})
         return content
 
@@ -156,6 +174,32 @@ class Toolbox:
         return result
 
 
-def _brief(arguments: dict[str, Any]) -> dict[str, Any]:
-    """What a refusal records of the arguments: enough to see the attempt, not a whole file."""
+def _brief(arguments: Any) -> Any:
+    """What a refusal records of the arguments: enough to see the attempt, not a whole file.
+    The audit log escapes what UTF-8 cannot carry (runtime.audit.canonical_json)."""
+    if isinstance(arguments, str):
+        return arguments[:200]
+    if not isinstance(arguments, dict):
+        return arguments
     return {k: (v[:200] if isinstance(v, str) else v) for k, v in arguments.items()}
+
+
+def _refuse_unencodable(arguments: dict[str, Any]) -> None:
+    """A lone surrogate in an argument cannot be a real path, command or file content: refuse
+    the call here, once for every tool, rather than fail somewhere in an encoder."""
+    for name, value in arguments.items():
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, list | tuple):
+            texts = [v for v in value if isinstance(v, str)]
+        elif isinstance(value, dict):
+            texts = [str(part) for item in value.items() for part in item]
+        if any(has_lone_surrogate(text) for text in [name, *texts]):
+            raise SandboxViolation(
+                f"refused: the argument {escape_text(name)!r} is not valid text "
+                "(it has a lone surrogate, which UTF-8 cannot carry)",
+                hint="send paths, commands and content as valid Unicode text",
+            )
+
+
+def _error_text(error: Exception) -> str:
+    return escape_text(getattr(error, "message", None) or str(error) or type(error).__name__)

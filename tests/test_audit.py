@@ -172,3 +172,22 @@ async def test_acp_audit_verify_exits_nonzero_and_names_the_event(acp_env):
     result = acp(acp_env, "audit", "verify")
     assert result.returncode == 12
     assert "event #1 (job.received) was altered" in result.stderr
+
+
+async def test_audit_records_lone_surrogates_in_any_field_and_the_chain_verifies(db, tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    data = {"path": "x-\ud800", "bad-\udcff": ["\udfff", {"deep": "\ud83d\ude00"}], "ok": "é"}
+    async with db.begin() as conn:
+        [event] = await audit.append_many(
+            conn, db, [NewEvent("tool.\ud800", "model \udcff", 1, data)]
+        )
+
+    assert event.data == {
+        "path": "x-\\ud800",
+        "bad-\\udcff": ["\\udfff", {"deep": "\\ud83d\\ude00"}],
+        "ok": "é",
+    }
+    assert event.kind == "tool.\\ud800" and event.actor == "model \\udcff"
+    assert (await audit.verify(db, store)).events == 1
+    [stored] = await audit.events_for(db)
+    assert stored.data == event.data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 
 import pytest
 
@@ -71,3 +73,78 @@ async def test_granted_file_tools_work_and_are_recorded(engine, toolbox):
     assert "README.md" in await toolbox.call("fs.list")
     kinds = [e.kind for e in await engine.events()]
     assert kinds.count("tool.fs.write") == 1 and kinds.count("tool.fs.read") == 1
+
+
+def with_docs(engine, toolbox: Toolbox) -> Toolbox:
+    granted = toolbox.job.model_copy(update={"tools_granted": [*toolbox.job.tools_granted, "docs"]})
+    return Toolbox(engine, granted, toolbox.tree, "worker:test")
+
+
+async def test_document_tools_refuse_a_fifo_or_a_huge_file_at_once(engine, toolbox):
+    box = with_docs(engine, toolbox)
+    root = box.tree.path
+    for name in ("pipe.md", "pipe.csv", "pipe.xlsx"):
+        os.mkfifo(root / name)
+    (root / "huge.xlsx").touch()
+    os.truncate(root / "huge.xlsx", 64 * 1024**3)  # sparse: nearly no disk
+    (root / "t.md.j2").write_text("{{ rows | length }}\n")
+    calls = [
+        ("docs.read", {"path": "pipe.md"}, "is a FIFO"),
+        ("docs.write", {"path": "pipe.md", "content": "# x\n"}, "is a FIFO"),
+        ("docs.template", {"template": "pipe.md", "output": "out.md", "data": []}, "is a FIFO"),
+        ("docs.template", {"template": "t.md.j2", "output": "o.md", "data": ["pipe.csv"]}, "FIFO"),
+        ("docs.cells", {"path": "pipe.xlsx", "sheet": "S", "cells": {"A1": 1}}, "is a FIFO"),
+        ("docs.read", {"path": "huge.xlsx"}, "65536.0 MB; the limit is"),
+        ("docs.cells", {"path": "huge.xlsx", "sheet": "S", "cells": {"A1": 1}}, "65536.0 MB"),
+    ]
+    started = time.monotonic()
+    for tool, arguments, words in calls:
+        with pytest.raises(SandboxViolation) as caught:
+            await asyncio.wait_for(box.call(tool, **arguments), 10)
+        assert words in caught.value.message, (tool, caught.value.message)
+
+    assert time.monotonic() - started < 5
+    assert [r["tool"] for r in await refusals(engine)] == [c[0] for c in calls]
+    assert not (root / "out.md").exists() and not (root / "o.md").exists()
+
+
+async def test_arguments_that_are_not_valid_text_are_refused_and_recorded(engine, toolbox):
+    box = with_docs(engine, toolbox)
+    calls = [
+        ("fs.write", {"path": "x-\ud800.txt", "content": "x"}),
+        ("fs.write", {"path": "notes.txt", "content": "half a pair: \udc00"}),
+        ("fs.read", {"path": "bad-\udcff"}),
+        ("shell", {"command": "echo \ud83d"}),
+        ("docs.cells", {"path": "book.xlsx", "sheet": "S", "cells": {"A\ud800": 1}}),
+        ("fs.\ud800", {"path": "README.md"}),
+    ]
+    for tool, arguments in calls:
+        with pytest.raises(SandboxViolation) as caught:
+            await box.call(tool, **arguments)
+        assert caught.value.message.encode("utf-8"), "the message itself is printable"
+
+    recorded = await refusals(engine)
+    assert [r["tool"] for r in recorded] == ["fs.write"] * 2 + ["fs.read", "shell"] + [
+        "docs.cells",
+        "fs.\\ud800",
+    ]
+    assert recorded[0]["arguments"]["path"] == "x-\\ud800.txt"
+    assert recorded[1]["arguments"]["content"] == "half a pair: \\udc00"
+    assert recorded[3]["arguments"]["command"] == "echo \\ud83d"
+    assert all("not valid text" in r["reason"] for r in recorded[:5])
+    assert not (box.tree.path / "notes.txt").exists()
+    assert "tool.shell" not in [e.kind for e in await engine.events()], "the command never ran"
+    assert (await engine.verify_audit()).events > 0
+
+
+async def test_a_failed_tool_call_is_on_the_record_too(engine, toolbox):
+    with pytest.raises(FileNotFoundError):
+        await toolbox.call("fs.read", path="no/such/file.txt")
+    with pytest.raises(IsADirectoryError):
+        await toolbox.call("fs.read", path=".")
+    failed = [e.data for e in await engine.events() if e.kind == "tool.failed"]
+    assert [(f["tool"], f["arguments"]["path"]) for f in failed] == [
+        ("fs.read", "no/such/file.txt"),
+        ("fs.read", "."),
+    ]
+    assert "is a folder" in failed[1]["error"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from runtime.audit import AuditEvent
 from runtime.jobs import JobRecord
+from runtime.untrusted import escape_text
 
 TEXT_LIMIT = 2_800
 EXAMPLE = '/agent code demo: run `sed -i "s/teh/the/" README.md`'
@@ -31,7 +32,9 @@ STATE_LABEL = {
 
 
 def _text(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}
+    # Every text block passes here: what UTF-8 cannot carry (a lone surrogate from a model or
+    # a file name) is escaped, so a payload always encodes and Slack always gets the card.
+    return {"type": "mrkdwn", "text": escape_text(text[:TEXT_LIMIT])}
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def _context(*parts: str) -> dict[str, Any]:
 
 def escape(text: str) -> str:
     """Slack's three control characters; user text never becomes a mention or a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code_block(text: str) -> str:
