@@ -38,6 +38,8 @@ def _print_json(data: Any) -> None:
 
 
 def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str:
+    from runtime.jobs import TERMINAL_STATES
+
     spec = job.spec
     decision = job.decision
     lines = [
@@ -52,7 +54,8 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
         f"  model       : {job.model.model} (rule {job.model.route_rule or '-'}), "
         f"{job.model.calls} calls, ${job.model.cost_usd:.4f}",
     ]
-    if spec.approval_required_for:
+    if spec.approval_required_for and job.state not in TERMINAL_STATES:
+        # What the job will stop at; once it has ended, its approvals below say what happened.
         lines.append(f"  approval for: {', '.join(spec.approval_required_for)}")
     if job.clarification and job.state.value == "needs_clarification":
         lines.append(f"  question    : {job.clarification.question}")
@@ -248,19 +251,34 @@ async def cmd_artifact(engine: Engine, args: argparse.Namespace) -> int:
     from runtime.jobs import parse_job_id
 
     job = await engine.get(parse_job_id(args.job))
-    found = [a for a in job.artifacts if a.name == args.name]
+    named = [(a.name, a.sha256) for a in job.artifacts]
+    if not any(name == args.name for name, _ in named):
+        named += await _model_call_artifacts(engine, job)
+    found = [digest for name, digest in named if name == args.name]
     if not found:
-        names = ", ".join(dict.fromkeys(a.name for a in job.artifacts)) or "none"
+        names = ", ".join(dict.fromkeys(name for name, _ in named)) or "none"
         raise BadRequest(f"{job.job_id} has no artifact '{args.name}'", hint=f"it has: {names}")
-    data = engine.artifacts.read(found[-1].sha256)
+    data = engine.artifacts.read(found[-1])
     if args.output == "-":
         sys.stdout.buffer.write(data)
         return 0
     path = args.output or args.name
     _write_new(path, data, force=args.force)
     hint = " (open with `playwright show-trace`)" if args.name.endswith(".zip") else ""
-    print(f"wrote {path}: {len(data)} bytes, sha256 {found[-1].sha256[:12]}{hint}")
+    print(f"wrote {path}: {len(data)} bytes, sha256 {found[-1][:12]}{hint}")
     return 0
+
+
+async def _model_call_artifacts(engine: Engine, job: JobRecord) -> list[tuple[str, str]]:
+    """What each model call sent and got back: on the chain by hash from its model.call event
+    (not in the job's artifact list), under the names the model client stored them as."""
+    out = []
+    for event in await engine.events(job.id):
+        if event.kind == "model.call" and "index" in event.data:
+            index = event.data["index"]
+            out.append((f"model-request-{index}.json", event.data["request_sha256"]))
+            out.append((f"model-response-{index}.json", event.data["response_sha256"]))
+    return out
 
 
 def _write_new(path: str, data: bytes, *, force: bool) -> None:
@@ -721,6 +739,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    for stream in (sys.stdout, sys.stderr):
+        # A record may hold text a terminal cannot encode (an escaped lone surrogate is fine,
+        # a raw one from argv is not): print it escaped rather than die mid-line.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     from runtime.errors import AcpError
 

@@ -66,10 +66,14 @@ from runtime.store import job_store
 from runtime.store.database import Database
 from runtime.store.job_store import utcnow
 from runtime.store.models import WorkerRow
+from runtime.untrusted import escape_text, has_lone_surrogate
 
 T = TypeVar("T")
 
 LIVE_WORKER_SECONDS = 15.0
+ENDED_UNPUBLISHED = frozenset(
+    {JobState.failed, JobState.cancelled, JobState.denied, JobState.rejected}
+)
 
 # Events that are not state changes but that the requester's door should still hear about.
 NOTIFY_KINDS = frozenset(
@@ -112,6 +116,18 @@ def _explicit_sql(parsed: ParsedRequest) -> bool:
     from runtime.tools.sql import match_diagnostic
 
     return looks_like_sql(parsed.instruction) or match_diagnostic(parsed.instruction) is not None
+
+
+def _refuse_unencodable(text: str, what: str) -> None:
+    """A request or an answer with a lone surrogate (invalid UTF-8 from a terminal, "\\ud800"
+    in JSON) cannot be stored or run as sent; say so rather than change it silently."""
+    if has_lone_surrogate(text):
+        at = next(i for i, c in enumerate(text) if has_lone_surrogate(c))
+        raise BadRequest(
+            f"the {what} is not valid text: character {at + 1} "
+            f"({escape_text(text[at])}) is a lone surrogate, which UTF-8 cannot carry",
+            hint="send the text as UTF-8; a terminal with a non-UTF-8 locale can cause this",
+        )
 
 
 def request_digest(text: str) -> dict[str, Any]:
@@ -202,6 +218,10 @@ class Engine(ApprovalGates):
                 f"{job.job_id} is {job.state.value}; it cannot become {to.value}",
                 hint=f"`acp show {job.job_id}` shows what it is waiting for",
             )
+        if to in ENDED_UNPUBLISHED:
+            # A job that ended without publishing has no pending action: no door may show a
+            # stale "merge" for a job that stopped, failed or was cancelled.
+            changes["pending_action"] = None
         updated = job.model_copy(update={"state": to, **changes})
         saved = await job_store.save_job(
             conn, updated, expected_state=job.state, worker_id=worker_id
@@ -414,6 +434,7 @@ class Engine(ApprovalGates):
             if existing:
                 return existing
         try:
+            _refuse_unencodable(text, "request")
             parsed = parse_request(text, self.policy)
         except BadRequest as error:
             await self.record_refusal(
@@ -566,6 +587,8 @@ class Engine(ApprovalGates):
         )
 
     async def answer(self, job_id: int, actor: Actor, answer: str) -> JobRecord:
+        _refuse_unencodable(answer, "answer")
+
         async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
             if job.state is not JobState.needs_clarification or job.clarification is None:
                 raise AlreadyDecided(

@@ -9,6 +9,7 @@ with a real failing unittest.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -364,6 +365,30 @@ async def test_job_over_its_model_budget_stops_with_the_reason(rig: Rig):
     assert len(rig.standin.requests_for(MODEL)) == 1
     assert rig.standin.pending(MODEL) == 1, "the second call was never sent"
     assert job.model.calls == 1 and job.model.cost_usd > 0.000001
+
+
+async def test_job_stopped_by_its_budget_shows_no_approval_and_its_model_calls_can_be_saved(
+    rig: Rig,
+):
+    engine = await rig.engine(budgets={"per_job_usd": 0.000001})
+    rig.standin.script(MODEL, call("list_dir", path=".", usage=(1000, 500)), say("done"))
+    job = await submit_and_run(engine)
+    assert job.state is JobState.failed and job.pending_action is None, job.result
+
+    code, shown, err = await rig.acp("show", job.job_id)
+    assert code == 0, err
+    assert "approval for" not in shown and "approve with" not in shown, shown
+    assert "budget" in shown
+
+    [model_call] = await kinds(engine, job.id, "model.call")
+    for name, key in (("model-request-1.json", "request_sha256"),
+                      ("model-response-1.json", "response_sha256")):  # fmt: skip
+        code, saved, err = await rig.acp("artifact", job.job_id, name, "-o", "-")
+        assert code == 0, err
+        assert saved.encode() == engine.artifacts.read(model_call.data[key])
+    assert json.loads(saved)["choices"][0]["message"]["tool_calls"], "the response as recorded"
+    code, _, err = await rig.acp("artifact", job.job_id, "model-request-2.json")
+    assert code != 0 and "model-request-1.json, model-response-1.json" in err, err
 
 
 async def test_team_budget_spent_by_one_job_stops_a_teammates_job(rig: Rig):
