@@ -7,13 +7,19 @@ approval is bound. On Approve the worker continues in the same browser context; 
 context is gone (a restart, another worker), the steps before the pause are taken again in a
 fresh one, and the action goes ahead only if the page is exactly the approved one, otherwise
 a fresh checkpoint is raised. On Reject the held action is dropped: nothing is sent.
+
+A pass over a job never leaves a browser context open behind it: unless the job paused on it
+(then it is in _live, closed when the approval is decided), it is closed when the pass ends,
+also when the pass fails or is cancelled (the worker's deadline).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +65,8 @@ class Live:
 
 
 _live: dict[int, Live] = {}
+# The sessions a pass over a job opened or took over (see _closing).
+_opened: contextvars.ContextVar[list[BrowserSession]] = contextvars.ContextVar("opened")
 
 
 @dataclass
@@ -99,13 +107,48 @@ async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         secrets = _secrets_for(site, job.spec.target or "", steps)
     except AcpError as error:
         return await engine.finish(job, JobState.failed, actor, "job.failed", reason=error.message)
+    return await _closing(job.id, _execute(engine, job, actor, site, secrets, steps, then_model))
+
+
+async def _execute(
+    engine: Engine,
+    job: JobRecord,
+    actor: str,
+    site: SiteTarget,
+    secrets: dict[str, str],
+    steps: list[BrowserStep],
+    then_model: bool,
+) -> JobRecord:
     run = await _start(engine, job, actor, site, secrets)
     return await _run_steps(run, steps, 0, then_model=then_model)
 
 
+async def _closing(job_id: int, work: Awaitable[JobRecord]) -> JobRecord:
+    """Run one pass over a job; then close every session it opened or took over, except the
+    one the job paused on, whatever ended the pass (a failure, a cancellation)."""
+    opened: list[BrowserSession] = []
+    token = _opened.set(opened)
+    try:
+        return await work
+    except BaseException:
+        live = _live.get(job_id)
+        if live is not None and live.session in opened:  # paused, but the pass did not end well
+            del _live[job_id]
+        raise
+    finally:
+        _opened.reset(token)
+        live = _live.get(job_id)
+        for session in opened:
+            if live is None or session is not live.session:
+                await session.close()
+
+
 async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     """The pending action was approved: take it, then go on with the rest of the job."""
-    actor = f"worker:{worker_id}"
+    return await _closing(job.id, _resume(engine, job, f"worker:{worker_id}"))
+
+
+async def _resume(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
     pending = job.pending_action or {}
     approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
     if approved is None or approved.action_hash != pending_hash(pending):
@@ -113,6 +156,8 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     state = job.result.get("browser", {})
     site = engine.policy.targets.sites[job.spec.target or ""]
     live = _live.pop(job.id, None)
+    if live is not None:
+        _opened.get().append(live.session)  # this pass owns it now
     if live is not None and live.pending.binding() != pending["binding"]:
         await live.session.stop()
         live = None
@@ -155,7 +200,10 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
         await _record(run)
         run.took(state["pending_step"])
         run.mutations += 1
-        return await _pause(run, again.pending, state["pending_step"], messages, call_id)
+        await _log_sent(run, live_pending, approved, sent_before)
+        # What the page goes on sending by itself is asked about as the page's own ("wait 0").
+        line = "wait 0" if again.pending.kind == "request" else state["pending_step"]
+        return await _pause(run, again.pending, line, messages, call_id)
     except SandboxViolation as refusal:
         return await _refused(run, refusal)
     except (AcpError, PlaywrightError) as error:
@@ -163,19 +211,29 @@ async def resume(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
     await _record(run)
     run.took(state["pending_step"])
     run.mutations += 1
-    await engine.log(
-        job.id,
+    await _log_sent(run, live_pending, approved, sent_before)
+    said = "approved and done."
+    if state.get("before_step"):
+        said = (
+            "the page's own request was approved and sent; the action you asked for was not "
+            "taken yet: take it again if it is still needed."
+        )
+    return await _go_on(run, messages, call_id, said)
+
+
+async def _log_sent(run: Run, pending: PendingAction, approved: Any, sent_before: int) -> None:
+    await run.engine.log(
+        run.job.id,
         "browser.mutation_sent",
-        actor,
+        run.actor,
         {
-            "description": live_pending.description,
+            "description": redact(run.session.scrub(pending.description)),
             "approved_hash": approved.action_hash,
             "approved_by": approved.decided_by,
             "requests": run.session.mutations_sent[sent_before:],
             "dialogs": run.session.dialogs[-3:],
         },
     )
-    return await _go_on(run, messages, call_id, "approved and done.")
 
 
 async def sweep(engine: Engine) -> int:
@@ -225,6 +283,9 @@ async def _start(
         trace_dir=engine.settings.home / "browser" / job.job_id,
         step_timeout_s=engine.policy.limits.browser_step_timeout_s,
     )
+    opened = _opened.get(None)
+    if opened is not None:
+        opened.append(session)
     await engine.log(
         job.id,
         "browser.session_started",
@@ -244,6 +305,9 @@ async def _run_steps(
             await _take(run, step)
         except MutationPending as paused:
             await _record(run)
+            if paused.before_step:  # the page's own request, before this step: it comes after
+                return await _pause(run, paused.pending, "wait 0", None, None,
+                                    step_index=index - 1, before_step=True)  # fmt: skip
             return await _pause(run, paused.pending, step.text(), None, None, step_index=index)
         except SandboxViolation as refusal:
             return await _refused(run, refusal)
@@ -330,6 +394,7 @@ async def _pause(
     *,
     step_index: int | None = None,
     reason: str | None = None,
+    before_step: bool = False,
 ) -> JobRecord:
     engine, job = run.engine, run.job
     if gated_action(job, ACTION) is None:
@@ -355,6 +420,7 @@ async def _pause(
         **run.progress(),
         "segment": run.segment,
         "call_id": call_id,
+        "before_step": before_step,
     }
     if messages is not None:
         ref = transcript_artifact(engine, messages)
@@ -699,10 +765,14 @@ async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
                 await _take(run, step)
             except MutationPending as paused:
                 await _record(run)
-                return await _pause(run, paused.pending, step.text(), messages, call.id)
+                line = "wait 0" if paused.before_step else step.text()
+                return await _pause(run, paused.pending, line, messages, call.id,
+                                    before_step=paused.before_step)  # fmt: skip
             except SandboxViolation as refusal:
                 await _record(run)
-                messages.append(tool_result(call.id, f"refused: {refusal.message}"))
+                said = refusal.message
+                messages.append(tool_result(call.id, said if said.startswith("refused")
+                                            else f"refused: {said}"))  # fmt: skip
                 continue
             except (AcpError, PlaywrightError) as error:
                 await _record(run)

@@ -2,7 +2,9 @@
 
 The admin app (the granted host, 127.0.0.1) has a users list, a disable form, a delete button
 behind a confirm, a page that saves through fetch(), a link and a redirect to the off-list
-site and an iframe from it. The off-list site is reached as `localhost`, a host name outside
+site and an iframe from it, and pages that post a "flags" form by themselves (from their load
+handler, from a timer, after a redirect and a meta refresh, or with fetch() in a loop), as
+single sign-on pages do. The off-list site is reached as `localhost`, a host name outside
 the grant, and counts every request that reaches it. Both count what they receive, so a test
 can say exactly how many times a mutation reached the server.
 
@@ -36,6 +38,7 @@ class Site:
     deleted: set[int] = field(default_factory=set)
     archived: set[int] = field(default_factory=set)
     logins: list[dict[str, str]] = field(default_factory=list)
+    flagged: Counter[int] = field(default_factory=Counter)  # user id: flag posts received
     form_target: int | None = None  # points the disable form at another user (page changes)
     runner: web.AppRunner | None = None
 
@@ -190,6 +193,60 @@ async def start_admin(offlist: Site) -> Site:
         async for message in ws:
             await ws.send_str(f"echo: {message.data}")
         return ws
+
+    # Pages that send a POST by themselves, with no click: the job must pause on each.
+    flags_form = (
+        "<form id=f method=post action='/users/{uid}/flags'><input name=flag value=review>"
+        "</form><p id=flash>posting</p>"
+    )
+    when = {
+        "auto": "addEventListener('load', () => f.submit())",
+        "auto-later": "addEventListener('load', () => setTimeout(() => f.submit(), 300))",
+    }
+
+    @routes.get("/users/{uid}/{when:auto|auto-later}")
+    async def auto_post(request: web.Request) -> web.Response:
+        uid = int(request.match_info["uid"])
+        script = when[request.match_info["when"]]
+        return page(flags_form.format(uid=uid) + f"<script>{script}</script>", "signing in")
+
+    @routes.get("/sso/{uid}")
+    async def sso(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/sso/{request.match_info['uid']}/hop")
+
+    @routes.get("/sso/{uid}/hop")
+    async def sso_hop(request: web.Request) -> web.Response:
+        target = f"/users/{int(request.match_info['uid'])}/auto"
+        return web.Response(
+            text=f"<!doctype html><meta http-equiv=refresh content='0; url={target}'>hop",
+            content_type="text/html",
+        )
+
+    @routes.get("/users/{uid}/flag-loop")
+    async def flag_loop(request: web.Request) -> web.Response:
+        uid = int(request.match_info["uid"])
+        return page(
+            "<p id=flash>looping</p><script>setInterval(() => fetch("
+            f"'/api/users/{uid}/flags', {{method: 'POST', body: 'flag=review'}})"
+            ".catch(() => {}), 100)</script>",
+            "loop",
+        )
+
+    @routes.post("/users/{uid}/flags")
+    async def flags(request: web.Request) -> web.Response:
+        uid = int(request.match_info["uid"])
+        admin.flagged[uid] += 1
+        raise web.HTTPSeeOther(f"/users/{uid}/flagged")
+
+    @routes.post("/api/users/{uid}/flags")
+    async def api_flags(request: web.Request) -> web.Response:
+        admin.flagged[int(request.match_info["uid"])] += 1
+        return web.json_response({"ok": True})
+
+    @routes.get("/users/{uid}/flagged")
+    async def flagged(request: web.Request) -> web.Response:
+        uid = int(request.match_info["uid"])
+        return page(f"<p id=flash>flags saved ({admin.flagged[uid]})</p>", "flagged")
 
     @routes.get("/login")
     async def login_form(request: web.Request) -> web.Response:

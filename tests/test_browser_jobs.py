@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -241,6 +243,91 @@ async def test_fetch_post_is_held_unsent_then_released_once(world: World) -> Non
     assert world.admin.archived == {41}
 
 
+# --- a page that posts by itself: a pause, never a hang ------------------------------------
+
+SELF_POSTING = {
+    "load": "`goto /users/8/auto` `expect #flash flags`",
+    "timer": "`goto /users/8/auto-later` `expect #flash flags`",
+    "redirect-then-refresh": "`goto /sso/8` `expect #flash flags`",
+    "timer-during-a-wait": "`goto /users/8/auto-later` `wait 1500` `expect #flash flags`",
+}
+
+
+async def settle_within(world: World, job_id: int, seconds: float = 60) -> JobRecord:
+    """A wedged worker fails the test instead of hanging it."""
+    return await asyncio.wait_for(world.settle(job_id), seconds)
+
+
+@pytest.mark.parametrize("steps", list(SELF_POSTING.values()), ids=list(SELF_POSTING))
+async def test_a_form_the_page_posts_by_itself_pauses_and_approval_sends_it_once(
+    world: World, steps: str
+) -> None:
+    job = await world.engine.submit(f"browse admin: {steps}", world.engine.actor("cli", "alice"))
+    after = await world.engine.submit(
+        "browse admin: `goto /users/42` `expect #status active`", world.engine.actor("cli", "alice")
+    )
+    job = await settle_within(world, job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    pending = job.pending_action
+    assert pending["kind"] == "request"
+    assert f"POST {world.admin.base}/users/8/flags" in pending["description"]
+    assert world.artifact(job, "pending-1.png").startswith(PNG)
+    assert (await world.engine.get(after.id)).state is JobState.succeeded  # not held up
+    await asyncio.sleep(0.3)
+    assert world.admin.mutations == {}
+
+    job = await asyncio.wait_for(world.approve(job), 60)
+    assert job.state is JobState.succeeded, job.result
+    assert world.admin.mutations == {"POST /users/8/flags": 1}
+    [sent] = await world.kinds(job, "browser.mutation_sent")
+    assert sent.data["requests"] == [{"url": world.admin.base + "/users/8/flags", "method": "POST"}]
+    assert browser_jobs.live_jobs() == []
+
+
+async def test_a_form_the_page_posts_by_itself_is_dropped_on_reject(world: World) -> None:
+    job = await world.submit(SELF_POSTING["load"])
+    assert job.state is JobState.awaiting_approval, job.result
+    job = await asyncio.wait_for(world.reject(job), 60)
+    assert job.state is JobState.rejected
+    await asyncio.sleep(0.3)
+    assert world.admin.mutations == {}
+    assert browser_jobs.live_jobs() == []
+
+
+async def test_a_fetch_loop_sends_exactly_the_approved_requests(world: World) -> None:
+    job = await world.submit("`goto /users/8/flag-loop` `wait 400` `expect #flash looping`")
+    assert job.state is JobState.awaiting_approval, job.result
+    approved = len(job.pending_action["binding"]["requests"])
+    assert approved >= 1
+    await asyncio.sleep(0.5)  # the loop goes on trying meanwhile; all of it held
+    assert world.admin.mutations == {}
+    job = await asyncio.wait_for(world.approve(job), 60)
+    # What the loop tried after the approval is held again, for a fresh decision.
+    assert job.state is JobState.awaiting_approval, job.result
+    assert world.admin.mutations == {"POST /api/users/8/flags": approved}
+    job = await asyncio.wait_for(world.reject(job), 60)
+    assert job.state is JobState.rejected
+    await asyncio.sleep(0.5)
+    assert world.admin.mutations == {"POST /api/users/8/flags": approved}
+    assert browser_jobs.live_jobs() == []
+
+
+async def test_a_cancelled_job_closes_its_browser_context(world: World) -> None:
+    """The worker's deadline cancels a job that takes too long: its context goes with it."""
+    from runtime.tools.browser import shared_browser
+
+    job = await world.engine.submit(
+        "browse admin: `goto /users/42` `wait 20000`", world.engine.actor("cli", "alice")
+    )
+    worker = Worker(world.engine)
+    claimed = await worker.claim()
+    assert claimed is not None and claimed.id == job.id
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(browser_jobs.execute(world.engine, claimed, worker.id), 4)
+    assert browser_jobs.live_jobs() == []
+    assert (await shared_browser()).contexts == []
+
+
 # --- mutations rejected: nothing reaches the server ---------------------------------------
 
 
@@ -358,11 +445,59 @@ async def test_credential_filled_by_the_runtime_never_recorded(world: World) -> 
     assert PASSWORD not in str(job.model_dump())
 
 
+TILDE_PASSWORD = "Adm1n~pass word&=!"
+
+
+async def test_no_file_holds_the_credential_while_the_job_is_paused_or_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Playwright writes its trace as it records (input values, request bodies); the
+    browser's temporary files and the service's home must not hold the value in any form,
+    while the paused session is live and after it closed."""
+    from test_browser_tool import encoded_forms
+
+    from runtime.tools.browser import close_shared_browser
+
+    # The browser launched next writes its files here (short: Chromium puts a socket in it).
+    temp = Path(tempfile.mkdtemp(prefix="acp-"))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("ADMIN_PASSWORD", TILDE_PASSWORD)
+    await close_shared_browser()
+    forms = encoded_forms(TILDE_PASSWORD)
+
+    def holding(root: Path) -> list[tuple[Path, str]]:
+        return [(path, form) for path, data in stored_files(root) for form in forms
+                if form.encode() in data]  # fmt: skip
+
+    async for world in open_world(tmp_path):
+        home = Path(world.engine.settings.home)
+        job = await world.submit("`goto /login` `fill #pw secret:admin-password` `click #signin`")
+        assert job.state is JobState.awaiting_approval, job.result
+        assert browser_jobs.live_jobs() == [job.id]  # the session, the value in its page
+        assert found(temp, "playwright-artifacts-*"), "the browser's files are not in TMPDIR"
+        assert holding(temp) == [] and holding(home) == []
+        job = await world.approve(job)
+        assert job.state is JobState.succeeded, job.result
+        assert world.admin.logins == [{"user": "ops", "password": TILDE_PASSWORD}]
+        assert holding(temp) == [] and holding(home) == []
+        assert not found(home, "**/.playwright")  # the trace's live files went with it
+        await close_shared_browser()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def found(root: Path, pattern: str) -> list[Path]:
+    return list(root.glob(pattern))
+
+
 def stored_files(home: Path) -> list[tuple[Path, bytes]]:
     """Every file under the service's home, zips (traces) unpacked."""
     found = []
     for path in [p for p in home.rglob("*") if p.is_file()]:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError:  # gone meanwhile (a browser's own temporary file)
+            continue
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 data = b"".join(z.read(n) for n in z.namelist())
@@ -556,9 +691,7 @@ async def test_model_selector_off_the_grant_is_refused_and_the_model_told(model_
     job = await world.settle(job.id)
     assert job.state is JobState.succeeded, job.result
     told = standin.requests_for(MODEL)[1].messages[-1]["content"]
-    assert (
-        told.startswith("refused: refused navigation") and "not in the job's browser grant" in told
-    )
+    assert told.startswith("refused navigation") and "not in the job's browser grant" in told
     assert world.offlist.requests == []
 
 

@@ -7,7 +7,11 @@ localhost (a different host name), stands for every off-list site and counts wha
 from __future__ import annotations
 
 import asyncio
+import base64
+import html
 import json
+import random
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +21,7 @@ import pytest
 from admin_site import page, serve
 from aiohttp import web
 
-from runtime.errors import SandboxViolation
+from runtime.errors import AcpError, SandboxViolation
 from runtime.tools.browser import (
     BrowserGrant,
     BrowserSession,
@@ -25,6 +29,7 @@ from runtime.tools.browser import (
     PageChanged,
     browser_executable,
     close_shared_browser,
+    secret_pattern,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -165,6 +170,26 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
     @routes.post("/login")
     async def login(request: web.Request) -> web.Response:
         return page("<p id=ok>signed in</p>")
+
+    @routes.get("/sign-in")
+    async def sign_in(request: web.Request) -> web.Response:
+        method = request.query.get("method", "post")
+        return page(
+            f"<form method={method} action='/signed-in'><input name=user value=ops>"
+            "<input id=pw name=password type=password><button id=signin>Sign in</button></form>"
+        )
+
+    @routes.route("*", "/signed-in")
+    async def signed_in(request: web.Request) -> web.Response:
+        # Echoed, escaped, as a careless server does: the value comes back in the page too.
+        fields = dict(request.query) if request.method == "GET" else dict(await request.post())
+        echo = html.escape(fields.get("password", ""))
+        return page(f"<p id=ok>signed in</p><p id=echo>{echo}</p>")
+
+    @routes.get("/busy")
+    async def busy(request: web.Request) -> web.Response:
+        return page("<p id=x>about to stop answering</p><script>"
+                    "setTimeout(() => { for (;;) {} }, 200)</script>")  # fmt: skip
 
     app.add_routes(routes)
     runner, port = await serve(app)
@@ -446,8 +471,118 @@ async def test_fill_secret_not_in_trace(tmp_path, sites) -> None:
             data = z.read(name)
             for form in (SECRET, "s3cr3t-Pa55", "s3cr3t-Pa55+w0rd", "s3cr3t-Pa55%20w0rd"):
                 assert form.encode() not in data, (name, form)
-        assert b"[redacted]" in b"".join(z.read(n) for n in names)
+        everything = b"".join(z.read(n) for n in names)
+        # Recorded before the fill and again once the page no longer held the value.
+        assert b"/login" in everything and b"signed in" in everything
     assert all(SECRET not in step.detail for step in s.steps)
+
+
+# Every form a password can take on its way into a trace, written out independently of the
+# runtime's own pattern: what a browser, a server or a JSON writer makes of it.
+def encoded_forms(secret: str) -> set[str]:
+    utf8 = secret.encode()
+
+    def percent(keep: str, plus: bool, upper: bool = True) -> str:
+        out = []
+        for char in secret:
+            if char.isascii() and (char.isalnum() or char in keep):
+                out.append(char)
+            elif char == " " and plus:
+                out.append("+")
+            else:
+                out.extend(f"%{b:02X}" if upper else f"%{b:02x}" for b in char.encode())
+        return "".join(out)
+
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(json.dumps(secret, ensure_ascii=False)[1:-1], ensure_ascii=False)[1:-1],
+        percent("*-._", plus=True),  # Chromium's form encoding (application/x-www-form-urlencoded)
+        percent("*-._", plus=True, upper=False),
+        percent("", plus=False),  # every byte encoded
+        percent("", plus=False, upper=False),
+        percent("-_.!~*'()", plus=False),  # encodeURIComponent
+        html.escape(secret),
+        html.escape(secret, quote=False),
+        "".join(f"&#{ord(c)};" for c in secret),
+        "".join(f"&#x{ord(c):x};" for c in secret),
+        "".join(f"&#X{ord(c):X};" for c in secret),
+    }
+    for offset in range(3):  # base64 of a body holding it, at each alignment
+        encoded = base64.b64encode(bytes(offset) + utf8).decode()
+        # the characters whose six bits all come from the password's own bytes
+        start, end = -(-offset * 8 // 6), (offset + len(utf8)) * 8 // 6
+        forms.add(encoded[start:end])
+    return {f for f in forms if len(f) >= 6}
+
+
+def random_passwords(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    printable = [chr(c) for c in range(0x20, 0x7F)]
+    found = ["a~b c%d+e&f=g\"h'i<j>k\\l/m#n?o", "pässwörd €~ 🔑"]
+    while len(found) < count:
+        found.append("".join(rng.choice(printable) for _ in range(rng.randint(8, 24))) + "~")
+    return found
+
+
+def test_secret_pattern_matches_every_encoding_of_arbitrary_passwords() -> None:
+    for secret in random_passwords(400, seed=12):
+        pattern = secret_pattern(secret)
+        for form in encoded_forms(secret):
+            text = f"prefix {form} suffix".encode()
+            assert pattern.search(text), (secret, form)
+            assert form.encode() not in pattern.sub(b"[redacted]", text), (secret, form)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+async def test_no_form_of_a_filled_password_reaches_the_trace(tmp_path, sites, method) -> None:
+    admin, _ = sites
+    passwords = random_passwords(8, seed=7 if method == "get" else 8)
+    s = await BrowserSession.start(BrowserGrant(domains=["127.0.0.1"]), trace_dir=tmp_path)
+    try:
+        for password in passwords:
+            await s.goto(f"{admin.base}/sign-in?method={method}")
+            await s.fill_secret("#pw", password)
+            try:
+                await s.click("#signin")
+            except MutationPending as caught:  # the POST form waits for its approval
+                await s.perform_pending(caught.pending)
+            assert await s.page.locator("#ok").inner_text() == "signed in"
+            await s.goto(admin.base + "/users/42")
+    finally:
+        trace = await s.stop()
+        await close_shared_browser()
+    sent = [fields["password"] for _, fields in admin.posts] if method == "post" else [
+        q.split("password=", 1)[1] for m, q in admin.requests if q.startswith("/signed-in")
+    ]  # fmt: skip
+    assert len(sent) == len(passwords)
+    with zipfile.ZipFile(trace) as z:
+        names = z.namelist()
+        assert "trace.trace" in names and any(n.endswith("-trace.trace") for n in names)
+        for name in names:
+            data = z.read(name).decode(errors="replace")
+            for password in passwords:
+                for form in encoded_forms(password):
+                    assert form not in data, (name, password, form)
+    assert not (tmp_path / ".playwright").exists()  # the live files went with the context
+
+
+async def test_a_page_that_stops_answering_fails_within_the_step_deadline(tmp_path, sites) -> None:
+    admin, _ = sites
+    s = await BrowserSession.start(
+        BrowserGrant(domains=["127.0.0.1"]), trace_dir=tmp_path, step_timeout_s=2
+    )
+    started = time.monotonic()
+    try:
+        await s.goto(admin.base + "/busy")
+        await asyncio.sleep(0.3)  # its script now loops for ever
+        with pytest.raises(AcpError):
+            await s.expect("#x", "never there")
+    finally:
+        await s.stop()
+        await close_shared_browser()
+    assert time.monotonic() - started < 45  # each call bounded: never a hang
 
 
 async def test_trace_zip_is_a_playwright_trace(session, sites, tmp_path) -> None:
