@@ -250,6 +250,7 @@ SELF_POSTING = {
     "timer": "`goto /users/8/auto-later` `expect #flash flags`",
     "redirect-then-refresh": "`goto /sso/8` `expect #flash flags`",
     "timer-during-a-wait": "`goto /users/8/auto-later` `wait 1500` `expect #flash flags`",
+    "at-the-last-step": "`goto /users/8/auto`",
 }
 
 
