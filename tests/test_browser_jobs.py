@@ -25,6 +25,7 @@ from runtime import browser_jobs
 from runtime.engine import Engine
 from runtime.jobs import JobRecord, JobState
 from runtime.settings import Settings
+from runtime.tools.browser import close_shared_browser
 from runtime.worker import Worker
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -109,6 +110,9 @@ async def open_world(
         yield World(engine, admin, offlist)
     finally:
         await browser_jobs.close_all()
+        # The shared browser belongs to this test's event loop: closed here, or its Chromium
+        # and Playwright driver would outlive the loop until the test run ends.
+        await close_shared_browser()
         await engine.close()
         await admin.stop()
         await offlist.stop()
