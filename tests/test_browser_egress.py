@@ -394,8 +394,11 @@ async def test_chromium_runs_in_a_network_namespace_with_only_loopback() -> None
         pids = _browser_pids(egress.proxy.port or 0)
         assert pids, "no Chromium process found"
         ours = os.stat("/proc/self/ns/net").st_ino
+        our_users = os.stat("/proc/self/ns/user").st_ino
         for pid in pids:
             assert os.stat(f"/proc/{pid}/ns/net").st_ino != ours, pid
+            if egress.namespace == "user":  # no capability over the host's network to go back
+                assert os.stat(f"/proc/{pid}/ns/user").st_ino != our_users, pid
         # What the browser's namespace holds, seen from inside it.
         child = await asyncio.create_subprocess_exec(
             "nsenter", f"--net=/proc/{pids[0]}/ns/net", sys.executable, "-c",

@@ -1,11 +1,11 @@
 """Run a program in a network namespace of its own whose only way out is the egress proxy.
 
 Used as Chromium's executable. It forks a forwarder that stays in the host's network, then
-makes the namespace (as root, or inside a new user namespace when unprivileged), brings its
-loopback up, listens on PORT on every address of that loopback and hands the listening
-socket to the forwarder, which relays each connection to the egress proxy's Unix socket,
-first naming the address the program connected to (its door). Then it execs the program with
-its arguments and inherited descriptors (Playwright's pipes, fds 3 and 4) untouched.
+makes the namespace (inside a new user namespace; a bare one as root where those are off),
+brings its loopback up, listens on PORT on every address of that loopback and hands the
+listening socket to the forwarder, which relays each connection to the egress proxy's Unix
+socket, first naming the address the program connected to (its door). Then it execs the
+program with its arguments and inherited descriptors (Playwright's pipes, fds 3 and 4).
 
 It must never exec the program when the namespace could not be made, and never give the
 namespace any interface but loopback. Standard library only: it runs as a script, before
@@ -40,27 +40,31 @@ class NamespaceUnavailable(OSError):
 
 
 def enter_network_namespace() -> str:
-    """Move this process into a fresh network namespace; returns how ("root" or "user")."""
+    """Move this process into a fresh network namespace; returns how ("user" or "root").
+
+    A user namespace first, even as root: inside it the program holds no capability over
+    the host's namespaces, so it cannot setns() back into the host's network. A bare network
+    namespace (root only) is the fallback where user namespaces are disabled."""
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.getuid(), os.getgid()
-    if libc.unshare(CLONE_NEWNET) == 0:
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        # The same user inside as outside, so the files this user made stay this user's.
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
         _loopback_up()
-        return "root"
+        return "user"
     first = ctypes.get_errno()
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+    if libc.unshare(CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise NamespaceUnavailable(
             err,
-            f"cannot create a network namespace: unshare(CLONE_NEWNET): {os.strerror(first)}; "
-            f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(err)}",
+            "cannot create a network namespace: "
+            f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}; "
+            f"unshare(CLONE_NEWNET): {os.strerror(err)}",
         )
-    # The same user inside as outside, so the profile directory made by this user stays
-    # this user's.
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
     _loopback_up()
-    return "user"
+    return "root"
 
 
 def _loopback_up() -> None:
