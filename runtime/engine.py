@@ -587,8 +587,6 @@ class Engine(ApprovalGates):
         )
 
     async def answer(self, job_id: int, actor: Actor, answer: str) -> JobRecord:
-        _refuse_unencodable(answer, "answer")
-
         async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
             if job.state is not JobState.needs_clarification or job.clarification is None:
                 raise AlreadyDecided(
@@ -627,6 +625,7 @@ class Engine(ApprovalGates):
             return await self._apply_decision(conn, updated, decision, actor.label)
 
         try:
+            _refuse_unencodable(answer, "answer")
             return await self.locked(job_id, body)
         except (BadRequest, PolicyDenied, UnknownJob) as error:
             await self.record_refusal("answer.refused", actor.label, error, job_id=job_id)

@@ -60,3 +60,15 @@ async def test_request_that_is_not_valid_text_is_refused_on_the_record(engine, t
     [refused] = [e for e in await engine.events() if e.kind == "request.refused"]
     assert refused.data["request"]["chars"] == len(text)
     assert await engine.verify_audit()
+
+
+async def test_answer_that_is_not_valid_text_is_refused_on_the_record(engine):
+    alice = engine.actor("cli", "alice")
+    job = await engine.submit("fix teh typo in the readme", alice)
+    assert job.state.value == "needs_clarification", job.result
+    with pytest.raises(BadRequest, match="is a lone surrogate"):
+        await engine.answer(job.id, alice, "demo\udcff")
+    [refused] = [e for e in await engine.events() if e.kind == "answer.refused"]
+    assert refused.data["job"] == job.job_id and "lone surrogate" in refused.data["message"]
+    assert (await engine.get(job.id)).state.value == "needs_clarification"
+    assert await engine.verify_audit()

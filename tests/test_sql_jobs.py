@@ -157,6 +157,8 @@ async def test_a_vague_sql_request_asks_and_a_write_answer_is_refused(sql_engine
     with pytest.raises(SqlWriteRefused):
         await sql_engine.answer(job.id, carol, "DELETE FROM orders")
     assert (await sql_engine.get(job.id)).state is JobState.needs_clarification
+    [refusal] = [e for e in await sql_engine.events() if e.kind == "answer.refused"]
+    assert refusal.data["error"] == "SqlWriteRefused" and refusal.data["job"] == job.job_id
     job = await sql_engine.answer(job.id, carol, "SELECT count(*) AS n FROM orders")
     job = await settle(sql_engine, job.id)
     assert job.state is JobState.succeeded, job.result
