@@ -727,11 +727,12 @@ def _after_action(
 
 
 async def _run_model(run: Run, messages: list[dict[str, Any]]) -> JobRecord:
-    from runtime.models import ModelClient
+    from runtime.models import ModelClient, load_litellm
 
     engine, job = run.engine, run.job
     limits = engine.policy.limits
     client = ModelClient(engine, job, actor=run.actor)
+    await load_litellm()  # in a thread: the first import would stall this worker's browsers
     if len(messages) == 2 + len(job.result.get("answers", [])):
         messages.append({"role": "user", "content": await run.session.observe()})
     steps_used = sum(1 for m in messages if m.get("role") == "assistant")

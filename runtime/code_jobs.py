@@ -7,7 +7,6 @@ only with hooks and filters disabled.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import hashlib
 import json
@@ -28,7 +27,7 @@ from runtime.errors import (
     SandboxViolation,
 )
 from runtime.jobs import ArtifactRef, Clarification, JobRecord, JobState, JobType
-from runtime.models import ModelClient, litellm_module
+from runtime.models import ModelClient, load_litellm
 from runtime.policy import RepoTarget
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
@@ -204,9 +203,7 @@ async def _run_model(
     """The agent loop for a job with a model route; None when it finished and left a change."""
     limits = engine.policy.limits
     client = ModelClient(engine, job, actor=actor)
-    # litellm's first import takes seconds of CPU: done in a thread, it neither stalls the
-    # worker's event loop nor eats the agent's time limit (which cannot fire during it).
-    await asyncio.to_thread(litellm_module)
+    await load_litellm()  # before the agent's deadline starts: the first import takes seconds
     documents = job.spec.job_type is JobType.doc
     messages = opening_messages(
         job.spec.target or "",

@@ -7,8 +7,10 @@ Every request and response is stored by content hash and referenced from a `mode
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,13 @@ def litellm_module():
 
     litellm.suppress_debug_info = True
     return litellm
+
+
+async def load_litellm():
+    """litellm, imported in a thread the first time: the import takes seconds of CPU, which
+    would stall the event loop and hold off every deadline on it. Callers with a deadline
+    (the agent loops) load it before their deadline starts."""
+    return sys.modules.get("litellm") or await asyncio.to_thread(litellm_module)
 
 
 class ToolCall(BaseModel):
@@ -126,7 +135,7 @@ class ModelClient:
         if self.route is None or self.route.model == "direct":
             raise ModelUnavailable(f"{self.job.job_id} has no model route; it runs direct steps")
         await self._check_budget()
-        litellm = litellm_module()
+        litellm = await load_litellm()
         candidates = endpoints(self.route, lambda model: _provider(litellm, model))
         key = self._key(candidates[0], primary=True)
         for index, endpoint in enumerate(candidates):
