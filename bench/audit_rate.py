@@ -40,6 +40,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, in
 
 from runtime import audit  # noqa: E402
 from runtime.audit import ArtifactStore, NewEvent  # noqa: E402
+from runtime.store import migrate  # noqa: E402
 from runtime.store.database import Database  # noqa: E402
 
 APPEND_BUDGET = 5_000.0  # events/s, SQLite
@@ -385,7 +386,7 @@ async def run_backend(backend: str, url: str, n_verify: int, args, table: Result
     print(f"\n== {backend} ({url.split('@')[-1] if '@' in url else url})", flush=True)
     db = Database(url)
     try:
-        await db.create_schema()
+        await migrate.upgrade(db)
         await bench_append(db, backend, args, table)
         if n_verify > 0:
             store = ArtifactStore(tmp / f"artifacts-{backend}")

@@ -10,7 +10,7 @@ Baselines in the same run, same interpreter:  python -c pass  and
   python -c "import sqlalchemy, pydantic"
 Runs are interleaved round-robin so machine noise hits every command alike. Then prints where
 the time goes: `python -X importtime` top imports for `acp jobs`, and an in-process phase split
-(imports / load policy / open database + create_schema / query).
+(imports / load policy / open database + schema revision check / query).
 
 Run:  .venv/bin/python bench/cli_startup.py [--rounds 10] [--jobs 100]
 """
@@ -100,6 +100,7 @@ from runtime.engine import Engine
 t2 = time.perf_counter()
 from runtime.policy import load_policy
 from runtime.settings import Settings
+from runtime.store import migrate
 from runtime.store.database import Database
 
 async def main():
@@ -108,7 +109,7 @@ async def main():
     loaded = load_policy(s.policy_dir)
     b = time.perf_counter()
     db = Database(s.database_url)
-    await db.create_schema()
+    await migrate.prepare(db, may_upgrade=False)
     c = time.perf_counter()
     engine = Engine(s, db, loaded)
     jobs = await engine.jobs(limit=50)
@@ -116,7 +117,7 @@ async def main():
     d = time.perf_counter()
     await engine.close()
     e = time.perf_counter()
-    return {"load policy": b - a, "Database() + create_schema": c - b,
+    return {"load policy": b - a, "Database() + revision check": c - b,
             "list 50 jobs + render": d - c, "engine.close": e - d}
 
 t3 = time.perf_counter()

@@ -697,8 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("routine")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
+    from bot import cli_db
+
+    cli_db.add_parser(sub)
     add("schema", "print the job schema (JSON Schema)")
-    add("serve", "run the service: worker (and Slack when configured)")
+    add("serve", "run the service: upgrades the database, then worker (and Slack if configured)")
     add("worker", "run a worker only")
     return parser
 
@@ -722,7 +725,17 @@ _ASYNC: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
 async def _run(args: argparse.Namespace) -> int:
     from runtime.engine import Engine
 
-    engine = await Engine.open()
+    if args.command == "db":
+        from bot import cli_db
+
+        return await cli_db.run(args)
+    if args.command == "serve":
+        from bot import cli_db
+
+        # The service brings the schema up to date at start, under the upgrade lock.
+        engine = await Engine.open(upgrade=True, actor=f"serve:{cli_db.operator()[4:]}")
+    else:
+        engine = await Engine.open()
     try:
         if args.command == "audit":
             handler = cmd_audit_verify if args.audit_command == "verify" else cmd_audit_export

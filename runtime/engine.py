@@ -62,7 +62,7 @@ from runtime.policy import (
     load_policy,
 )
 from runtime.settings import Settings
-from runtime.store import job_store
+from runtime.store import job_store, migrate
 from runtime.store.database import Database
 from runtime.store.job_store import utcnow
 from runtime.store.models import WorkerRow
@@ -145,12 +145,23 @@ class Engine(ApprovalGates):
         self.artifacts = ArtifactStore(settings.artifacts_dir)
 
     @classmethod
-    async def open(cls, settings: Settings | None = None) -> Engine:
+    async def open(
+        cls, settings: Settings | None = None, *, upgrade: bool = False, actor: str = "acp"
+    ) -> Engine:
+        """Load the policy and open the database at this code's schema.
+
+        An empty database gets the schema. One that is behind is upgraded only when `upgrade`
+        (`acp serve`); otherwise SchemaOutOfDate. One from a newer release: SchemaFromTheFuture.
+        """
         settings = settings or Settings.from_env()
         loaded = load_policy(settings.policy_dir)
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        await db.create_schema()
+        try:
+            await migrate.prepare(db, may_upgrade=upgrade, actor=actor)
+        except BaseException:
+            await db.close()
+            raise
         return cls(settings, db, loaded)
 
     async def close(self) -> None:

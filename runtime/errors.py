@@ -144,6 +144,30 @@ class ModelUnavailable(AcpError):
     exit_code = 14
 
 
+# --- the database ------------------------------------------------------------
+
+
+class SchemaOutOfDate(AcpError):
+    """Raised when a database is at an older schema revision than this code (or was made
+    before versioned migrations), and the command may not upgrade it: `acp db upgrade` does."""
+
+    exit_code = 16
+
+
+class SchemaFromTheFuture(AcpError):
+    """Raised when a database is at a schema revision this code does not know: a newer
+    version upgraded it. Nothing is changed."""
+
+    exit_code = 17
+
+
+class SchemaUpgradeFailed(AcpError):
+    """Raised when an upgrade or downgrade cannot run: a migration failed (and was rolled
+    back), another instance held the upgrade lock past the deadline, or the target is refused."""
+
+    exit_code = 18
+
+
 # --- publish and audit -----------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from runtime import audit
 from runtime.audit import ArtifactStore, NewEvent
 from runtime.errors import AuditChainBroken
+from runtime.store import migrate
 from runtime.store.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ async def raw(db: Database, *statements: str) -> None:
 @pytest.fixture
 async def db(db_url: str):
     database = Database(db_url)
-    await database.create_schema()
+    await migrate.upgrade(database)
     yield database
     await database.close()
 

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -651,12 +652,29 @@ async def _revert_tree(repo_path: Path, head: str, merge_commit: str, mainline: 
 
 
 async def init_sample_repo(source_dir: Path, dest: Path, base_branch: str = "main") -> None:
-    """Make dest a git repo holding a copy of source_dir in one commit; no-op if it is one."""
+    """Make dest a git repo holding a copy of source_dir in one commit; no-op if it is one.
+
+    Built beside dest and renamed into place, so two instances starting on one home at once
+    never share a half-made repository: the first rename wins, the other copy is dropped."""
     dest = Path(dest)
     if (dest / ".git").exists():
         return
-    await asyncio.to_thread(shutil.copytree, source_dir, dest, dirs_exist_ok=True)
-    env = _identity("acp sample", "sample@acp.invalid")
-    await _git("init", "--quiet", "-b", base_branch, cwd=dest)
-    await _git("add", "-A", cwd=dest)
-    await _git("commit", "--quiet", "--no-verify", "-m", "Initial sample", cwd=dest, env=env)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        await asyncio.to_thread(shutil.copytree, source_dir, building, dirs_exist_ok=True)
+        env = _identity("acp sample", "sample@acp.invalid")
+        await _git("init", "--quiet", "-b", base_branch, cwd=building)
+        await _git("add", "-A", cwd=building)
+        await _git(
+            "commit", "--quiet", "--no-verify", "-m", "Initial sample", cwd=building, env=env
+        )
+        with contextlib.suppress(OSError):
+            dest.rmdir()  # an empty directory left where the repo goes
+        try:
+            os.rename(building, dest)
+        except OSError:
+            if not (dest / ".git").exists():
+                raise
+    finally:
+        await asyncio.to_thread(shutil.rmtree, building, True)  # gone already once renamed

@@ -1,7 +1,8 @@
 """The database handle: SQLite (aiosqlite, WAL) by default, PostgreSQL (asyncpg) by URL.
 
-Creates the schema and the triggers that make the audit log append-only. Write transactions
-on SQLite are BEGIN IMMEDIATE so a read-then-write (the audit chain head) cannot interleave.
+The schema (and the triggers that make the audit log append-only) is made and upgraded by
+migrate.py. Write transactions on SQLite are BEGIN IMMEDIATE so a read-then-write (the
+audit chain head) cannot interleave.
 """
 
 from __future__ import annotations
@@ -10,33 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, event, inspect, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from runtime.errors import AcpError
-from runtime.store.models import Base
-
-_SQLITE_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
-)
-
-_POSTGRES_TRIGGERS = (
-    "CREATE OR REPLACE FUNCTION acp_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
-    "DROP TRIGGER IF EXISTS audit_events_no_change ON audit_events",
-    "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
-    "FOR EACH ROW EXECUTE FUNCTION acp_audit_append_only()",
-    "DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events",
-    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
-    "FOR EACH STATEMENT EXECUTE FUNCTION acp_audit_append_only()",
-)
 
 # Any constant works; it only has to be the same in every process of one deployment.
-SCHEMA_LOCK = 0x616370_01
 AUDIT_LOCK = 0x616370_02
 
 
@@ -76,31 +57,8 @@ class Database:
         async with self._writer.begin() as conn:
             yield conn
 
-    async def create_schema(self) -> None:
-        async with self.begin() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
-            await conn.run_sync(Base.metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
-            triggers = _SQLITE_TRIGGERS if self.dialect == "sqlite" else _POSTGRES_TRIGGERS
-            for statement in triggers:
-                await conn.execute(text(statement))
-
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    """Bring a database made by an older version up to date: new nullable columns, indexes."""
-    inspector = inspect(conn)
-    for table in Base.metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
 
 
 def _sqlite_immediate_transactions(engine: AsyncEngine) -> None:

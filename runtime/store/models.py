@@ -1,6 +1,8 @@
 """SQLAlchemy 2 typed tables: jobs, the audit log, workers, the outbox to front doors.
 
-The audit table is append-only: the database refuses UPDATE and DELETE on it (see database.py).
+The audit table is append-only: the database refuses UPDATE and DELETE on it (triggers made
+by the baseline migration). Every change here needs its migration in migrations/versions/;
+tests/test_db_migrations.py fails while the two disagree.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -43,12 +45,15 @@ class JobRow(Base):
     # Where the door that submitted the job wants to hear about it (channel, user, ...).
     reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Denormalised for budgets: a team's spend today is one indexed SUM.
-    team: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    team: Mapped[str | None] = mapped_column(String(200), nullable=True)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ux_jobs_request_key", "request_key", unique=True),)
+    __table_args__ = (
+        Index("ux_jobs_request_key", "request_key", unique=True),
+        Index("ix_jobs_team_created", "team", "created_at"),
+    )
 
 
 class AuditEventRow(Base):
@@ -83,7 +88,7 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    door: Mapped[str] = mapped_column(String(16), index=True)
+    door: Mapped[str] = mapped_column(String(16))
     job_id: Mapped[int] = mapped_column(Integer, index=True)
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -92,6 +97,17 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    # What delivery polls: only the undelivered, however long the history.
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "door",
+            "id",
+            sqlite_where=text("delivered_at IS NULL"),
+            postgresql_where=text("delivered_at IS NULL"),
+        ),
+    )
 
 
 class DoorThreadRow(Base):
