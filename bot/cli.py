@@ -528,6 +528,11 @@ async def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     stop = _stop_event()
     print(f"acp service: home {engine.settings.home}")
     print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
+    if engine.schema_found is not None:
+        from runtime.store import migrate
+
+        was = engine.schema_found.current or engine.schema_found.describe()
+        print(f"  schema   : {migrate.HEAD} (was {was})")
     print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
     worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"])
     await worker.start(engine)

@@ -143,6 +143,8 @@ class Engine(ApprovalGates):
         self.db = db
         self.loaded = policy
         self.artifacts = ArtifactStore(settings.artifacts_dir)
+        # What open() found when it created or upgraded the schema (None: already current).
+        self.schema_found: migrate.SchemaStatus | None = None
 
     @classmethod
     async def open(
@@ -158,11 +160,13 @@ class Engine(ApprovalGates):
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
         try:
-            await migrate.prepare(db, may_upgrade=upgrade, actor=actor)
+            changed = await migrate.prepare(db, may_upgrade=upgrade, actor=actor)
         except BaseException:
             await db.close()
             raise
-        return cls(settings, db, loaded)
+        engine = cls(settings, db, loaded)
+        engine.schema_found = changed
+        return engine
 
     async def close(self) -> None:
         await self.db.close()

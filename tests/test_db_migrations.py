@@ -273,6 +273,9 @@ async def test_two_services_starting_at_once_migrate_once(acp_env, db_url, tmp_p
             await asyncio.sleep(4)  # both are up and waiting on the lock, neither has started
             assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
             assert not any("ready" in log.read_text() for log in logs)
+            assert all(
+                "waiting up to 120 s for another instance" in log.read_text() for log in logs
+            )
             db = Database(db_url)
             try:
                 assert (await migrate.status(db)).current == migrate.BASELINE
@@ -297,6 +300,8 @@ async def test_two_services_starting_at_once_migrate_once(acp_env, db_url, tmp_p
         assert upgrades[0].actor.startswith("serve:")
         assert upgrades[0].data["from"] == migrate.BASELINE
         assert upgrades[0].data["to"] == migrate.HEAD
+        said = [log.read_text() for log in logs]
+        assert sum(f"schema   : {migrate.HEAD} (was 0001_baseline)" in text for text in said) == 1
     finally:
         await engine.close()
     assert schema_diff(db_url) == []

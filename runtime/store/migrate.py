@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.errors import SchemaFromTheFuture, SchemaOutOfDate, SchemaUpgradeFailed
 from runtime.store.database import Database
+
+log = logging.getLogger("acp.migrate")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "acp_schema_version"
@@ -159,8 +163,9 @@ async def prepare(db: Database, *, may_upgrade: bool, actor: str = "acp") -> Sch
         )
     if found.state == "current":  # HEAD constant out of step with versions/ (a test stops this)
         return None
-    await upgrade(db, actor=actor)
-    return found
+    # Another instance may have upgraded it while this one waited for the lock.
+    found, applied = await upgrade(db, actor=actor)
+    return found if applied else None
 
 
 def _from_the_future(db: Database, found: SchemaStatus) -> SchemaFromTheFuture:
@@ -310,6 +315,10 @@ def _lock_timeout(explicit: float | None) -> float:
         ) from None
 
 
+def _say_waiting(wait_s: float) -> None:
+    log.warning("waiting up to %g s for another instance's database upgrade", wait_s)
+
+
 @contextlib.asynccontextmanager
 async def _upgrade_lock(db: Database, wait_s: float) -> AsyncIterator[AsyncConnection]:
     """A write transaction that holds the deployment's one upgrade lock."""
@@ -321,6 +330,9 @@ async def _upgrade_lock(db: Database, wait_s: float) -> AsyncIterator[AsyncConne
     if db.dialect == "postgresql":
         async with db.begin() as conn:
             await conn.execute(text(f"SET LOCAL lock_timeout = {int(wait_s * 1000)}"))
+            query = text(f"SELECT pg_try_advisory_xact_lock({SCHEMA_LOCK})")
+            if not (await conn.execute(query)).scalar():
+                _say_waiting(wait_s)
             try:
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
             except DBAPIError as error:
@@ -342,13 +354,15 @@ async def _lock_file(db: Database, wait_s: float, waited: str, hint: str) -> Asy
     fd = os.open(f"{path}.upgrade-lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait_s
-        while True:
+        for attempt in itertools.count():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise SchemaUpgradeFailed(waited, hint=hint) from None
+                if attempt == 0:
+                    _say_waiting(wait_s)
                 await asyncio.sleep(0.05)
         yield
     finally:
