@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from runtime import doc_jobs
-from runtime.agent import SYSTEM_PROMPT, opening_messages, run_agent
+from runtime.agent import SYSTEM_PROMPT, AgentOutcome, opening_messages, run_agent
 from runtime.approvals import pending_hash
 from runtime.errors import (
     ApprovalMismatch,
@@ -197,6 +198,44 @@ async def _run_steps(
     return None
 
 
+@dataclass(frozen=True)
+class ModelLoop:
+    """What a kind's model loop is given: its system prompt, and whether it has the document
+    tools (a doc job's change is then also reviewed, and replayed, as a document diff)."""
+
+    system_prompt: str
+    documents: bool = False
+
+
+# The kinds whose model loop runs in a worktree here. A run and its replay both take the
+# prompt and the tools from this table (agent_loop), so a replay has what its run had.
+MODEL_LOOPS = {
+    JobType.code: ModelLoop(SYSTEM_PROMPT),
+    JobType.doc: ModelLoop(doc_jobs.DOC_SYSTEM_PROMPT, documents=True),
+}
+
+
+async def agent_loop(
+    job: JobRecord, toolbox: Toolbox, client: ModelClient, *, max_steps: int, time_limit_s: float
+) -> AgentOutcome:
+    """The job's model loop, with its kind's prompt and tools and the requester's answers."""
+    loop = MODEL_LOOPS[job.spec.job_type]
+    messages = opening_messages(
+        job.spec.target or "",
+        job.spec.instruction,
+        job.result.get("answers", []),
+        loop.system_prompt,
+    )
+    return await run_agent(
+        toolbox,
+        client,
+        messages,
+        max_steps=max_steps,
+        time_limit_s=time_limit_s,
+        documents=loop.documents,
+    )
+
+
 async def _run_model(
     engine: Engine, job: JobRecord, toolbox: Toolbox, actor: str
 ) -> JobRecord | None:
@@ -204,21 +243,13 @@ async def _run_model(
     limits = engine.policy.limits
     client = ModelClient(engine, job, actor=actor)
     await load_litellm()  # before the agent's deadline starts: the first import takes seconds
-    documents = job.spec.job_type is JobType.doc
-    messages = opening_messages(
-        job.spec.target or "",
-        job.spec.instruction,
-        job.result.get("answers", []),
-        doc_jobs.DOC_SYSTEM_PROMPT if documents else SYSTEM_PROMPT,
-    )
     try:
-        outcome = await run_agent(
+        outcome = await agent_loop(
+            job,
             toolbox,
             client,
-            messages,
             max_steps=limits.agent_max_steps,
             time_limit_s=limits.agent_time_limit_s,
-            documents=documents,
         )
     except (BudgetExceeded, ModelUnavailable) as error:
         return await _fail(engine, job, toolbox, actor, error.message)
@@ -417,10 +448,20 @@ class ReplayReport(BaseModel):
     replayed_diff_sha256: str | None
     model_responses: int
     difference: str = ""
+    # A doc job's documents are binary to git: their document diffs are compared too.
+    recorded_document_diff_sha256: str | None = None
+    replayed_document_diff_sha256: str | None = None
 
 
 async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) -> ReplayReport:
     """Re-run a model job in a fresh sandbox, feeding the recorded model responses."""
+    loop = MODEL_LOOPS.get(job.spec.job_type)
+    if loop is None:
+        kinds = " and ".join(t.value for t in MODEL_LOOPS)
+        raise InvalidTransition(
+            f"{job.job_id} is a {job.spec.job_type.value} job; replay re-runs the model loop of "
+            f"{kinds} jobs in a worktree and compares their diffs"
+        )
     events = await engine.events(job.id)
     created = [e for e in events if e.kind == "sandbox.worktree_created"]
     if not created:
@@ -448,14 +489,12 @@ async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) 
     actor = "replay"
     toolbox = Toolbox(engine, job, tree, actor, record=False)
     client = ModelClient(engine, job, actor=actor, replay=responses)
+    replayed_review, replayed_review_sha = "", None
     try:
-        messages = opening_messages(
-            job.spec.target or "", job.spec.instruction, job.result.get("answers", [])
-        )
-        await run_agent(
+        await agent_loop(
+            job,
             toolbox,
             client,
-            messages,
             max_steps=len(responses),
             time_limit_s=engine.policy.limits.agent_time_limit_s,
         )
@@ -463,25 +502,42 @@ async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) 
             tree, f"replay of {job.job_id}", "acp replay", "replay@acp.local"
         )
         patch = (await wt.diff(tree)).patch if head else ""
+        if loop.documents and head:
+            try:
+                review = await doc_jobs.review_change(
+                    engine, path, tree.base_commit, head, keep=False
+                )
+                replayed_review, replayed_review_sha = review.text, _sha256(review.text)
+            except doc_jobs.DocumentError as error:
+                replayed_review = _refused(error.message)
     finally:
         await wt.remove_worktree(tree, delete_branch=True)
-    recorded_sha = next((a.sha256 for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
+    recorded_sha = _recorded(job, "diff.patch")
     recorded = engine.artifacts.read(recorded_sha).decode() if recorded_sha else ""
     replayed = redact(patch)
-    replayed_sha = hashlib.sha256(replayed.encode()).hexdigest() if replayed else None
+    replayed_sha = _sha256(replayed)
     identical = _diff_body(recorded) == _diff_body(replayed)
-    difference = (
-        ""
-        if identical
-        else "".join(
-            difflib.unified_diff(
-                recorded.splitlines(True),
-                replayed.splitlines(True),
-                "recorded/diff.patch",
-                "replayed/diff.patch",
-            )
+    difference = _difference(identical, recorded, replayed, "diff.patch")
+    documents: dict[str, Any] = {}
+    if loop.documents:
+        # What the recorded run's reviewer got: its document diff, or why there was none.
+        recorded_review_sha = _recorded(job, "document-diff.txt")
+        refused = [e for e in last_run if e.kind == "document.refused"]
+        if refused:
+            recorded_review_sha, recorded_review = None, _refused(refused[-1].data["reason"])
+        elif recorded_review_sha:
+            recorded_review = engine.artifacts.read(recorded_review_sha).decode()
+        else:
+            recorded_review = ""
+        same_documents = recorded_review == replayed_review
+        identical = identical and same_documents
+        difference += _difference(
+            same_documents, recorded_review, replayed_review, "document-diff.txt"
         )
-    )
+        documents = {
+            "recorded_document_diff_sha256": recorded_review_sha,
+            "replayed_document_diff_sha256": replayed_review_sha,
+        }
     report = ReplayReport(
         identical=identical,
         base_commit=tree.base_commit,
@@ -489,9 +545,36 @@ async def replay(engine: Engine, job: JobRecord, *, on_base: str | None = None) 
         replayed_diff_sha256=replayed_sha,
         model_responses=len(responses),
         difference=difference,
+        **documents,
     )
     await engine.log(job.id, "replay.finished", "replay", report.model_dump(exclude={"difference"}))
     return report
+
+
+def _recorded(job: JobRecord, name: str) -> str | None:
+    """The hash of the job's latest artifact of that name (what its reviewer saw last)."""
+    return next((a.sha256 for a in reversed(job.artifacts) if a.name == name), None)
+
+
+def _refused(reason: str) -> str:
+    return f"refused: {reason}\n"
+
+
+def _sha256(text: str) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+def _difference(same: bool, recorded: str, replayed: str, name: str) -> str:
+    if same:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            recorded.splitlines(True),
+            replayed.splitlines(True),
+            f"recorded/{name}",
+            f"replayed/{name}",
+        )
+    )
 
 
 def _diff_body(patch: str) -> list[str]:

@@ -55,9 +55,10 @@ class ChangeReview:
 
 
 async def review_change(
-    engine: Engine, repo: Path, base_commit: str, head_commit: str
+    engine: Engine, repo: Path, base_commit: str, head_commit: str, *, keep: bool = True
 ) -> ChangeReview:
-    """Review every document base..head changed; DocumentError for one that cannot be read."""
+    """Review every document base..head changed; DocumentError for one that cannot be read.
+    With keep=False (a replay) the documents themselves are not stored as artifacts."""
     from runtime import doc_diff
 
     limit = engine.policy.limits.doc_max_bytes
@@ -76,7 +77,7 @@ async def review_change(
         texts.append(review.diff_text.rstrip())
         if review.preview:
             previews.append(f"{path}\n{review.preview.rstrip()}")
-        if new is not None:
+        if new is not None and keep:
             out.documents.append(
                 engine.artifacts.put(PurePosixPath(path).name, new, MEDIA_TYPES[kind])
             )
