@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import socket
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +33,51 @@ from runtime.store.models import WorkerRow
 log = logging.getLogger("acp.worker")
 _workers = WorkerRow.__table__
 SWEEP_S = 5.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the worker runs one job kind, phase by phase. Claiming, running, recovering after a
+    crash and timing out all read this one table (the plug-in point, until kinds are plug-ins).
+
+    The kind's module has `execute(engine, job, worker_id)`; a kind that publishes has
+    `publish(engine, job, actor)`, which is idempotent, so a publish a crash interrupted is
+    resumed; a kind that takes a live action has `resume(engine, job, worker_id)` instead: a
+    crash leaves unknown whether the action reached its target, so it is failed, not retaken.
+    """
+
+    module: str  # imported on first use (runtime.browser_jobs would import Playwright)
+    publishes: bool = False
+    takes_action: bool = False
+    checkout: bool = False  # execute works in a worktree checkout a cut-short run leaves behind
+
+    def approved_phase(self, job: JobRecord) -> str:
+        """What an approved job of this kind does next: run (a gate on running it at all),
+        publish, or take its approved action."""
+        if (job.pending_action or {}).get("action") == "run":
+            return "execute"
+        return "resume" if self.takes_action else "publish"
+
+    async def work(self, engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
+        """The pass for the job's phase (execute, publish or resume)."""
+        module = importlib.import_module(self.module)
+        phase = job.result.get("phase", "execute")
+        if phase == "publish" and self.publishes:
+            return await module.publish(engine, job, f"worker:{worker_id}")
+        if phase == "resume" and self.takes_action:
+            return await module.resume(engine, job, worker_id)
+        if phase == "execute":
+            return await module.execute(engine, job, worker_id)
+        raise AcpError(f"{job.spec.job_type.value} jobs have no {phase} phase")
+
+
+KINDS = {
+    JobType.code: Kind("runtime.code_jobs", publishes=True, checkout=True),
+    JobType.doc: Kind("runtime.code_jobs", publishes=True, checkout=True),
+    JobType.sql: Kind("runtime.sql_jobs"),
+    JobType.browser: Kind("runtime.browser_jobs", takes_action=True),
+    JobType.schedule: Kind("runtime.routines", publishes=True),
+}
 
 
 class Worker:
@@ -98,7 +145,9 @@ class Worker:
                 if not await self._is_dead(conn, owner):
                     continue
             recovered.append(job.id)
-            if job.result.get("phase") == "publish":
+            kind = KINDS.get(job.spec.job_type)
+            phase = job.result.get("phase")
+            if phase == "publish" and kind is not None and kind.publishes:
                 taken = await self.engine.save_progress(job)
                 await self.engine.log(
                     job.id,
@@ -106,8 +155,8 @@ class Worker:
                     self.actor,
                     {"phase": "publish", "previous_worker": owner},
                 )
-                await self._guarded(taken, code_jobs.publish(self.engine, taken, self.actor))
-            elif job.result.get("phase") == "resume":
+                await self._guarded(taken, kind.work(self.engine, taken, self.id))
+            elif phase == "resume":
                 await self.engine.finish(
                     job,
                     JobState.failed,
@@ -119,7 +168,8 @@ class Worker:
                     previous_worker=owner,
                 )
             else:
-                await code_jobs.discard_checkout(self.engine, job)
+                if kind is not None and kind.checkout:
+                    await code_jobs.discard_checkout(self.engine, job)
                 await self.engine.finish(
                     job,
                     JobState.failed,
@@ -147,11 +197,10 @@ class Worker:
             if job_id is None:
                 return None
             job = await job_store.load_job(conn, job_id)
-            # An approved job publishes, unless what was approved is running it at all.
-            run_gate = (job.pending_action or {}).get("action") == "run"
-            phase = "publish" if job.state is JobState.approved and not run_gate else "execute"
-            if job.state is JobState.approved and job.spec.job_type is JobType.browser:
-                phase = "resume"  # an approved browser action: take it, then go on
+            kind = KINDS.get(job.spec.job_type)
+            phase = "execute"
+            if job.state is JobState.approved and kind is not None:
+                phase = kind.approved_phase(job)
             return await self.engine.transition(
                 conn,
                 job,
@@ -166,34 +215,17 @@ class Worker:
             )
 
     async def process(self, job: JobRecord) -> JobRecord:
-        if job.spec.job_type is JobType.browser:
-            from runtime import browser_jobs
-
-            if job.result.get("phase") == "resume":
-                return await self._guarded(job, browser_jobs.resume(self.engine, job, self.id))
-            return await self._guarded(job, browser_jobs.execute(self.engine, job, self.id))
-        if job.spec.job_type is JobType.schedule:
-            from runtime import routines
-
-            if job.result.get("phase") == "publish":
-                return await self._guarded(job, routines.publish(self.engine, job, self.actor))
-            return await self._guarded(job, routines.execute(self.engine, job, self.id))
-        if job.result.get("phase") == "publish":
-            return await self._guarded(job, code_jobs.publish(self.engine, job, self.actor))
-        if job.spec.job_type in (JobType.code, JobType.doc):
-            return await self._guarded(job, code_jobs.execute(self.engine, job, self.id))
-        if job.spec.job_type is JobType.sql:
-            from runtime import sql_jobs
-
-            return await self._guarded(job, sql_jobs.execute(self.engine, job, self.id))
-        return await self.engine.finish(
-            job,
-            JobState.failed,
-            self.actor,
-            "job.failed",
-            reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-            "code, sql, browser, doc and schedule jobs execute",
-        )
+        kind = KINDS.get(job.spec.job_type)
+        if kind is None:
+            return await self.engine.finish(
+                job,
+                JobState.failed,
+                self.actor,
+                "job.failed",
+                reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
+                f"{', '.join(t.value for t in KINDS)} jobs execute",
+            )
+        return await self._guarded(job, kind.work(self.engine, job, self.id))
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:
         # Every pass over a job has a deadline, so no job (a hung page, a stuck tool, a
@@ -223,7 +255,8 @@ class Worker:
                 "publishing again"
             )
         else:
-            if job.spec.job_type in (JobType.code, JobType.doc):
+            kind = KINDS.get(job.spec.job_type)
+            if kind is not None and kind.checkout:
                 with contextlib.suppress(Exception):
                     await code_jobs.discard_checkout(self.engine, job)
             reason = (

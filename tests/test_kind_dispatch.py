@@ -1,7 +1,8 @@
 """Every path that picks what to do by job kind picks the same thing.
 
 Replay runs a job's model loop with the tools and the prompt of the kind the job is (a doc job
-has the document tools).
+has the document tools); recovery after a crash resumes the publish of the kind the job is
+(a routine is created, changed or deleted, a document merged), not always a code merge.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from acp_process import acp
 from openpyxl import load_workbook
 from test_doc_jobs import git, make_repo, text_of, write_policy
 
+from runtime import audit, routines
 from runtime.engine import Engine
 from runtime.jobs import JobRecord, JobState
 from runtime.settings import Settings
@@ -93,7 +96,7 @@ async def test_replay_of_a_doc_job_runs_the_document_tools_and_is_identical(
             await engine.close()
 
 
-# --- helpers ------------------------------------------------------------------------------
+# --- recovery -----------------------------------------------------------------------------
 
 
 async def settle(engine: Engine, job_id: int) -> JobRecord:
@@ -101,3 +104,132 @@ async def settle(engine: Engine, job_id: int) -> JobRecord:
     while await worker.run_once():
         pass
     return await engine.get(job_id)
+
+
+async def crash_while_publishing(engine: Engine, job_id: int) -> Worker:
+    """A worker claims the approved job for its publish and dies before publishing (the
+    state a SIGKILL in the publish phase leaves); a new worker starts."""
+    first = Worker(engine)
+    await first.register()
+    claimed = await first.claim()
+    assert claimed is not None and claimed.id == job_id
+    assert claimed.state is JobState.running and claimed.result["phase"] == "publish"
+    await first.unregister()  # gone, as after a crash
+    second = Worker(engine)
+    await second.register()
+    return second
+
+
+async def assert_resumed_once(engine: Engine, worker: Worker, job_id: int, done_kind: str):
+    assert await worker.recover() == [job_id]
+    job = await engine.get(job_id)
+    assert job.state is JobState.succeeded, job.result
+    kinds = [e.kind for e in await engine.events(job_id)]
+    assert "job.resumed" in kinds and kinds.count(done_kind) == 1, kinds
+    assert await worker.recover() == []
+    await audit.verify(engine.db, engine.artifacts)  # raises if the chain is broken
+    return job
+
+
+async def test_routine_creation_interrupted_while_publishing_is_created_on_recovery(engine):
+    alice, bob = engine.actor("cli", "alice"), engine.actor("cli", "bob")
+    job = await engine.submit('schedule "0 9 * * MON" code demo: run `echo ok`', alice)
+    job = await settle(engine, job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    await engine.approve(job.id, bob)
+    worker = await crash_while_publishing(engine, job.id)
+
+    job = await assert_resumed_once(engine, worker, job.id, "routine.created")
+    [routine] = await routines.routines(engine)
+    assert routine.created_by_job == job.id and routine.state == "active"
+    assert routine.schedule.expression == "0 9 * * MON"
+    assert job.result["routine"] == routine.routine_id
+
+
+@pytest.mark.parametrize("action", ["change", "delete"])
+async def test_routine_change_interrupted_while_publishing_is_applied_on_recovery(
+    engine, action: str
+):
+    alice, bob = engine.actor("cli", "alice"), engine.actor("cli", "bob")
+    proposal = await settle(
+        engine, (await engine.submit('schedule "0 9 * * MON" code demo: run `echo ok`', alice)).id
+    )
+    await engine.approve(proposal.id, bob)
+    assert (await settle(engine, proposal.id)).state is JobState.succeeded
+    [routine] = await routines.routines(engine)
+
+    schedule = "0 8 * * TUE" if action == "change" else None
+    job = await routines.propose_change(engine, routine.id, alice, action, schedule)
+    job = await settle(engine, job.id)
+    assert job.state is JobState.awaiting_approval, job.result
+    await engine.approve(job.id, bob)
+    worker = await crash_while_publishing(engine, job.id)
+
+    done = "routine.changed" if action == "change" else "routine.deleted"
+    await assert_resumed_once(engine, worker, job.id, done)
+    after = await routines.get(engine, routine.id)
+    if action == "change":
+        assert after.state == "active" and after.schedule.expression == "0 8 * * TUE"
+    else:
+        assert after.state == "deleted"
+
+
+async def test_doc_merge_interrupted_while_publishing_is_merged_on_recovery(tmp_path: Path):
+    from test_doc_jobs import WEEKLY, main_has
+
+    repo = make_repo(tmp_path / "reports")
+    settings = Settings.from_env(
+        {
+            "ACP_HOME": str(tmp_path / "home"),
+            "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+            "ACP_POLICY_DIR": str(write_policy(tmp_path / "policy", repo)),
+        }
+    )
+    engine = await Engine.open(settings)
+    try:
+        job = await engine.submit(
+            f"doc reports: weekly summary {WEEKLY}", engine.actor("cli", "alice")
+        )
+        job = await settle(engine, job.id)
+        assert job.state is JobState.awaiting_approval, job.result
+        await engine.approve(job.id, engine.actor("cli", "bob"))
+        worker = await crash_while_publishing(engine, job.id)
+        await assert_resumed_once(engine, worker, job.id, "publish.merged")
+        assert main_has(repo, "out/weekly.xlsx")
+    finally:
+        await engine.close()
+
+
+async def test_browser_job_approved_to_run_at_all_is_run_not_resumed(tmp_path: Path):
+    """A gate on running a job at all (action `run`) runs it when approved, for every kind:
+    a browser job is not sent to take a paused action it never had."""
+    from test_browser_jobs import write_policy as browser_policy
+
+    policy = browser_policy(tmp_path / "policy", "http://127.0.0.1:9", gate=False)
+    text = (policy / "default.yml").read_text()
+    rules = yaml.safe_load(text)
+    rules["approvals"].append(
+        {"id": "admin.run", "job_types": ["browser"], "targets": ["admin"], "actions": ["run"],
+         "approvers": {"roles": ["demo-approver"]}, "four_eyes": True, "expires_after": "1h"}
+    )  # fmt: skip
+    (policy / "default.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    settings = Settings.from_env(
+        {
+            "ACP_HOME": str(tmp_path / "home"),
+            "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+            "ACP_POLICY_DIR": str(policy),
+        }
+    )
+    engine = await Engine.open(settings)
+    try:
+        job = await engine.submit("browse admin: `goto /`", engine.actor("cli", "alice"))
+        assert job.state is JobState.awaiting_approval, job.result
+        assert job.pending_action["action"] == "run"
+        await engine.approve(job.id, engine.actor("cli", "bob"))
+        claimed = await Worker(engine).claim()
+        assert claimed is not None and claimed.id == job.id
+        assert claimed.result["phase"] == "execute", claimed.result
+        kinds = [e.kind for e in await engine.events(job.id)]
+        assert kinds[-1] == "job.started", kinds
+    finally:
+        await engine.close()
