@@ -57,12 +57,6 @@ class Database:
         async with self._writer.begin() as conn:
             yield conn
 
-    async def create_schema(self) -> None:
-        """Bring the database to this code's schema: `migrate.upgrade`, for tools and tests."""
-        from runtime.store import migrate
-
-        await migrate.upgrade(self)
-
     async def close(self) -> None:
         await self.engine.dispose()
 
