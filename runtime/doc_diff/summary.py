@@ -1,0 +1,64 @@
+"""One-line summaries of a workbook or a document diff ("3 cells changed, 2 rows inserted"),
+for a review's summary and the first line of a rendered diff.
+"""
+
+from __future__ import annotations
+
+from runtime.doc_diff.model import DocumentDiff, TableChange, WorkbookDiff
+from runtime.doc_diff.wording import _names, _plural
+
+
+def summarize_workbook(diff: WorkbookDiff) -> str:
+    """One line: "3 cells changed, 2 rows inserted, sheet 'Q4' added"."""
+    if diff.status == "unchanged":
+        return "no changes"
+    if diff.status in ("added", "removed"):
+        what = "new workbook" if diff.status == "added" else "workbook deleted"
+        cells = diff.change_count
+        return f"{what}: {_plural(len(diff.sheets), 'sheet')}, {_plural(cells, 'cell')}"
+    parts = []
+    if diff.cells_changed:
+        parts.append(f"{_plural(diff.cells_changed, 'cell')} changed")
+    if diff.rows_inserted:
+        parts.append(f"{_plural(diff.rows_inserted, 'row')} inserted")
+    if diff.rows_deleted:
+        parts.append(f"{_plural(diff.rows_deleted, 'row')} deleted")
+    for names, verb in ((diff.sheets_added, "added"), (diff.sheets_removed, "removed")):
+        if names:
+            parts.append(f"{'sheet' if len(names) == 1 else 'sheets'} {_names(names)} {verb}")
+    if diff.reordered:
+        parts.append("sheets reordered")
+    return ", ".join(parts)
+
+
+def summarize_document(diff: DocumentDiff) -> str:
+    """One line: "1 paragraph changed, 2 paragraphs added, 1 table changed (3 cells changed)"."""
+    if diff.status == "unchanged":
+        return "no changes"
+    if diff.status in ("added", "removed"):
+        what = "new document" if diff.status == "added" else "document deleted"
+        paragraphs = sum(1 for c in diff.changes if c.what == "paragraph")
+        tables = len(diff.changes) - paragraphs
+        return f"{what}: {_plural(paragraphs, 'paragraph')}, {_plural(tables, 'table')}"
+    parts = []
+    for kind in ("changed", "added", "removed"):
+        if n := diff._count("paragraph", kind):
+            parts.append(f"{_plural(n, 'paragraph')} {kind}")
+    for kind in ("changed", "added", "removed"):
+        if n := diff._count("table", kind):
+            parts.append(f"{_plural(n, 'table')} {kind}")
+            if kind == "changed":
+                parts[-1] += f" ({_table_details(diff.tables_changed)})"
+    return ", ".join(parts)
+
+
+def _table_details(tables: list[TableChange]) -> str:
+    """What changed inside tables, e.g. "3 cells changed, 1 row added"."""
+    details = []
+    if cells := sum(len(t.cells) for t in tables):
+        details.append(f"{_plural(cells, 'cell')} changed")
+    if rows := sum(len(t.rows_added) for t in tables):
+        details.append(f"{_plural(rows, 'row')} added")
+    if rows := sum(len(t.rows_removed) for t in tables):
+        details.append(f"{_plural(rows, 'row')} removed")
+    return ", ".join(details)
