@@ -1,7 +1,7 @@
 """Documents a doc job produces, as bytes and as data: check, load, write and convert.
 
 A doc job writes Markdown, CSV, XLSX and DOCX files into its worktree; before anything is
-published a reviewer sees a format-aware diff (runtime/doc_diff.py). This module holds the
+published a reviewer sees a format-aware diff (runtime/doc_diff/). This module holds the
 formats that diff understands and the only code that parses or writes their bytes:
 
 - `check` says whether bytes are what the file's extension claims (a ".xlsx" that is text, a
