@@ -1,40 +1,45 @@
-"""The policy, as a package: runtime/policy.py moved to decide.py unchanged, to be split next."""
+"""The policy: YAML files under policies/ as typed data, and the pure functions that decide.
+
+schema.py holds the files' models, load.py reads and merges them (file:line errors, the hash),
+decide.py decides (pure, no I/O). Imports run one way: load -> schema <- decide. Import from here.
+"""
 
 from runtime.policy.decide import (
     ApprovalGate,
+    Decision,
+    RequestFacts,
+    approval_gates,
+    decide,
+    decide_approval,
+    decide_routine,
+    decide_routine_management,
+    risk_of,
+)
+from runtime.policy.load import LoadedPolicy, load_policy
+from runtime.policy.schema import (
     ApprovalRule,
     ApproverSet,
     Budgets,
     ClarificationRules,
     DatabaseTarget,
-    Decision,
     DeclaredRoutine,
     Door,
     Grant,
     Identities,
     Limits,
-    LoadedPolicy,
     ModelEndpoint,
     ModelRoute,
     Models,
     Person,
     Policy,
     RepoTarget,
-    RequestFacts,
     Role,
     Routines,
     Sensitivity,
     SiteTarget,
     Targets,
     UnattendedApprovals,
-    approval_gates,
-    decide,
-    decide_approval,
-    decide_routine,
-    decide_routine_management,
-    load_policy,
     parse_duration,
-    risk_of,
 )
 
 __all__ = [

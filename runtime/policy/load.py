@@ -1,0 +1,235 @@
+"""Loading the policy: every *.yml / *.yaml in a directory, merged into one Policy, with the
+sha256 of the files and the file and line of every key.
+
+A malformed file, a key defined in two files or a reference to an unknown person, role or host
+fails here, as a PolicyFileError naming file and line. Never decides a request.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import ValidationError
+
+from runtime.errors import PolicyFileError
+from runtime.policy.schema import Policy
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    sha256: str
+    files: tuple[Path, ...]
+    lines: dict[tuple[Any, ...], tuple[str, int]] = field(default_factory=dict, compare=False)
+
+
+_MERGED_MAPPINGS = ("people", "roles", "targets", "clarification", "models", "limits", "routines")
+
+
+def load_policy(directory: Path) -> LoadedPolicy:
+    """Read every *.yml / *.yaml in `directory`; a malformed file fails with file and line."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PolicyFileError(
+            f"policy directory {directory} does not exist",
+            hint="set ACP_POLICY_DIR to a folder of policy YAML files",
+        )
+    files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+    if not files:
+        raise PolicyFileError(f"no policy files (*.yml) in {directory}")
+    digest = hashlib.sha256()
+    merged: dict[str, Any] = {}
+    lines: dict[tuple[Any, ...], tuple[str, int]] = {}
+    owner: dict[tuple[str, ...], str] = {}
+    for path in files:
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+        data, file_lines = _parse_yaml(path, raw)
+        _validate_fragment(path, data, file_lines)
+        _merge(path, data, merged, owner, file_lines)
+        for key, where in file_lines.items():
+            if key and key[0] == "approvals" and len(key) > 1 and isinstance(key[1], int):
+                offset = len(merged.get("approvals", [])) - len(data.get("approvals", []))
+                lines[("approvals", key[1] + offset, *key[2:])] = where
+            else:
+                lines.setdefault(key, where)
+    try:
+        policy = Policy.model_validate(merged)
+    except ValidationError as exc:
+        raise _validation_error(exc, lines, default=str(files[0])) from None
+    loaded = LoadedPolicy(policy=policy, sha256=digest.hexdigest(), files=tuple(files), lines=lines)
+    _check_references(loaded)
+    return loaded
+
+
+def _parse_yaml(
+    path: Path, raw: bytes
+) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[str, int]]]:
+    try:
+        text = raw.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise PolicyFileError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise PolicyFileError(f"{path}:1: a policy file must be a mapping of sections")
+    file_lines: dict[tuple[Any, ...], tuple[str, int]] = {}
+    _walk_lines(node, (), str(path), file_lines)
+    return data, file_lines
+
+
+def _walk_lines(node: yaml.Node, key: tuple[Any, ...], path: str, out: dict) -> None:
+    out[key] = (path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k_node, v_node in node.value:
+            out[(*key, k_node.value)] = (path, k_node.start_mark.line + 1)
+            _walk_lines(v_node, (*key, k_node.value), path, out)
+            out[(*key, k_node.value)] = (path, k_node.start_mark.line + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk_lines(item, (*key, index), path, out)
+
+
+def _validate_fragment(path: Path, data: dict[str, Any], lines: dict) -> None:
+    unknown = [k for k in data if k not in Policy.model_fields]
+    if unknown:
+        line = lines.get((unknown[0],), (str(path), 1))[1]
+        known = ", ".join(Policy.model_fields)
+        raise PolicyFileError(
+            f"{path}:{line}: unknown section '{unknown[0]}'", hint=f"sections are: {known}"
+        )
+    try:
+        Policy.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, lines, default=str(path)) from None
+
+
+def _validation_error(exc: ValidationError, lines: dict, *, default: str) -> PolicyFileError:
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    where = None
+    for cut in range(len(loc), -1, -1):
+        where = lines.get(loc[:cut])
+        if where:
+            break
+    file, line = where or (default, 1)
+    dotted = ".".join(str(p) for p in loc)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown field '{loc[-1]}'"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return PolicyFileError(f"{file}:{line}: {dotted}: {message}{more}")
+
+
+def _merge(
+    path: Path, data: dict[str, Any], merged: dict[str, Any], owner: dict, lines: dict
+) -> None:
+    for section, value in data.items():
+        if section == "approvals":
+            merged.setdefault("approvals", []).extend(value or [])
+        elif section in _MERGED_MAPPINGS and isinstance(value, dict):
+            into = merged.setdefault(section, {})
+            for key, item in value.items():
+                if section == "targets" and isinstance(item, dict):
+                    bucket = into.setdefault(key, {})
+                    for name, target in item.items():
+                        _claim(owner, (section, key, name), path, lines)
+                        bucket[name] = target
+                else:
+                    _claim(owner, (section, key), path, lines)
+                    into[key] = item
+        else:
+            _claim(owner, (section,), path, lines)
+            merged[section] = value
+
+
+def _claim(owner: dict, key: tuple[str, ...], path: Path, lines: dict) -> None:
+    if key in owner and owner[key] != str(path):
+        dotted = ".".join(key)
+        line = lines.get(key, (str(path), 1))[1]
+        raise PolicyFileError(f"{path}:{line}: '{dotted}' is also defined in {owner[key]}")
+    owner[key] = str(path)
+
+
+def _check_references(loaded: LoadedPolicy) -> None:
+    policy = loaded.policy
+
+    def fail(key: tuple[Any, ...], message: str) -> PolicyFileError:
+        for cut in range(len(key), -1, -1):
+            if key[:cut] in loaded.lines:
+                file, line = loaded.lines[key[:cut]]
+                return PolicyFileError(f"{file}:{line}: {message}")
+        return PolicyFileError(message)
+
+    seen: dict[tuple[str, str], str] = {}
+    for name, person in policy.people.items():
+        for index, role in enumerate(person.roles):
+            if role not in policy.roles:
+                raise fail(
+                    ("people", name, "roles", index), f"person '{name}' has unknown role '{role}'"
+                )
+        for door in ("cli", "slack", "console"):
+            for identity in getattr(person.identities, door):
+                if (door, identity) in seen:
+                    raise fail(
+                        ("people", name, "identities", door),
+                        f"{door} identity '{identity}' belongs to both '{seen[(door, identity)]}' "
+                        f"and '{name}'",
+                    )
+                seen[(door, identity)] = name
+    grant_ids: set[str] = set()
+    for role_name, role in policy.roles.items():
+        for index, grant in enumerate(role.grants):
+            if grant.id in grant_ids:
+                raise fail(
+                    ("roles", role_name, "grants", index), f"duplicate grant id '{grant.id}'"
+                )
+            grant_ids.add(grant.id)
+    for index, rule in enumerate(policy.approvals):
+        for person in rule.approvers.people:
+            if person not in policy.people:
+                raise fail(
+                    ("approvals", index, "approvers", "people"),
+                    f"approval rule '{rule.id}' names unknown person '{person}'",
+                )
+        for role in rule.approvers.roles:
+            if role not in policy.roles:
+                raise fail(
+                    ("approvals", index, "approvers", "roles"),
+                    f"approval rule '{rule.id}' names unknown role '{role}'",
+                )
+
+    for name, site in policy.targets.sites.items():
+        if site.base_url is not None:
+            parts = urlsplit(site.base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise fail(
+                    ("targets", "sites", name, "base_url"),
+                    f"site '{name}': base_url '{site.base_url}' is not an http(s) URL",
+                )
+            if not any(fnmatch.fnmatchcase(parts.hostname, d) for d in site.domains):
+                raise fail(
+                    ("targets", "sites", name, "base_url"),
+                    f"site '{name}': base_url host '{parts.hostname}' is not in its domains "
+                    f"({', '.join(site.domains)})",
+                )
+        for secret, env in site.credentials.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+                raise fail(
+                    ("targets", "sites", name, "credentials", secret),
+                    f"site '{name}': credential '{secret}' must name an environment variable "
+                    f"(e.g. ADMIN_PASSWORD), not hold a value",
+                )

@@ -1,0 +1,287 @@
+"""The policy files' schema: pydantic models for the YAML under policies/ (people, roles and
+their grants, approval rules, clarification, model routes and budgets, targets, limits,
+routines), and the duration format (30m, 72h, 7d) they use.
+
+Models only: never reads a file and never decides a request. Unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runtime.jobs import JobType, Origin
+
+Door = Literal["cli", "slack", "console"]
+Sensitivity = Literal["public", "internal", "confidential", "restricted"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Identities(_Strict):
+    cli: list[str] = Field(default_factory=list)
+    slack: list[str] = Field(default_factory=list)
+    console: list[str] = Field(default_factory=list)
+
+
+class Person(_Strict):
+    display_name: str | None = None
+    team: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    identities: Identities = Field(default_factory=Identities)
+
+
+class Grant(_Strict):
+    id: str
+    job_types: list[JobType]
+    targets: list[str] = Field(description="target names; '*' and shell globs allowed")
+    tools: list[str] = Field(default_factory=list)
+
+
+class Role(_Strict):
+    description: str = ""
+    grants: list[Grant] = Field(default_factory=list)
+
+
+class ApproverSet(_Strict):
+    people: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+
+class ApprovalRule(_Strict):
+    id: str
+    job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
+    targets: list[str] = Field(default_factory=lambda: ["*"])
+    actions: list[str]
+    approvers: ApproverSet
+    four_eyes: bool = True
+    expires_after: str | None = Field(None, description="e.g. 30m, 72h, 7d; empty: never")
+    high_risk: bool = False
+
+    @field_validator("expires_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class ClarificationRules(_Strict):
+    confidence_threshold: float = Field(0.75, ge=0.0, le=1.0)
+
+
+class ModelEndpoint(_Strict):
+    """One model a route may call, with the base URL and key that go to it and to no other."""
+
+    model: str = Field(description="a litellm model string")
+    api_base: str | None = Field(None, description="the provider's URL, if not its default")
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding its key; never the key"
+    )
+
+
+class ModelRoute(_Strict):
+    id: str
+    job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
+    risk: list[Literal["low", "medium", "high"]] = Field(default_factory=list)
+    origins: list[Origin] = Field(default_factory=list)
+    sensitivity: list[Sensitivity] = Field(
+        default_factory=list, description="data sensitivity of the target; empty: any"
+    )
+    model: str = Field(description="'direct' (no model) or a litellm model string")
+    fallbacks: list[str | ModelEndpoint] = Field(
+        default_factory=list,
+        description="tried in order on rate limits and provider errors. A bare model string of "
+        "the route's own provider is called with the route's api_base and key; of another "
+        "provider, with that provider's defaults (never the route's key). Write "
+        "{model, api_base, api_key_env} to give a fallback credentials of its own.",
+    )
+    api_base: str | None = Field(None, description="the provider's URL, if not its default")
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding the key; never the key"
+    )
+
+
+class Budgets(_Strict):
+    per_job_usd: float | None = Field(None, ge=0)
+    per_team_usd: float | None = Field(None, ge=0, description="per team and UTC day")
+
+
+class Models(_Strict):
+    routes: list[ModelRoute] = Field(default_factory=list)
+    budgets: Budgets = Field(default_factory=Budgets)
+
+    def route(self, rule_id: str | None) -> ModelRoute | None:
+        return next((r for r in self.routes if r.id == rule_id), None)
+
+
+class RepoTarget(_Strict):
+    path: str = Field(description="local path; {ACP_HOME} is replaced by the service's home")
+    base_branch: str = "main"
+    publish: Literal["merge", "push"] = "merge"
+    remote: str | None = None
+    remote_branch: str | None = None
+    sample: str | None = Field(None, description="bundled sample to create the repo from")
+    production: bool = False
+    sensitivity: Sensitivity = "internal"
+    description: str = ""
+
+
+class DatabaseTarget(_Strict):
+    dsn_env: str = Field(description="NAME of the environment variable holding the DSN")
+    statement_timeout_ms: int = Field(5_000, gt=0)
+    lock_timeout_ms: int = Field(1_000, gt=0)
+    idle_in_transaction_timeout_ms: int = Field(10_000, gt=0)
+    row_cap: int = Field(1_000, gt=0)
+    allow_explain_analyze: bool = False
+    mask_columns: list[str] = Field(default_factory=list, description="shown as *** everywhere")
+    primary_for_diagnostics: bool = Field(
+        False, description="allow a primary whose role can write (read-only transaction still)"
+    )
+    production: bool = False
+    sensitivity: Sensitivity = "internal"
+    description: str = ""
+
+
+class SiteTarget(_Strict):
+    domains: list[str] = Field(
+        min_length=1, description="hosts the browser may reach: exact or '*.example.com'"
+    )
+    base_url: str | None = Field(
+        None, description="where relative goto steps start; default: https:// and the first domain"
+    )
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="secret name (as steps use it: secret:NAME) -> NAME of the environment "
+        "variable holding it; the runtime fills it, the model never sees it",
+    )
+    allow_downloads: bool = False
+    production: bool = False
+    sensitivity: Sensitivity = "internal"
+    description: str = ""
+
+    def start_url(self) -> str:
+        return (self.base_url or f"https://{self.domains[0].removeprefix('*.')}").rstrip("/")
+
+
+class Targets(_Strict):
+    repos: dict[str, RepoTarget] = Field(default_factory=dict)
+    databases: dict[str, DatabaseTarget] = Field(default_factory=dict)
+    sites: dict[str, SiteTarget] = Field(default_factory=dict)
+
+
+class Limits(_Strict):
+    max_request_chars: int = 8_000
+    command_timeout_s: float = 300.0
+    output_cap_bytes: int = 256_000
+    agent_max_steps: int = Field(30, ge=1)
+    agent_time_limit_s: float = Field(900.0, gt=0)
+    browser_step_timeout_s: float = Field(15.0, gt=0, description="per browser step")
+    job_time_limit_s: float = Field(
+        3600.0,
+        gt=0,
+        description="wall clock for one worker pass over a job (run, resume or publish); past "
+        "it the pass is cancelled, the job fails with the reason and the worker goes on",
+    )
+    doc_max_bytes: int = Field(
+        20 * 1024 * 1024,
+        gt=0,
+        description="documents larger than this are not reviewed or published",
+    )
+
+
+class UnattendedApprovals(_Strict):
+    """What happens when a routine's job reaches an approval gate and nobody decides."""
+
+    expires_after: str = Field("24h", description="how long a routine's gate waits (30m, 24h)")
+    on_expiry: Literal["reject", "escalate"] = "reject"
+    escalate_to: list[str] = Field(
+        default_factory=list, description="people asked once more, for as long again"
+    )
+
+    @field_validator("expires_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class DeclaredRoutine(_Strict):
+    """A routine declared in the policy (reviewed like any policy change)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    owner: str
+    schedule: str = Field(description="cron (5 fields) or 'every 15m'")
+    timezone: str = "UTC"
+    request: str
+    misfire: Literal["skip", "run_once"] = "skip"
+    slack_channel: str | None = None
+
+
+class Routines(_Strict):
+    require_approval: bool = Field(
+        True, description="creating or deleting a routine stops at an approval gate"
+    )
+    timezone: str = "UTC"
+    misfire_grace_s: int = Field(
+        60, ge=1, description="seconds; a run later than this is a misfire (skip or run once)"
+    )
+    unattended: UnattendedApprovals = Field(default_factory=UnattendedApprovals)
+    declared: list[DeclaredRoutine] = Field(default_factory=list)
+
+
+class Policy(_Strict):
+    version: int = 1
+    people: dict[str, Person] = Field(default_factory=dict)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    approvals: list[ApprovalRule] = Field(default_factory=list)
+    clarification: ClarificationRules = Field(default_factory=ClarificationRules)
+    models: Models = Field(default_factory=Models)
+    targets: Targets = Field(default_factory=Targets)
+    limits: Limits = Field(default_factory=Limits)
+    routines: Routines = Field(default_factory=Routines)
+
+    def targets_for(self, job_type: JobType) -> dict[str, Any]:
+        if job_type in (JobType.code, JobType.doc):
+            return dict(self.targets.repos)
+        if job_type is JobType.sql:
+            return dict(self.targets.databases)
+        if job_type is JobType.browser:
+            return dict(self.targets.sites)
+        return {
+            **self.targets.repos,
+            **self.targets.databases,
+            **self.targets.sites,
+        }
+
+    def all_target_names(self) -> list[str]:
+        return sorted({*self.targets.repos, *self.targets.databases, *self.targets.sites})
+
+    def person_for(self, door: Door, identity: str) -> str | None:
+        """The person a door's identity (terminal user, Slack user id) belongs to."""
+        if identity in self.people and door == "cli":
+            return identity
+        for name, person in self.people.items():
+            if identity in getattr(person.identities, door):
+                return name
+        return None
+
+    def approvers_for(self, rule: ApprovalRule) -> list[str]:
+        names = set(rule.approvers.people)
+        for name, person in self.people.items():
+            if set(person.roles) & set(rule.approvers.roles):
+                names.add(name)
+        return sorted(names)
+
+
+def parse_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration like 30m, 72h or 7d")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
