@@ -1,0 +1,104 @@
+"""`acp artifact | export-test | replay`: what a job left on the record, read back.
+
+Save an artifact, write a browser job's path as a Playwright test, re-run a model job from its
+recorded responses. Files are written whole or not at all, and never over one unasked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from bot.cli.render import print_json
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
+    from runtime.jobs import JobRecord
+
+
+async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime import code_jobs
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    report = await code_jobs.replay(engine, job, on_base=args.on_base)
+    if args.json:
+        print_json(report.model_dump())
+    elif report.identical:
+        print(
+            f"replay of {job.job_id}: identical ({report.model_responses} recorded model "
+            f"responses, base {report.base_commit[:12]}, no model called)"
+        )
+    else:
+        print(f"replay of {job.job_id}: differs (base {report.base_commit[:12]})")
+        print(report.difference.rstrip())
+    return 0 if report.identical else 1
+
+
+async def cmd_export_test(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.browser_export import default_filename, export_test
+    from runtime.errors import BadRequest
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    site = engine.policy.targets.sites.get(job.spec.target or "")
+    if site is None and job.spec.job_type.value == "browser":
+        raise BadRequest(f"site '{job.spec.target}' of {job.job_id} is no longer in the policy")
+    script = export_test(job, site)  # type: ignore[arg-type]
+    if args.output == "-":
+        sys.stdout.write(script)
+        return 0
+    path = args.output or default_filename(job)
+    _write_new(path, script.encode(), force=args.force)
+    print(f"wrote {path}: run it with `python {path}` or `pytest {path}`")
+    return 0
+
+
+async def cmd_artifact(engine: Engine, args: argparse.Namespace) -> int:
+    from runtime.errors import BadRequest
+    from runtime.jobs import parse_job_id
+
+    job = await engine.get(parse_job_id(args.job))
+    named = [(a.name, a.sha256) for a in job.artifacts]
+    if not any(name == args.name for name, _ in named):
+        named += await _model_call_artifacts(engine, job)
+    found = [digest for name, digest in named if name == args.name]
+    if not found:
+        names = ", ".join(dict.fromkeys(name for name, _ in named)) or "none"
+        raise BadRequest(f"{job.job_id} has no artifact '{args.name}'", hint=f"it has: {names}")
+    data = engine.artifacts.read(found[-1])
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        return 0
+    path = args.output or args.name
+    _write_new(path, data, force=args.force)
+    hint = " (open with `playwright show-trace`)" if args.name.endswith(".zip") else ""
+    print(f"wrote {path}: {len(data)} bytes, sha256 {found[-1][:12]}{hint}")
+    return 0
+
+
+async def _model_call_artifacts(engine: Engine, job: JobRecord) -> list[tuple[str, str]]:
+    """What each model call sent and got back: on the chain by hash from its model.call event
+    (not in the job's artifact list), under the names the model client stored them as."""
+    out = []
+    for event in await engine.events(job.id):
+        if event.kind == "model.call" and "index" in event.data:
+            index = event.data["index"]
+            out.append((f"model-request-{index}.json", event.data["request_sha256"]))
+            out.append((f"model-response-{index}.json", event.data["response_sha256"]))
+    return out
+
+
+def _write_new(path: str, data: bytes, *, force: bool) -> None:
+    """Write a file without clobbering one unless asked; never leave half a file behind."""
+    from pathlib import Path
+
+    from runtime.errors import BadRequest
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise BadRequest(f"{path} exists", hint="choose another path with -o, or pass --force")
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
