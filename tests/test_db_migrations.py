@@ -270,12 +270,16 @@ async def test_two_services_starting_at_once_migrate_once(acp_env, db_url, tmp_p
     with HeldUpgradeLock(db_url) as lock:
         procs = [start_serve(env, log) for log in logs]
         try:
-            await asyncio.sleep(4)  # both are up and waiting on the lock, neither has started
+            # Both come up and wait on the lock; neither starts while it is held.
+            waiting = "waiting up to 120 s for another instance"
+            deadline = time.monotonic() + 90
+            while not all(waiting in log.read_text() for log in logs):
+                assert time.monotonic() < deadline, [log.read_text() for log in logs]
+                assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1)
             assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
             assert not any("ready" in log.read_text() for log in logs)
-            assert all(
-                "waiting up to 120 s for another instance" in log.read_text() for log in logs
-            )
             db = Database(db_url)
             try:
                 assert (await migrate.status(db)).current == migrate.BASELINE
