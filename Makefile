@@ -1,6 +1,10 @@
 # The README's two commands. Each installs what is missing first (scripts/setup.sh).
 .PHONY: run test lint bench
 
+# The suite runs in parallel processes (pytest-xdist), one per core; tests of one file stay
+# in one process. `make test PYTEST_PARALLEL=` runs it serially. A plain `pytest` is serial.
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 run:
 	@scripts/setup.sh run
 	@.venv/bin/acp serve
@@ -9,7 +13,7 @@ test:
 	@scripts/setup.sh test
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@.venv/bin/python -m pytest -q
+	@.venv/bin/python -m pytest -q $(PYTEST_PARALLEL)
 
 bench:
 	@scripts/setup.sh test

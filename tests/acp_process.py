@@ -35,11 +35,15 @@ class Service:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "ready" in self.log.read_text():
+            # The line that starts with "ready" (a bare substring test would also take the
+            # "already" of "address already in use" in a traceback for it).
+            if any(line.startswith("ready") for line in self.log.read_text().splitlines()):
                 return self
             if self.proc.poll() is not None:
+                self._out.close()
                 raise RuntimeError(f"acp serve exited early:\n{self.log.read_text()}")
             time.sleep(0.05)
+        self.stop()  # not left running (and loading the cores) for the rest of the session
         raise RuntimeError(f"acp serve did not become ready:\n{self.log.read_text()}")
 
     def kill9(self) -> None:

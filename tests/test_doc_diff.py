@@ -291,16 +291,18 @@ def test_many_identical_rows_stay_fast() -> None:
     new[10_000:10_000] = [["inserted", 1]]
     for r in range(1, 20_000, 997):
         new[r] = ["edited", r]
-    started = time.perf_counter()
+    # CPU time, not wall time: the bound is on the work the diff does (no quadratic
+    # alignment), which other processes sharing the cores (pytest -n) do not change.
+    started = time.process_time()
     diff = diff_xlsx(Workbook(sheets={"S": old}), Workbook(sheets={"S": new}))
-    assert time.perf_counter() - started < 3
+    assert time.process_time() - started < 3
     assert diff.rows_inserted >= 1
     assert any(c.new == "inserted" for s in diff.sheets for c in s.changes)
     every_other = [[f"item {r}", r, r * 2] for r in range(20_000)]
     edited = [[*row[:2], -1] if r % 2 else row for r, row in enumerate(every_other)]
-    started = time.perf_counter()
+    started = time.process_time()
     diff = diff_xlsx(Workbook(sheets={"S": every_other}), Workbook(sheets={"S": edited}))
-    assert time.perf_counter() - started < 3
+    assert time.process_time() - started < 3
     assert diff.cells_changed == 10_000 and diff.rows_inserted == diff.rows_deleted == 0
 
 

@@ -185,10 +185,10 @@ def test_a_genuine_50_mb_workbook_is_refused_by_size_at_once() -> None:
     padding = os.urandom(50 * 1024 * 1024 + 200 * 1024)  # random: a zip cannot shrink it
     data = rezip(xlsx_bytes({"Data": [["a", 1]]}), {"xl/media/image1.bin": padding}, stored=True)
     assert len(data) > 50 * 1024 * 1024
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the work done, not how busy the cores are
     with pytest.raises(DocumentError) as caught:
         load_xlsx("reports/big.xlsx", data)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < 0.5
     assert caught.value.message == (
         "reports/big.xlsx is 50.2 MB; documents over 20.0 MB are not reviewed or published"
     )
@@ -221,10 +221,10 @@ def zip_bomb() -> bytes:
 
 def test_a_zip_bomb_is_refused_before_parsing(zip_bomb: bytes) -> None:
     assert len(zip_bomb) < 2 * 1024 * 1024
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the work done, not how busy the cores are
     with pytest.raises(DocumentError) as caught:
         load_xlsx("reports/bomb.xlsx", zip_bomb)
-    assert time.perf_counter() - started < 0.5  # parsing 120 MB of XML would take many seconds
+    assert time.process_time() - started < 0.5  # parsing 120 MB of XML takes many seconds
     assert caught.value.message == (
         "reports/bomb.xlsx unpacks to 120.0 MB; documents that unpack to over 100.0 MB are not "
         "reviewed or published"

@@ -41,8 +41,19 @@ class SlackRig:
         self.service: Service | None = None
 
     def start(self) -> SlackRig:
-        self.service = Service(self.env).start()
-        return self
+        # The port was free when free_port() probed it, but it is released before the service
+        # binds it: another test process (pytest -n) may take it in between. Then the service
+        # exits at once with "address already in use"; it gets another free port.
+        for attempt in range(3):
+            try:
+                self.service = Service(self.env).start()
+                return self
+            except RuntimeError as e:
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+            self.env["ACP_PORT"] = str(free_port())
+            self.url = f"http://127.0.0.1:{self.env['ACP_PORT']}/slack/events"
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         if self.service:
