@@ -472,6 +472,12 @@ class BrowserSession:
     async def _close_context(self) -> None:
         if self._context is None:
             return
+        # The page's network is cut first. While Playwright closes a context, a request the
+        # page still sends (a script's fetch loop, a timer) no longer reaches the route
+        # handler: it would go out unchecked, past the hold on mutations, to a granted host.
+        with contextlib.suppress(Error, BrowserTimeout):
+            offline = self._context.set_offline(True)
+            await self._bounded(offline, "cutting the page's network", held_ends=False)
         try:
             closing = self._context.close()
             await self._bounded(closing, "closing the browser context", held_ends=False)
