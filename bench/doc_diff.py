@@ -36,8 +36,9 @@ import openpyxl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime import doc_diff, doc_formats  # noqa: E402
+from runtime import doc_formats  # noqa: E402
 from runtime.doc_formats import Workbook  # noqa: E402
+from runtime.kinds.doc import diff as doc_diff  # noqa: E402
 
 COLS = 10
 PATH = "reports/bench.xlsx"

@@ -197,7 +197,7 @@ async def run(args: argparse.Namespace) -> int:
                     return (time.perf_counter() - started) * 1000
 
                 # One client for the whole run, as the agent loop holds one per job run.
-                client = ModelClient(engine, job, actor="bench")
+                client = ModelClient(engine.recorder(job.id, "bench"), engine.policy, job)
 
                 async def ours() -> float:
                     started = time.perf_counter()

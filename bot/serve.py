@@ -46,12 +46,12 @@ async def run_service(engine: Engine) -> int:
     """The service: front doors in this process, jobs in a supervised worker process.
 
     Keeping sandbox work out of this event loop keeps Slack's acknowledgements fast."""
-    from runtime import code_jobs
+    from runtime.kinds.code.repo import ensure_repo
     from runtime.supervisor import WorkerProcess
 
     for name, target in engine.policy.targets.repos.items():
         if target.sample:
-            _, path = await code_jobs.ensure_repo(engine, name)
+            path = await ensure_repo(engine.settings, target)
             print(f"sample repo '{name}' at {path}")
     stop = _stop_event()
     print(f"acp service: home {engine.settings.home}")

@@ -13,11 +13,12 @@ import asyncio
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from runtime.errors import SandboxViolation
+from runtime.errors import AcpError, SandboxViolation
 from runtime.models import ModelClient, ModelReply
 from runtime.toolbox import Toolbox
+from runtime.tools.base import ask_tool
 from runtime.untrusted import escape_data, escape_text
 
 SYSTEM_PROMPT = (
@@ -31,50 +32,25 @@ SYSTEM_PROMPT = (
 RESULT_LIMIT = 12_000
 
 
-def function(tool: str, description: str, /, **params: str) -> dict[str, Any]:
-    """A tool the model may call, with string parameters (positional-only, so a parameter may
-    itself be called `name`)."""
-    return {
-        "type": "function",
-        "function": {
-            "name": tool,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
-                "required": [p for p in params if p != "path" or tool != "list_dir"],
-            },
-        },
-    }
+class ToolPaused(Exception):
+    """A tool's call cannot finish until a person decides (a browser mutation held for
+    approval). The loop stops, handing back the call it paused on."""
 
-
-TOOLS = [
-    function("read_file", "Read a text file of the repository.", path="relative path"),
-    function(
-        "write_file",
-        "Create or replace a text file.",
-        path="relative path",
-        content="the whole new content",
-    ),
-    function("list_dir", "List a directory (folders end with /).", path="relative path"),
-    function(
-        "run",
-        "Run a shell command in the repository (sandboxed, no network).",
-        command="a bash command line",
-    ),
-    function("ask", "Ask the requester one clarifying question and stop.", question="the question"),
-]
-
-# The model's tool names, mapped to the runtime's tools and their argument names.
-_TOOLBOX = {"read_file": "fs.read", "write_file": "fs.write", "list_dir": "fs.list", "run": "shell"}
+    def __init__(self, reason: Any) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class AgentOutcome(BaseModel):
-    kind: Literal["finished", "asked", "stopped"]
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kind: Literal["finished", "asked", "stopped", "paused"]
     summary: str = ""
     question: str | None = None
     steps: int = 0
     transcript: list[dict[str, Any]]
+    call_id: str | None = None  # paused: the tool call that paused
+    paused: Any = None  # paused: what the tool handed back (ToolPaused.reason)
 
 
 def opening_messages(
@@ -102,21 +78,17 @@ async def run_agent(
     *,
     max_steps: int,
     time_limit_s: float,
-    documents: bool = False,
 ) -> AgentOutcome:
-    """The loop; with documents=True the model also has the document tools (doc jobs)."""
-    tools = TOOLS
-    if documents:
-        from runtime.doc_jobs import doc_tools
-
-        tools = [*TOOLS, *doc_tools()]
+    """The loop over the toolbox's tools (the job's kind chose them) and `ask`. `messages` may
+    be a conversation a pause left off; its model turns count against max_steps."""
+    tools = [*toolbox.schemas(), ask_tool()]
     # One deadline over the whole loop: a model call or a tool call that would outlast it is
     # cancelled (a sandboxed command's process group is killed) and the job stops, saying where.
     where = _Where()
     limit = asyncio.timeout(time_limit_s)
     try:
         async with limit:
-            return await _loop(toolbox, client, messages, tools, max_steps, documents, where)
+            return await _loop(toolbox, client, messages, tools, max_steps, where)
     except TimeoutError:
         if not limit.expired():
             raise  # a TimeoutError of a tool's own, not the deadline's
@@ -141,10 +113,10 @@ async def _loop(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
     max_steps: int,
-    documents: bool,
     where: _Where,
 ) -> AgentOutcome:
-    for step in range(1, max_steps + 1):
+    used = sum(1 for m in messages if m.get("role") == "assistant")
+    for step in range(used + 1, max_steps + 1):
         where.now, where.step = f"model call {step}", step - 1
         reply = _escaped(await client.complete(messages, tools))
         messages.append(reply.message)
@@ -164,7 +136,13 @@ async def _loop(
                     transcript=messages,
                 )
             where.now = call.name[:100]
-            result = await _run_tool(toolbox, call.name, call.arguments, documents)
+            try:
+                result = await _run_tool(toolbox, call.name, call.arguments)
+            except ToolPaused as paused:
+                return AgentOutcome(
+                    kind="paused", steps=step, transcript=messages, call_id=call.id,
+                    paused=paused.reason,
+                )  # fmt: skip
             messages.append(tool_result(call.id, result))
     return AgentOutcome(
         kind="stopped",
@@ -195,44 +173,24 @@ def refusal_text(refusal: SandboxViolation) -> str:
     return message if message.startswith("refused") else f"refused: {message}"
 
 
-async def _run_tool(toolbox: Toolbox, name: str, arguments: str, documents: bool = False) -> str:
+async def _run_tool(toolbox: Toolbox, name: str, arguments: str) -> str:
     """One tool call of the model's, as the text it gets back; every attempt is on the record."""
-    tool = _TOOLBOX.get(name)
     args = _arguments(arguments)
     if args is None:
         reason = "the arguments are not a JSON object"
         await toolbox.record_refusal(name, arguments, reason)
         return f"error: {reason}"
-    if tool is None and documents:
-        from runtime.doc_jobs import DocumentError, run_doc_tool
-
-        try:
-            text = await run_doc_tool(toolbox, name, args)
-        except SandboxViolation as refusal:
-            return refusal_text(refusal)
-        except (DocumentError, KeyError, TypeError, ValueError, OSError) as error:
-            return f"error: {getattr(error, 'message', error)}"
-        if text is not None:
-            return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n[truncated]"
-    if tool is None:
+    declared = toolbox.offers(name)
+    if declared is None:
         reason = f"there is no tool named {name!r}"
         await toolbox.record_refusal(name, args, reason)
         return f"error: {reason}"
     try:
-        if tool == "shell":
-            result = await toolbox.call("shell", command=str(args.get("command", "")))
-            text = f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
-        elif tool == "fs.write":
-            await toolbox.call(
-                tool, path=str(args.get("path", "")), content=str(args.get("content", ""))
-            )
-            text = "written"
-        elif tool == "fs.list":
-            text = "\n".join(await toolbox.call(tool, path=str(args.get("path") or ".")))
-        else:
-            text = await toolbox.call(tool, path=str(args.get("path", "")))
+        text = declared.text(await toolbox.call(declared.name, **declared.arguments(args)))
     except SandboxViolation as refusal:
         return refusal_text(refusal)
+    except AcpError as error:
+        return f"error: {error.message}"
     except (KeyError, TypeError, ValueError, OSError) as error:
         return f"error: {error}"
     return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n[truncated]"

@@ -18,12 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime import audit, outbox
-from runtime.approvals import ApprovalGates
+from runtime.approvals import ApprovalGates, pending_hash
 from runtime.audit import ArtifactStore, AuditEvent, NewEvent, VerifyReport
-from runtime.browser_steps import parse_steps
 from runtime.errors import (
     AcpError,
     AlreadyDecided,
+    ApprovalMismatch,
     BadRequest,
     InvalidTransition,
     PolicyDenied,
@@ -31,18 +31,10 @@ from runtime.errors import (
     UnknownPerson,
     UnknownTarget,
 )
-from runtime.intake import (
-    TYPE_ALIASES,
-    ParsedRequest,
-    extract_commands,
-    looks_like_sql,
-    parse_request,
-    refuse_sql_writes,
-    steps_for,
-)
+from runtime.intake import ParsedRequest, parse_request
 from runtime.jobs import (
-    ARTIFACT_CONTRACTS,
     TRANSITIONS,
+    ArtifactRef,
     Clarification,
     JobRecord,
     JobSpec,
@@ -50,7 +42,19 @@ from runtime.jobs import (
     JobType,
     ModelUse,
     Origin,
+    PendingAction,
+    Phase,
+    RunGate,
     format_job_id,
+)
+from runtime.kinds import registry
+from runtime.kinds.base import (
+    Failed,
+    JobContext,
+    NeedsAnswer,
+    NeedsApproval,
+    Outcome,
+    Succeeded,
 )
 from runtime.policy import (
     Decision,
@@ -61,6 +65,7 @@ from runtime.policy import (
     decide_routine,
     load_policy,
 )
+from runtime.recorder import JobRecorder, log_event
 from runtime.settings import Settings
 from runtime.store import job_store, migrate
 from runtime.store.database import Database
@@ -73,17 +78,6 @@ T = TypeVar("T")
 LIVE_WORKER_SECONDS = 15.0
 ENDED_UNPUBLISHED = frozenset(
     {JobState.failed, JobState.cancelled, JobState.denied, JobState.rejected}
-)
-
-# Events that are not state changes but that the requester's door should still hear about.
-NOTIFY_KINDS = frozenset(
-    {
-        "tool.shell",
-        "tool.refused",
-        "approval.invalidated",
-        "browser.mutation_sent",
-        "browser.session_closed",
-    }
 )
 
 
@@ -109,13 +103,15 @@ class PolicyCheck(BaseModel):
     policy_hash: str
 
 
-def _explicit_sql(parsed: ParsedRequest) -> bool:
-    """A SQL job runs without a model when it is a statement or a standard diagnostic."""
-    if parsed.job_type is not JobType.sql:
-        return False
-    from runtime.tools.sql import match_diagnostic
-
-    return looks_like_sql(parsed.instruction) or match_diagnostic(parsed.instruction) is not None
+def _merged(existing: list[ArtifactRef], new: list[ArtifactRef]) -> list[ArtifactRef]:
+    """The job's artifacts and a pass's new ones, each once, in the order they were made."""
+    seen = {(a.name, a.sha256) for a in existing}
+    out = list(existing)
+    for ref in new:
+        if (ref.name, ref.sha256) not in seen:
+            seen.add((ref.name, ref.sha256))
+            out.append(ref)
+    return out
 
 
 def _refuse_unencodable(text: str, what: str) -> None:
@@ -237,7 +233,7 @@ class Engine(ApprovalGates):
             # A job that ended without publishing has no pending action: no door may show a
             # stale "merge" for a job that stopped, failed or was cancelled.
             changes["pending_action"] = None
-        updated = job.model_copy(update={"state": to, **changes})
+        updated = job.with_changes(state=to, **changes)
         saved = await job_store.save_job(
             conn, updated, expected_state=job.state, worker_id=worker_id
         )
@@ -263,38 +259,23 @@ class Engine(ApprovalGates):
         event_artifacts: tuple[str, ...] = (),
     ) -> AuditEvent:
         """An audit event about a job that does not change its state (a tool call, an artifact)."""
-        async with self.db.begin() as conn:
-            event = await self._event(conn, kind, actor, job_id, data, event_artifacts)
-            if kind in NOTIFY_KINDS:
-                reply_to = await job_store.reply_to_of(conn, job_id)
-                if reply_to:
-                    await outbox.enqueue(conn, reply_to["door"], job_id, kind, {"seq": event.seq})
-            return event
+        return await log_event(self.db, job_id, kind, actor, data, event_artifacts)
 
-    async def log_model_call(
-        self,
-        job_id: int,
-        actor: str,
-        data: dict[str, Any],
-        event_artifacts: tuple[str, ...],
-        usage: ModelUse,
-    ) -> None:
-        """A model call's event and the job's new usage totals, in one transaction."""
-        async with self.db.begin() as conn:
-            await self._event(conn, "model.call", actor, job_id, data, event_artifacts)
-            await job_store.save_model_use(conn, job_id, usage.model_dump(mode="json"))
+    def recorder(self, job_id: int, actor: str, *, keeps: bool = True) -> JobRecorder:
+        """The recorder a kind, a tool or a model client writes a job's events through."""
+        return JobRecorder(self.db, self.artifacts, job_id, actor, keeps=keeps)
 
-    async def team_spend_today(self, team: str | None, *, excluding: int) -> float:
-        start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self.db.engine.connect() as conn:
-            return await job_store.team_spend_since(conn, team, start, excluding=excluding)
+    async def save_progress(self, job_id: int, **changes: Any) -> JobRecord:
+        """Keep fields of a job without changing its state (a kind's resume state, merged into
+        its result; a pending action the policy does not gate)."""
 
-    async def save_progress(self, job: JobRecord, **changes: Any) -> JobRecord:
         async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
-            updated = fresh.model_copy(update=changes)
+            if "result" in changes:
+                changes["result"] = {**fresh.result, **changes["result"]}
+            updated = fresh.with_changes(**changes)
             return await job_store.save_job(conn, updated, expected_state=fresh.state)
 
-        return await self.locked(job.id, body)
+        return await self.locked(job_id, body)
 
     async def finish(
         self,
@@ -324,6 +305,125 @@ class Engine(ApprovalGates):
             )
 
         return await self.locked(job.id, body)
+
+    # --- running kinds: the context a kind gets, and the outcome it returns -----------------
+
+    def context(
+        self,
+        job: JobRecord,
+        worker_id: str,
+        *,
+        phase: Phase | None = None,
+        actor: str | None = None,
+        keeps: bool = True,
+    ) -> JobContext:
+        """What a kind gets for one pass over `job`: never this Engine, nothing that writes the
+        job's state. A context that does not keep (a replay) leaves the job's record alone."""
+        kind = registry.kind_for(job.spec.job_type)
+        targets = self.policy.targets_for(kind.job_type) if kind.target_section else {}
+
+        async def remember(result: dict[str, Any]) -> JobRecord:
+            return await self.save_progress(job.id, result=result)
+
+        return JobContext(
+            job=job,
+            target=targets.get(job.spec.target or ""),
+            policy=self.policy,
+            settings=self.settings,
+            recorder=self.recorder(job.id, actor or f"worker:{worker_id}", keeps=keeps),
+            worker_id=worker_id,
+            phase=phase or job.phase or Phase.execute,
+            db=self.db,
+            remember_fn=remember,
+            toolbox_fn=_toolbox,
+            model_fn=_model_client,
+        )
+
+    def approved_action(self, job: JobRecord) -> PendingAction:
+        """The pending action an approval of `job` applies to; ApprovalMismatch if the action
+        waiting is not exactly the one approved."""
+        pending = job.pending_action
+        if pending is None:
+            raise ApprovalMismatch(f"{job.job_id} has no pending action to take")
+        approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
+        if approved is not None and approved.action_hash != pending_hash(pending):
+            raise ApprovalMismatch(f"{job.job_id}: the approved action is not the pending one")
+        return pending
+
+    async def run_pass(self, ctx: JobContext) -> JobRecord:
+        """The kind's pass for the job's phase, and its outcome applied."""
+        kind = registry.kind_for(ctx.job.spec.job_type)
+        if ctx.phase is Phase.execute:
+            outcome = await kind.execute(ctx)
+        else:
+            outcome = await kind.resume(ctx, self.approved_action(ctx.job))
+        return await self.apply(ctx, outcome)
+
+    async def apply(self, ctx: JobContext, outcome: Outcome) -> JobRecord:
+        """The one writer of job state after intake: move the job as the kind's outcome says.
+
+        An action the policy does not gate is taken at once (the kind's resume), and its
+        outcome applied in turn; one it gates opens an approval bound to the action's hash.
+        """
+        kind = registry.kind_for(ctx.job.spec.job_type)
+        while isinstance(outcome, NeedsApproval) and not ctx.gated(outcome.pending.action):
+            ctx.job = await self.save_progress(
+                ctx.job.id,
+                pending_action=outcome.pending,
+                artifacts=_merged(ctx.job.artifacts, outcome.artifacts),
+            )
+            outcome = await kind.resume(ctx, outcome.pending)
+        actor = ctx.actor
+
+        async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
+            if isinstance(outcome, Succeeded | Failed):
+                state = JobState.succeeded if isinstance(outcome, Succeeded) else JobState.failed
+                return await self.transition(
+                    conn,
+                    fresh,
+                    state,
+                    actor=actor,
+                    kind=outcome.event,
+                    data={"reason": outcome.reason, **outcome.result},
+                    result={**fresh.result, "reason": outcome.reason, **outcome.result},
+                    artifacts=_merged(fresh.artifacts, outcome.artifacts),
+                )
+            if isinstance(outcome, NeedsAnswer):
+                return await self.transition(
+                    conn,
+                    fresh,
+                    JobState.needs_clarification,
+                    actor=actor,
+                    kind="job.clarification_requested",
+                    data={"question": outcome.question, "options": [], "by": "model"},
+                    clarification=Clarification(question=outcome.question, field="agent"),
+                    artifacts=_merged(fresh.artifacts, outcome.artifacts),
+                )
+            pending = outcome.pending
+            gate = self.new_gate(fresh, ctx.gated(pending.action) or "publish", pending)
+            return await self.transition(
+                conn,
+                fresh,
+                JobState.awaiting_approval,
+                actor=actor,
+                kind="approval.requested",
+                data={
+                    "action": gate.action,
+                    "action_hash": gate.action_hash,
+                    "pending": pending.canonical(),
+                    "approvers": gate.approvers,
+                    "four_eyes": gate.four_eyes,
+                    "expires_at": gate.expires_at.isoformat() if gate.expires_at else None,
+                    "reason": outcome.reason,
+                },
+                event_artifacts=outcome.event_artifacts,
+                pending_action=pending,
+                approvals=[*fresh.approvals, gate],
+                artifacts=_merged(fresh.artifacts, outcome.artifacts),
+            )
+
+        ctx.job = await self.locked(ctx.job.id, body)
+        return ctx.job
 
     # --- reading -----------------------------------------------------------
 
@@ -360,13 +460,17 @@ class Engine(ApprovalGates):
     # --- deciding ----------------------------------------------------------
 
     def _facts(self, person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
+        explicit = bool(parsed.commands)
+        if parsed.job_type is not None:
+            kind = registry.kind_for(parsed.job_type)
+            explicit = kind.has_explicit_steps(parsed.instruction, parsed.commands)
         return RequestFacts(
             person=person,
             job_type=parsed.job_type,
             target=parsed.target,
             origin=origin,
             confidence=parsed.confidence,
-            has_explicit_steps=bool(parsed.commands) or _explicit_sql(parsed),
+            has_explicit_steps=explicit,
         )
 
     def _decide(self, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
@@ -378,46 +482,36 @@ class Engine(ApprovalGates):
     def _spec(
         self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
     ) -> JobSpec:
-        if parsed.schedule:
+        common = {
+            "target": parsed.target,
+            "tools": decision.tools_granted,
+            "approval_required_for": decision.approval_required_for,
+            "schedule": parsed.schedule,
+            "origin": origin,
+            "requester": person,
+        }
+        if parsed.schedule:  # a routine: the kind that schedules requests holds it
+            routine = registry.kind_for(JobType.schedule)
             return JobSpec(
-                job_type=JobType.schedule,
-                target=parsed.target,
+                job_type=routine.job_type,
                 instruction=parsed.scheduled_request or parsed.instruction,
-                tools=decision.tools_granted,
-                approval_required_for=decision.approval_required_for,
-                artifact_contract=ARTIFACT_CONTRACTS[JobType.schedule],
-                schedule=parsed.schedule,
-                origin=origin,
-                requester=person,
+                artifact_contract=routine.artifact_contract,
+                **common,
             )
-        job_type = parsed.job_type
-        site = (
-            self.policy.targets.sites.get(parsed.target or "")
-            if job_type is JobType.browser
-            else None
-        )
-        database = self.policy.targets.databases.get(parsed.target or "")
+        if parsed.job_type is None:  # asked what kind of job it is; a code job until answered
+            return JobSpec(
+                job_type=JobType.code, instruction=parsed.instruction, commands=parsed.commands,
+                **common,
+            )  # fmt: skip
+        kind = registry.kind_for(parsed.job_type)
+        target = self.policy.targets_for(kind.job_type).get(parsed.target or "")
         return JobSpec(
-            job_type=job_type or JobType.code,
-            target=parsed.target,
+            job_type=kind.job_type,
             instruction=parsed.instruction,
-            tools=decision.tools_granted,
-            approval_required_for=decision.approval_required_for,
-            artifact_contract=ARTIFACT_CONTRACTS[job_type] if job_type else "",
-            filesystem_scope=["worktree"] if job_type in (JobType.code, JobType.doc) else [],
-            network_scope="allowlist" if site else "none",
-            browser_domains=list(site.domains) if site else [],
-            credential_refs=(
-                [database.dsn_env]
-                if database and job_type is JobType.sql
-                else sorted(site.credentials.values())
-                if site
-                else []
-            ),
+            artifact_contract=kind.artifact_contract,
             commands=parsed.commands,
-            schedule=parsed.schedule,
-            origin=origin,
-            requester=person,
+            **(kind.spec_scopes(target) if target is not None else {}),
+            **common,
         )
 
     def check(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> PolicyCheck:
@@ -565,13 +659,12 @@ class Engine(ApprovalGates):
             )
         if "run" in decision.approval_required_for:
             # The policy wants a person to agree before this job runs at all.
-            pending = {
-                "action": "run",
-                "job_type": job.spec.job_type.value,
-                "target": job.spec.target,
-                "instruction": job.spec.instruction,
-                "commands": job.spec.commands,
-            }
+            pending = RunGate(
+                job_type=job.spec.job_type.value,
+                target=job.spec.target,
+                instruction=job.spec.instruction,
+                commands=job.spec.commands,
+            )
             decided = job.model_copy(update={"decision": decision.model_dump(mode="json")})
             gate = self.new_gate(decided, "run", pending)
             return await self.transition(
@@ -584,7 +677,7 @@ class Engine(ApprovalGates):
                     **data,
                     "action": "run",
                     "action_hash": gate.action_hash,
-                    "pending": pending,
+                    "pending": pending.canonical(),
                     "approvers": gate.approvers,
                 },
                 clarification=None,
@@ -684,11 +777,11 @@ class Engine(ApprovalGates):
         if not answer:
             raise BadRequest("the answer is empty", hint=job.clarification.question)
         if field == "job_type":
-            chosen = TYPE_ALIASES.get(answer.lower())
-            if chosen is None:
+            chosen = registry.by_alias(answer)
+            if chosen is None or not chosen.requestable:
                 options = ", ".join(job.clarification.options)
                 raise BadRequest(f"'{answer}' is not a job type", hint=f"answer one of: {options}")
-            return parsed.model_copy(update={"job_type": chosen})
+            return parsed.model_copy(update={"job_type": chosen.job_type})
         if field == "target":
             job_type = parsed.job_type or JobType.code
             if answer not in self.policy.targets_for(job_type):
@@ -698,29 +791,17 @@ class Engine(ApprovalGates):
                     hint=f"known {job_type.value} targets: {names}",
                 )
             return parsed.model_copy(update={"target": answer})
-        if field == "commands" and parsed.job_type is JobType.sql:
-            # A SQL job's answer is its statement (or diagnostic), refused now if it writes.
-            statement = answer.strip().strip("`").strip()
-            refuse_sql_writes(statement, self.policy, parsed.target)
-            return parsed.model_copy(update={"instruction": statement})
         if field == "commands":
-            if parsed.job_type in (JobType.browser, JobType.doc):
-                lines = [ln.strip().strip("`") for ln in answer.splitlines() if ln.strip()]
-                commands = steps_for(parsed.job_type, answer) or lines
-                if parsed.job_type is JobType.browser:
-                    parse_steps(commands)
-            else:
-                commands = extract_commands(answer) or [answer.strip("`").strip()]
-            return parsed.model_copy(update={"commands": commands})
+            kind = registry.kind_for(parsed.job_type or JobType.code)
+            return parsed.model_copy(update=kind.answer(answer, self.policy, parsed.target))
         return parsed
 
     # --- rollback --------------------------------------------------------------
 
     async def rollback(self, job_id: int, actor: Actor) -> JobRecord:
-        from runtime import code_jobs
-
         job = await self.get(job_id)
-        if job.state is not JobState.succeeded or not job.result.get("published_commit"):
+        kind = registry.kind_for(job.spec.job_type)
+        if job.state is not JobState.succeeded or not kind.rollbackable(job):
             raise InvalidTransition(
                 f"{job.job_id} is {job.state.value} and has no published change to roll back"
             )
@@ -733,7 +814,7 @@ class Engine(ApprovalGates):
             )
             await self.record_refusal("rollback.refused", actor.label, error, job_id=job_id)
             raise error
-        revert = await code_jobs.rollback(self, job)
+        undone = await kind.rollback(self.context(job, "rollback", actor=actor.label))
 
         async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:
             return await self.transition(
@@ -742,8 +823,41 @@ class Engine(ApprovalGates):
                 JobState.rolled_back,
                 actor=actor.label,
                 kind="publish.rolled_back",
-                data={"reverted": fresh.result.get("published_commit"), "revert_commit": revert},
-                result={**fresh.result, "revert_commit": revert},
+                data={"reverted": fresh.result.get("published_commit"), **undone},
+                result={**fresh.result, **undone},
             )
 
         return await self.locked(job_id, body)
+
+    async def replay(self, job_id: int, *, on_base: str | None = None) -> Any:
+        """Re-run a model job with its recorded model responses; the report is logged."""
+        job = await self.get(job_id)
+        kind = registry.kind_for(job.spec.job_type)
+        replay = getattr(kind, "replay", None)
+        if replay is None:
+            able = " and ".join(k.job_type for k in registry.kinds() if hasattr(k, "replay"))
+            raise InvalidTransition(
+                f"{job.job_id} is a {job.spec.job_type.value} job; replay re-runs the model loop "
+                f"of {able} jobs in a worktree and compares their diffs"
+            )
+        report = await replay(self.context(job, "replay", actor="replay", keeps=False),
+                              on_base=on_base)  # fmt: skip
+        await self.log(
+            job.id, "replay.finished", "replay", report.model_dump(exclude={"difference"})
+        )
+        return report
+
+
+def _toolbox(ctx: JobContext, workspace: Any, **options: Any) -> Any:
+    from runtime.toolbox import Toolbox
+
+    tools = registry.kind_for(ctx.job.spec.job_type).toolset()
+    return Toolbox(
+        ctx.recorder, ctx.job, workspace, ctx.limits, tools, target=ctx.target, **options
+    )
+
+
+def _model_client(ctx: JobContext, **options: Any) -> Any:
+    from runtime.models import ModelClient
+
+    return ModelClient(ctx.recorder, ctx.policy, ctx.job, **options)

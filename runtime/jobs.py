@@ -8,19 +8,79 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SerializeAsAny,
+    field_validator,
+)
+from pydantic_core import core_schema
 
 from runtime.errors import BadRequest
 
+_KIND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,15}$")
 
-class JobType(StrEnum):
-    code = "code"
-    sql = "sql"
-    browser = "browser"
-    doc = "doc"
-    schedule = "schedule"
+
+class JobType(str):
+    """The name of a job kind. Open: a kind registered in runtime.kinds.registry brings its own.
+
+    Interned, so `job_type is JobType.code` holds for a name read back from the database. The
+    constants below name the built-in kinds; what a kind does is the registry's, never here.
+    """
+
+    _interned: ClassVar[dict[str, JobType]] = {}
+    code: ClassVar[JobType]
+    sql: ClassVar[JobType]
+    browser: ClassVar[JobType]
+    doc: ClassVar[JobType]
+    schedule: ClassVar[JobType]
+
+    def __new__(cls, name: str) -> JobType:
+        if isinstance(name, JobType):
+            return name
+        found = cls._interned.get(name)
+        if found is None:
+            if not isinstance(name, str) or not _KIND_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a job kind name (lower-case letters, digits, - and _, "
+                    "at most 16, starting with a letter)"
+                )
+            found = cls._interned[name] = super().__new__(cls, name)
+        return found
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return f"JobType({str(self)!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls,
+            core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str),
+        )
+
+
+for _name in ("code", "sql", "browser", "doc", "schedule"):
+    setattr(JobType, _name, JobType(_name))
+
+
+class Phase(StrEnum):
+    """Which pass over a job the worker is in: running its steps, publishing the approved
+    change, or taking the approved live action."""
+
+    execute = "execute"
+    publish = "publish"
+    resume = "resume"
 
 
 class Origin(StrEnum):
@@ -89,27 +149,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.succeeded: frozenset({JobState.rolled_back}),
 }
 
-# Job types whose work changes something outside the sandbox once published.
-MUTATING_TYPES = frozenset({JobType.code, JobType.browser, JobType.doc, JobType.schedule})
-
-# The artifacts each job type promises to leave for review.
-ARTIFACT_CONTRACTS: dict[JobType, str] = {
-    JobType.code: "diff",
-    JobType.sql: "results_plus_plan",
-    JobType.browser: "trace_plus_screenshots",
-    JobType.doc: "document_diff",
-    JobType.schedule: "routine_definition",
-}
-
-# The tools each job type uses; the policy grants a subset of these.
-TYPE_TOOLS: dict[JobType, tuple[str, ...]] = {
-    JobType.code: ("fs.read", "fs.write", "shell", "git.diff"),
-    JobType.sql: ("sql.query",),
-    JobType.browser: ("browser", "playwright"),
-    JobType.doc: ("fs.read", "fs.write", "docs", "shell"),
-    JobType.schedule: ("scheduler",),
-}
-
 _JOB_ID = re.compile(r"^\s*J-?(\d+)\s*$", re.IGNORECASE)
 
 
@@ -152,6 +191,89 @@ class JobSpec(BaseModel):
     schedule: str | None = Field(None, description="cron expression for schedule jobs")
     origin: Origin
     requester: str = Field(description="person name from the policy, whichever door was used")
+
+
+class PendingAction(BaseModel):
+    """What an approval gate is bound to: the exact action a job will take once approved.
+
+    A tagged union that the kinds contribute to: `action` is the tag, and each kind registers
+    the models of its actions (`register_pending`). The approval hash is over the fields that
+    were set, so a record read back from the database hashes exactly as it did when written.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: ClassVar[tuple[str, ...]] = ()
+    action: str
+
+    def canonical(self) -> dict[str, Any]:
+        """The form that is stored and hashed: the fields that were set, and the tag."""
+        dumped = self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        return {**dumped, "action": self.action}
+
+
+class RunGate(PendingAction):
+    """A gate on running the job at all (the policy's `run` approval)."""
+
+    actions: ClassVar[tuple[str, ...]] = ("run",)
+    action: Literal["run"] = "run"
+    job_type: str
+    target: str | None = None
+    instruction: str = ""
+    commands: list[str] = Field(default_factory=list)
+
+
+class OtherPending(PendingAction):
+    """A pending action of a kind this code does not have: kept as it was, never acted on."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+_PENDING: dict[str, type[PendingAction]] = {"run": RunGate}
+
+
+def register_pending(*models: type[PendingAction]) -> None:
+    """A kind's pending actions join the union (runtime.kinds.registry calls this)."""
+    for model in models:
+        for action in model.actions:
+            if _PENDING.get(action, model) is not model:
+                raise ValueError(
+                    f"the pending action '{action}' is already {_PENDING[action].__name__}'s"
+                )
+            _PENDING[action] = model
+
+
+def pending_from(data: PendingAction | dict[str, Any] | None) -> PendingAction | None:
+    """A stored pending action as its kind's model."""
+    if data is None or isinstance(data, PendingAction):
+        return data
+    model = _PENDING.get(str(data.get("action", "")), OtherPending)
+    return model.model_validate(data)
+
+
+class EvidenceLine(BaseModel):
+    label: str
+    text: str
+
+
+class Attachment(BaseModel):
+    """An artifact a door attaches as a file (a screenshot, a trace, a published document)."""
+
+    sha256: str
+    filename: str
+    title: str
+
+
+class Evidence(BaseModel):
+    """What every door shows a reviewer, as the job's kind words it: a door renders this and
+    never reads a kind's pending action or result by key."""
+
+    headline: str = Field("", description="what approving does, in one or two sentences")
+    lines: list[EvidenceLine] = Field(default_factory=list, description="label: text facts")
+    read: list[str] = Field(
+        default_factory=list, description="artifacts (sha256) a reviewer reads inline, in order"
+    )
+    attach: list[Attachment] = Field(default_factory=list, description="files to attach")
 
 
 class Clarification(BaseModel):
@@ -205,7 +327,8 @@ class JobRecord(BaseModel):
     policy_hash: str
     classifier: dict[str, Any] = Field(default_factory=dict)
     clarification: Clarification | None = None
-    pending_action: dict[str, Any] | None = None
+    pending_action: SerializeAsAny[PendingAction] | None = None
+    phase: Phase | None = Field(None, description="which pass the worker is in (running jobs)")
     approvals: list[ApprovalRequest] = Field(default_factory=list)
     artifacts: list[ArtifactRef] = Field(default_factory=list)
     model: ModelUse = Field(default_factory=ModelUse)
@@ -216,6 +339,18 @@ class JobRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    @field_validator("pending_action", mode="before")
+    @classmethod
+    def _pending(cls, value: Any) -> PendingAction | None:
+        return pending_from(value)
+
     @property
     def job_id(self) -> str:
         return format_job_id(self.id)
+
+    def with_changes(self, **changes: Any) -> JobRecord:
+        """A copy with `changes`, validated (a pending action given as a dict becomes its
+        kind's model)."""
+        if "pending_action" in changes:
+            changes["pending_action"] = pending_from(changes["pending_action"])
+        return self.model_copy(update=changes)

@@ -23,7 +23,8 @@ from runtime.policy import ModelEndpoint, ModelRoute
 from runtime.secrets import redact
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from runtime.policy import Policy
+    from runtime.recorder import JobRecorder
 
 # Errors after which the next model of the route is tried; anything else is the caller's fault.
 FALLBACK_ERRORS = frozenset(
@@ -112,16 +113,17 @@ class ModelClient:
 
     def __init__(
         self,
-        engine: Engine,
+        recorder: JobRecorder,
+        policy: Policy,
         job: JobRecord,
         *,
-        actor: str,
         replay: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        self.engine = engine
+        self.recorder = recorder
+        self.policy = policy
         self.job = job
-        self.actor = actor
-        self.route = engine.policy.models.route(job.model.route_rule)
+        self.actor = recorder.actor
+        self.route = policy.models.route(job.model.route_rule)
         self.usage = job.model.model_copy(deep=True)
         self._replay = list(replay) if replay is not None else None
         self._others_spent: tuple[float, float] | None = None
@@ -173,10 +175,8 @@ class ModelClient:
         raise ModelUnavailable("no model of the route answered")  # pragma: no cover
 
     async def _log_fallback(self, model: str, reason: str, following: ModelEndpoint) -> None:
-        await self.engine.log(
-            self.job.id,
+        await self.recorder.log(
             "model.fallback",
-            self.actor,
             {"model": model, "error": reason, "next": following.model},
         )
         self.usage.fallbacks_taken.append(following.model)
@@ -195,7 +195,7 @@ class ModelClient:
         return key
 
     async def _check_budget(self) -> None:
-        budgets = self.engine.policy.models.budgets
+        budgets = self.policy.models.budgets
         if budgets.per_job_usd is not None and self.usage.cost_usd >= budgets.per_job_usd:
             raise BudgetExceeded(
                 f"{self.job.job_id} has spent ${self.usage.cost_usd:.4f} of its "
@@ -204,10 +204,10 @@ class ModelClient:
             )
         if budgets.per_team_usd is None:
             return
-        team = self.engine.policy.people[self.job.spec.requester].team
+        team = self.policy.people[self.job.spec.requester].team
         now = time.monotonic()
         if self._others_spent is None or now - self._others_spent[0] > TEAM_SPEND_TTL_S:
-            others = await self.engine.team_spend_today(team, excluding=self.job.id)
+            others = await self.recorder.team_spend_today(team)
             self._others_spent = (now, others)
         spent = self._others_spent[1] + self.usage.cost_usd
         if spent >= budgets.per_team_usd:
@@ -227,7 +227,7 @@ class ModelClient:
         usage = document.get("usage") or {}
         index = self.usage.calls + 1
         request = {"model": model, "messages": messages, "tools": tools}
-        store = self.engine.artifacts
+        store = self.recorder
         # A reply may carry a lone surrogate (JSON's "\ud800"); stored as that same JSON
         # escape, the record keeps exactly what was sent and the write cannot fail.
         req = store.put(
@@ -245,9 +245,7 @@ class ModelClient:
         self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.usage.model = model
-        await self.engine.log_model_call(
-            self.job.id,
-            self.actor,
+        await self.recorder.model_call(
             {
                 "index": index,
                 "model": model,

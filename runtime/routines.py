@@ -27,9 +27,13 @@ from sqlalchemy.exc import IntegrityError
 
 from runtime.errors import BadRequest, InvalidTransition, PolicyDenied, UnknownJob
 from runtime.jobs import JobRecord, JobState, Origin
-from runtime.schedules import Schedule, parse_schedule
+from runtime.schedules import parse_schedule
+from runtime.store import routine_store
 from runtime.store.job_store import utcnow
 from runtime.store.models import LeaseRow, RoutineFiringRow, RoutineRow
+from runtime.store.routine_store import Routine, format_routine_id, parse_routine_id
+from runtime.store.routine_store import aware as _aware
+from runtime.store.routine_store import routine_from_row as _routine
 
 if TYPE_CHECKING:
     from runtime.engine import Actor, Engine
@@ -39,39 +43,6 @@ _routines = RoutineRow.__table__
 _firings = RoutineFiringRow.__table__
 _leases = LeaseRow.__table__
 LEASE = "scheduler"
-
-
-def format_routine_id(number: int) -> str:
-    return f"R-{number}"
-
-
-def parse_routine_id(text: str) -> int:
-    value = text.strip().upper().removeprefix("R-").removeprefix("R")
-    if not value.isdigit():
-        raise BadRequest(f"'{text}' is not a routine id", hint="routine ids look like R-3")
-    return int(value)
-
-
-class Routine(BaseModel):
-    id: int
-    name: str | None
-    owner: str
-    schedule: Schedule
-    request: str
-    state: str
-    source: str
-    created_by_job: int | None
-    reply_to: dict[str, Any] | None
-    created_at: datetime
-
-    @property
-    def routine_id(self) -> str:
-        return format_routine_id(self.id)
-
-    def next_run(self, now: datetime | None = None) -> datetime | None:
-        if self.state != "active":
-            return None
-        return self.schedule.next_after(now or utcnow())
 
 
 class Firing(BaseModel):
@@ -84,23 +55,7 @@ class Firing(BaseModel):
     instance: str
 
 
-def _routine(row: Any) -> Routine:
-    return Routine(
-        id=row.id,
-        name=row.name,
-        owner=row.owner,
-        schedule=Schedule.model_validate_json(row.schedule),
-        request=row.request,
-        state=row.state,
-        source=row.source,
-        created_by_job=row.created_by_job,
-        reply_to=row.reply_to,
-        created_at=_aware(row.created_at),
-    )
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+__all__ = ["Firing", "Routine", "RoutineScheduler", "format_routine_id", "parse_routine_id"]
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -115,12 +70,7 @@ async def routines(engine: Engine, *, include_deleted: bool = False) -> list[Rou
 
 
 async def get(engine: Engine, routine_id: int) -> Routine:
-    async with engine.db.engine.connect() as conn:
-        row = (await conn.execute(select(_routines).where(_routines.c.id == routine_id))).first()
-    if row is None:
-        raise UnknownJob(f"there is no routine {format_routine_id(routine_id)}",
-                         hint="list them with `acp routines list`")  # fmt: skip
-    return _routine(row)
+    return await routine_store.load_routine(engine.db, routine_id)
 
 
 async def history(engine: Engine, routine_id: int, limit: int = 50) -> list[Firing]:
@@ -151,59 +101,7 @@ async def last_result(engine: Engine, routine: Routine) -> str:
     return f"{job.job_id} {job.state.value} (due {firing.due_at:%Y-%m-%d %H:%M:%S} UTC)"
 
 
-# --- proposing, approving, changing -------------------------------------------------------
-
-
-def proposal(job: JobRecord, engine: Engine) -> dict[str, Any]:
-    """The routine a `schedule` job proposes: what an approval of it is bound to."""
-    schedule = parse_schedule(job.spec.schedule or "", engine.policy.routines.timezone)
-    return {
-        "action": "create",
-        "routine": {
-            "owner": job.spec.requester,
-            "schedule": schedule.model_dump(),
-            "request": job.spec.instruction,
-            "reply_to": job.reply_to,
-        },
-    }
-
-
-def _change_of(job: JobRecord) -> tuple[str, int] | None:
-    """(action, routine id) of a job that changes or deletes a routine; None for a proposal."""
-    if len(job.spec.commands) == 2 and job.spec.commands[0] in ("change", "delete"):
-        return job.spec.commands[0], parse_routine_id(job.spec.commands[1])
-    return None
-
-
-async def execute(engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
-    """A routine job: stop at its approval gate (create, change, delete), or go ahead if no
-    gate applies and the policy does not require one."""
-    from runtime.code_jobs import ask_approval, gated_action
-
-    actor = f"worker:{worker_id}"
-    change = _change_of(job)
-    if change is None:
-        pending = proposal(job, engine)
-    else:
-        action, routine_id = change
-        routine = await get(engine, routine_id)
-        pending = {"action": action, "routine_id": routine_id, "request": routine.request,
-                   "from": routine.schedule.model_dump()}  # fmt: skip
-        if action == "change":
-            pending["to"] = parse_schedule(
-                job.spec.schedule or "", engine.policy.routines.timezone
-            ).model_dump()
-    if gated_action(job, pending["action"]):
-        return await ask_approval(engine, job, pending, actor, artifacts=job.artifacts)
-    if engine.policy.routines.require_approval and pending["action"] != "delete":
-        return await engine.finish(
-            job, JobState.failed, actor, "job.failed",
-            reason="the policy requires approval of routines (routines.require_approval), "
-            "but no approval rule covers `schedule` jobs with action "
-            f"'{pending['action']}' on '{job.spec.target}'; nothing changed",
-        )  # fmt: skip
-    job = await engine.save_progress(job, pending_action=pending)
-    return await publish(engine, job, actor)
+# --- changing ------------------------------------------------------------------------
 
 
 async def propose_change(
@@ -211,7 +109,8 @@ async def propose_change(
 ) -> JobRecord:
     """Changing or deleting a routine is a job too, decided and gated by the same policy."""
     from runtime.intake import parse_request
-    from runtime.jobs import ARTIFACT_CONTRACTS, JobSpec, JobType, ModelUse
+    from runtime.jobs import JobSpec, JobType, ModelUse
+    from runtime.kinds import registry
     from runtime.policy import approval_gates
 
     routine = await get(engine, routine_id)
@@ -248,7 +147,7 @@ async def propose_change(
         spec=JobSpec(
             job_type=JobType.schedule, target=target, instruction=routine.request,
             tools=decision.tools_granted, approval_required_for=decision.approval_required_for,
-            artifact_contract=ARTIFACT_CONTRACTS[JobType.schedule],
+            artifact_contract=registry.kind_for(JobType.schedule).artifact_contract,
             schedule=schedule or routine.schedule.expression,
             commands=[action, routine.routine_id], origin=Origin(actor.door),
             requester=actor.person,
@@ -262,71 +161,7 @@ async def propose_change(
         created_at=now,
         updated_at=now,
     )  # fmt: skip
-    return await engine._insert_and_decide(
-        record, decision, actor, prompt, Origin(actor.door), None
-    )
-
-
-async def publish(engine: Engine, job: JobRecord, actor: str) -> JobRecord:
-    """Create exactly the routine that was approved."""
-    from runtime.approvals import pending_hash
-
-    pending = job.pending_action or {}
-    approved = next((g for g in reversed(job.approvals) if g.decision == "approved"), None)
-    if approved is not None and approved.action_hash != pending_hash(pending):
-        raise InvalidTransition(f"{job.job_id}: the approved routine is not the pending one")
-    if pending["action"] in ("change", "delete"):
-        return await _apply_change(engine, job, pending, actor)
-    spec = pending["routine"]
-    schedule = Schedule.model_validate(spec["schedule"])
-    now = utcnow()
-    async with engine.db.begin() as conn:
-        existing = (
-            await conn.execute(select(_routines.c.id).where(_routines.c.created_by_job == job.id))
-        ).scalar()
-        routine_id = existing or (
-            await conn.execute(
-                insert(_routines).values(
-                    owner=spec["owner"], schedule=schedule.model_dump_json(),
-                    timezone=schedule.timezone, request=spec["request"],
-                    misfire=schedule.misfire, state="active", source="job",
-                    created_by_job=job.id, reply_to=spec.get("reply_to"),
-                    created_at=now, updated_at=now,
-                )
-            )
-        ).inserted_primary_key[0]  # fmt: skip
-    rid = format_routine_id(routine_id)
-    nxt = schedule.next_after(now)
-    await engine.log(job.id, "routine.created", actor,
-                     {"routine": rid, "schedule": schedule.model_dump(), "owner": spec["owner"],
-                      "request": spec["request"]})  # fmt: skip
-    when = f"; next run {nxt:%Y-%m-%d %H:%M:%S %Z}" if nxt else ""
-    return await engine.finish(
-        job, JobState.succeeded, actor, "job.succeeded",
-        reason=f"routine {rid} created: {schedule.text()}{when}", routine=rid,
-    )  # fmt: skip
-
-
-async def _apply_change(
-    engine: Engine, job: JobRecord, pending: dict[str, Any], actor: str
-) -> JobRecord:
-    routine_id = pending["routine_id"]
-    rid = format_routine_id(routine_id)
-    values: dict[str, Any] = {"updated_at": utcnow()}
-    if pending["action"] == "delete":
-        values["state"] = "deleted"
-    else:
-        to = Schedule.model_validate(pending["to"])
-        values.update(schedule=to.model_dump_json(), timezone=to.timezone, misfire=to.misfire)
-    async with engine.db.begin() as conn:
-        await conn.execute(update(_routines).where(_routines.c.id == routine_id).values(**values))
-    done = "deleted" if pending["action"] == "delete" else "changed"
-    await engine.log(job.id, f"routine.{done}", actor, {"routine": rid, **pending})
-    what = f"now {Schedule.model_validate(pending['to']).text()}" if done == "changed" else ""
-    return await engine.finish(
-        job, JobState.succeeded, actor, "job.succeeded",
-        reason=f"routine {rid} {done}" + (f": {what}" if what else ""), routine=rid,
-    )  # fmt: skip
+    return await engine.submit_decided(record, decision, actor, prompt, Origin(actor.door))
 
 
 async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -> Routine:

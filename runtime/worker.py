@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from runtime import code_jobs
 from runtime.engine import LIVE_WORKER_SECONDS, Engine
 from runtime.errors import AcpError
-from runtime.jobs import JobRecord, JobState, JobType
+from runtime.jobs import JobRecord, JobState, Phase, RunGate
+from runtime.kinds import registry
+from runtime.kinds.base import JobKind
+from runtime.recorder import JobRecorder
 from runtime.store import job_store
 from runtime.store.job_store import jobs_table, utcnow
 from runtime.store.models import WorkerRow
@@ -33,51 +32,6 @@ from runtime.store.models import WorkerRow
 log = logging.getLogger("acp.worker")
 _workers = WorkerRow.__table__
 SWEEP_S = 5.0
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How the worker runs one job kind, phase by phase. Claiming, running, recovering after a
-    crash and timing out all read this one table (the plug-in point, until kinds are plug-ins).
-
-    The kind's module has `execute(engine, job, worker_id)`; a kind that publishes has
-    `publish(engine, job, actor)`, which is idempotent, so a publish a crash interrupted is
-    resumed; a kind that takes a live action has `resume(engine, job, worker_id)` instead: a
-    crash leaves unknown whether the action reached its target, so it is failed, not retaken.
-    """
-
-    module: str  # imported on first use (runtime.browser_jobs would import Playwright)
-    publishes: bool = False
-    takes_action: bool = False
-    checkout: bool = False  # execute works in a worktree checkout a cut-short run leaves behind
-
-    def approved_phase(self, job: JobRecord) -> str:
-        """What an approved job of this kind does next: run (a gate on running it at all),
-        publish, or take its approved action."""
-        if (job.pending_action or {}).get("action") == "run":
-            return "execute"
-        return "resume" if self.takes_action else "publish"
-
-    async def work(self, engine: Engine, job: JobRecord, worker_id: str) -> JobRecord:
-        """The pass for the job's phase (execute, publish or resume)."""
-        module = importlib.import_module(self.module)
-        phase = job.result.get("phase", "execute")
-        if phase == "publish" and self.publishes:
-            return await module.publish(engine, job, f"worker:{worker_id}")
-        if phase == "resume" and self.takes_action:
-            return await module.resume(engine, job, worker_id)
-        if phase == "execute":
-            return await module.execute(engine, job, worker_id)
-        raise AcpError(f"{job.spec.job_type.value} jobs have no {phase} phase")
-
-
-KINDS = {
-    JobType.code: Kind("runtime.code_jobs", publishes=True, checkout=True),
-    JobType.doc: Kind("runtime.code_jobs", publishes=True, checkout=True),
-    JobType.sql: Kind("runtime.sql_jobs"),
-    JobType.browser: Kind("runtime.browser_jobs", takes_action=True),
-    JobType.schedule: Kind("runtime.routines", publishes=True),
-}
 
 
 class Worker:
@@ -137,7 +91,8 @@ class Worker:
     # --- recovery ------------------------------------------------------------
 
     async def recover(self) -> list[int]:
-        """Take over jobs whose worker died: resume publishes, fail interrupted executions."""
+        """Take over jobs whose worker died: resume what is safe to do again (a publish), and
+        end the rest as their kind says (an execution cut short is failed, with the reason)."""
         recovered = []
         for job in await self.engine.jobs(states=[JobState.running.value], limit=1000):
             async with self.engine.db.engine.connect() as conn:
@@ -145,41 +100,27 @@ class Worker:
                 if not await self._is_dead(conn, owner):
                     continue
             recovered.append(job.id)
-            kind = KINDS.get(job.spec.job_type)
-            phase = job.result.get("phase")
-            if phase == "publish" and kind is not None and kind.publishes:
-                taken = await self.engine.save_progress(job)
+            phase = job.phase or Phase.execute
+            try:
+                kind = registry.kind_for(job.spec.job_type)
+            except AcpError as error:
+                await self._fail(job, error.message)
+                continue
+            ctx = self.engine.context(job, self.id, phase=phase)
+            if phase in kind.resumable_phases:
                 await self.engine.log(
                     job.id,
                     "job.resumed",
                     self.actor,
-                    {"phase": "publish", "previous_worker": owner},
+                    {"phase": phase.value, "previous_worker": owner},
                 )
-                await self._guarded(taken, kind.work(self.engine, taken, self.id))
-            elif phase == "resume":
-                await self.engine.finish(
-                    job,
-                    JobState.failed,
-                    self.actor,
-                    "job.interrupted",
-                    reason="interrupted: the service stopped while this browser job was taking "
-                    f"its approved action (worker {owner}); it may or may not have reached the "
-                    "site. Check the site before submitting it again.",
-                    previous_worker=owner,
-                )
+                await self._guarded(job, self.engine.run_pass(ctx))
             else:
-                if kind is not None and kind.checkout:
-                    await code_jobs.discard_checkout(self.engine, job)
-                await self.engine.finish(
-                    job,
-                    JobState.failed,
-                    self.actor,
-                    "job.interrupted",
-                    reason="interrupted: the service stopped while this job was running its steps "
-                    f"(worker {owner}); nothing was published. Submit it again to re-run it.",
-                    previous_worker=owner,
-                )
+                await self._guarded(job, self._recover(kind, ctx, phase, owner))
         return recovered
+
+    async def _recover(self, kind: JobKind, ctx, phase: Phase, owner: str | None) -> JobRecord:
+        return await self.engine.apply(ctx, await kind.recover(ctx, phase, owner))
 
     # --- the queue -------------------------------------------------------------
 
@@ -197,35 +138,31 @@ class Worker:
             if job_id is None:
                 return None
             job = await job_store.load_job(conn, job_id)
-            kind = KINDS.get(job.spec.job_type)
-            phase = "execute"
-            if job.state is JobState.approved and kind is not None:
-                phase = kind.approved_phase(job)
+            phase = Phase.execute
+            if job.state is JobState.approved and not isinstance(job.pending_action, RunGate):
+                # What an approval starts: a publish, or the kind's approved live action.
+                with contextlib.suppress(AcpError):
+                    phase = registry.kind_for(job.spec.job_type).approved_phase
             return await self.engine.transition(
                 conn,
                 job,
                 JobState.running,
                 actor=self.actor,
-                kind={"publish": "publish.started", "resume": "job.resumed"}.get(
+                kind={Phase.publish: "publish.started", Phase.resume: "job.resumed"}.get(
                     phase, "job.started"
                 ),
-                data={"worker": self.id, "phase": phase},
+                data={"worker": self.id, "phase": phase.value},
                 worker_id=self.id,
-                result={**job.result, "phase": phase},
+                phase=phase,
             )
 
     async def process(self, job: JobRecord) -> JobRecord:
-        kind = KINDS.get(job.spec.job_type)
-        if kind is None:
-            return await self.engine.finish(
-                job,
-                JobState.failed,
-                self.actor,
-                "job.failed",
-                reason=f"{job.spec.job_type.value} jobs cannot run in this version yet; "
-                f"{', '.join(t.value for t in KINDS)} jobs execute",
-            )
-        return await self._guarded(job, kind.work(self.engine, job, self.id))
+        try:
+            registry.kind_for(job.spec.job_type)
+        except AcpError as error:
+            return await self._fail(job, f"{error.message}; {error.hint}")
+        ctx = self.engine.context(job, self.id)
+        return await self._guarded(job, self.engine.run_pass(ctx))
 
     async def _guarded(self, job: JobRecord, work) -> JobRecord:
         # Every pass over a job has a deadline, so no job (a hung page, a stuck tool, a
@@ -246,19 +183,19 @@ class Worker:
             return await self._fail(job, f"internal error: {type(error).__name__}: {error}")
 
     async def _timed_out(self, job: JobRecord, limit: float) -> JobRecord:
-        phase = job.result.get("phase", "execute")
+        fresh = await self.engine.get(job.id)
+        phase = fresh.phase or Phase.execute
         log.warning("job %s ran past its time limit of %g s (%s)", job.job_id, limit, phase)
-        if phase == "publish":
+        if phase is Phase.publish:
             reason = (
                 f"stopped: publishing ran past the job's time limit of {limit:g} s "
                 "(limits.job_time_limit_s) and was cancelled; check the target before "
                 "publishing again"
             )
         else:
-            kind = KINDS.get(job.spec.job_type)
-            if kind is not None and kind.checkout:
-                with contextlib.suppress(Exception):
-                    await code_jobs.discard_checkout(self.engine, job)
+            with contextlib.suppress(Exception):
+                kind = registry.kind_for(job.spec.job_type)
+                await kind.discard(self.engine.context(fresh, self.id))
             reason = (
                 f"stopped: the job ran past its time limit of {limit:g} s "
                 "(limits.job_time_limit_s); its work was cancelled and nothing was published"
@@ -286,10 +223,8 @@ class Worker:
                 swept = 0.0
                 while not stop.is_set():
                     done = await self.run_once()
-                    if done is None and _browsers_paused():
-                        from runtime import browser_jobs
-
-                        await browser_jobs.sweep(self.engine)
+                    if done is None:
+                        await self.sweep_kinds()
                     if done is None and time.monotonic() - swept > SWEEP_S:
                         # Another worker may have died since we started: take over its jobs.
                         await self.recover()
@@ -300,12 +235,17 @@ class Worker:
                             await asyncio.wait_for(stop.wait(), self.poll_interval)
             finally:
                 beat.cancel()
-                if _browsers_paused():
-                    from runtime import browser_jobs
-
-                    await browser_jobs.close_all()
+                for kind in registry.kinds():
+                    if kind.busy():
+                        await kind.shutdown()
         finally:
             await self.unregister()
+
+    async def sweep_kinds(self) -> int:
+        """Let kinds holding live resources (paused browsers) release those of ended jobs."""
+        return sum(
+            [await kind.sweep(_House(self.engine)) for kind in registry.kinds() if kind.busy()]
+        )
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -316,10 +256,17 @@ class Worker:
                 log.warning("heartbeat failed", exc_info=True)
 
 
-def _browsers_paused() -> bool:
-    """Whether this worker holds paused browser sessions (without importing Playwright)."""
-    module = sys.modules.get("runtime.browser_jobs")
-    return bool(module and module.live_jobs())
+class _House:
+    """What a kind's sweep may ask of the runtime (runtime.kinds.base.Housekeeping)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def job(self, job_id: int) -> JobRecord:
+        return await self.engine.get(job_id)
+
+    def recorder(self, job_id: int, actor: str) -> JobRecorder:
+        return self.engine.recorder(job_id, actor)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -217,9 +217,9 @@ async def test_model_fixes_a_failing_test_and_the_job_waits_for_approval(rig: Ri
     job = await submit_and_run(engine)
 
     assert job.state is JobState.awaiting_approval, job.result
-    diff = engine.artifacts.read(job.pending_action["diff_sha256"]).decode()
+    diff = engine.artifacts.read(job.pending_action.diff_sha256).decode()
     assert "-    return a - b" in diff and "+    return a + b" in diff
-    assert job.pending_action["stat"]["files"] == ["src/mathutil.py"]
+    assert job.pending_action.stat["files"] == ["src/mathutil.py"]
 
     reqs = rig.standin.requests_for(MODEL)
     assert len(reqs) == 6 and rig.standin.pending(MODEL) == 0
@@ -325,7 +325,7 @@ async def test_path_outside_the_worktree_and_the_network_are_refused_and_the_loo
     assert finished.data["summary"] == "could not do it"
     # The symlink the model made is its only change, and it is what the reviewer sees.
     assert job.state is JobState.awaiting_approval, job.result
-    assert job.pending_action["stat"]["files"] == ["leak"]
+    assert job.pending_action.stat["files"] == ["leak"]
     assert job.model.calls == 7
 
 

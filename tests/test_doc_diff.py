@@ -15,7 +15,15 @@ import docx
 import pytest
 from office_files import xlsx_bytes
 
-from runtime.doc_diff import (
+from runtime.doc_formats import (
+    Document,
+    DocumentError,
+    Paragraph,
+    Workbook,
+    load_xlsx,
+    markdown_to_document,
+)
+from runtime.kinds.doc.diff import (
     CellChange,
     ParagraphChange,
     TableCellChange,
@@ -30,14 +38,6 @@ from runtime.doc_diff import (
     render_document_diff,
     render_workbook_diff,
     review,
-)
-from runtime.doc_formats import (
-    Document,
-    DocumentError,
-    Paragraph,
-    Workbook,
-    load_xlsx,
-    markdown_to_document,
 )
 
 

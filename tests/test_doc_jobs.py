@@ -127,7 +127,7 @@ async def test_weekly_summary_workbook_from_a_template_reviewed_then_published(d
     assert "SEV1" in review and "payments-api" in review
     preview = text_of(engine, job, "preview.txt")
     assert "By severity" in preview and "severity" in preview
-    assert any("out/weekly.xlsx" in line for line in job.pending_action["documents"])
+    assert any("out/weekly.xlsx" in line for line in job.pending_action.documents)
     assert not main_has(repo, "out/weekly.xlsx")  # nothing published before approval
 
     await engine.approve(job.id, engine.actor("cli", "bob"))

@@ -11,9 +11,9 @@ import pytest
 
 from bot import cli
 from bot.slack import blocks
-from runtime import code_jobs
 from runtime.errors import BadRequest
 from runtime.jobs import JobState
+from runtime.kinds.code.repo import ensure_named_repo
 from runtime.worker import Worker
 
 FIX = 'code demo: run `sed -i "s/teh/the/" README.md`'
@@ -32,8 +32,8 @@ async def settle(engine, job_id: int):
 
 async def test_job_whose_publish_failed_shows_no_pending_merge(engine):
     job = await settle(engine, (await engine.submit(FIX, engine.actor("cli", "alice"))).id)
-    assert job.state is JobState.awaiting_approval and job.pending_action["action"] == "merge"
-    _, repo = await code_jobs.ensure_repo(engine, "demo")
+    assert job.state is JobState.awaiting_approval and job.pending_action.action == "merge"
+    repo = await ensure_named_repo(engine.settings, engine.policy, "demo")
     readme = repo / "README.md"  # main moves under the job: its merge now conflicts
     readme.write_text(readme.read_text().replace("teh", "tEh"))
     git(repo, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qam", "conflicting")

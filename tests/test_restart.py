@@ -81,7 +81,7 @@ async def test_publish_interrupted_by_a_crash_is_resumed_once(engine):
     await engine.approve(job.id, engine.actor("cli", "bob"))
     await first.register()
     claimed = await first.claim()
-    assert claimed.state is JobState.running and claimed.result["phase"] == "publish"
+    assert claimed.state is JobState.running and claimed.phase == "publish"
     await first.unregister()  # the worker is gone, as after a crash, before it published
 
     second = Worker(engine)

@@ -96,8 +96,8 @@ async def test_routine_is_a_job_that_waits_for_approval_and_never_fires_before(e
     job = await propose(engine, "every 1s")
     assert job.spec.job_type.value == "schedule"
     assert job.state is JobState.awaiting_approval
-    assert job.pending_action["routine"]["request"] == REQUEST
-    assert job.pending_action["routine"]["owner"] == "alice"
+    assert job.pending_action.routine.request == REQUEST
+    assert job.pending_action.routine.owner == "alice"
     await run_scheduler(engine, 2.5)
     assert await routines.routines(engine) == []
     assert await scheduled_jobs(engine) == []
@@ -407,7 +407,7 @@ async def test_changing_and_deleting_a_routine_are_jobs_the_policy_gates(engine)
     job = await routines.propose_change(engine, routine.id, alice, "change", "0 8 * * TUE")
     job = await settle(engine, job.id)
     assert job.state is JobState.awaiting_approval
-    assert job.pending_action["to"]["expression"] == "0 8 * * TUE"
+    assert job.pending_action.to["expression"] == "0 8 * * TUE"
     assert (await routines.get(engine, routine.id)).schedule.expression == "0 9 * * MON"
     await engine.approve(job.id, bob)
     job = await settle(engine, job.id)

@@ -200,7 +200,7 @@ async def test_policy_can_require_approval_before_a_query_runs(sql_engine):
         "sql payments-replica: SELECT count(*) FROM orders", sql_engine.actor("cli", "alice")
     )
     assert job.state is JobState.awaiting_approval
-    assert job.pending_action["action"] == "run"
+    assert job.pending_action.action == "run"
     assert await Worker(sql_engine).run_once() is None, "nothing runs before approval"
     await sql_engine.approve(job.id, sql_engine.actor("cli", "bob"))
     job = await settle(sql_engine, job.id)

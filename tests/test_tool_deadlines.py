@@ -107,7 +107,7 @@ async def test_fifo_socket_and_symlink_loop_made_by_the_model_are_refused_at_onc
     [failed] = await kinds(engine, first.id, "tool.failed")
     assert failed.data["tool"] == "fs.read" and "is a folder" in failed.data["error"]
     assert first.state is JobState.awaiting_approval, first.result  # the symlink is its change
-    assert first.pending_action["stat"]["files"] == ["loop"]
+    assert first.pending_action.stat["files"] == ["loop"]
     assert second.state is JobState.succeeded, second.result
     assert elapsed < 30, f"nothing blocked, yet the two jobs took {elapsed:.0f} s"
     assert await engine.verify_audit()

@@ -8,21 +8,28 @@ import time
 
 import pytest
 
-from runtime import code_jobs
 from runtime.errors import SandboxViolation, ToolNotGranted
+from runtime.kinds.code.repo import ensure_named_repo
 from runtime.sandbox import worktree as wt
 from runtime.toolbox import Toolbox
+from runtime.tools.documents import DOCUMENT_TOOLS
+from runtime.tools.workspace import WORKSPACE_TOOLS
+
+TOOLS = (*WORKSPACE_TOOLS, *DOCUMENT_TOOLS)
 
 
 @pytest.fixture
 async def toolbox(engine):
     job = await engine.submit("code demo: run `true`", engine.actor("cli", "alice"))
-    target, repo = await code_jobs.ensure_repo(engine, "demo")
+    target = engine.policy.targets.repos["demo"]
+    repo = await ensure_named_repo(engine.settings, engine.policy, "demo")
     tree = await wt.create_worktree(
         repo, target.base_branch, job.job_id, engine.settings.worktrees_dir
     )
     try:
-        yield Toolbox(engine, job, tree, "worker:test")
+        yield Toolbox(
+            engine.recorder(job.id, "worker:test"), job, tree, engine.policy.limits, TOOLS
+        )
     finally:
         await wt.remove_worktree(tree)
 
@@ -56,7 +63,8 @@ async def test_file_tools_refuse_paths_outside_the_worktree(
 
 async def test_tool_outside_the_grant_is_refused_before_it_runs(engine, toolbox):
     narrowed = toolbox.job.model_copy(update={"tools_granted": ["fs.read"]})
-    box = Toolbox(engine, narrowed, toolbox.tree, "worker:test")
+    recorder = engine.recorder(narrowed.id, "worker:test")
+    box = Toolbox(recorder, narrowed, toolbox.tree, engine.policy.limits, TOOLS)
     with pytest.raises(ToolNotGranted, match="may not use 'shell'"):
         await box.call("shell", command="touch ran.txt")
     assert not (toolbox.tree.path / "ran.txt").exists()
@@ -77,7 +85,8 @@ async def test_granted_file_tools_work_and_are_recorded(engine, toolbox):
 
 def with_docs(engine, toolbox: Toolbox) -> Toolbox:
     granted = toolbox.job.model_copy(update={"tools_granted": [*toolbox.job.tools_granted, "docs"]})
-    return Toolbox(engine, granted, toolbox.tree, "worker:test")
+    recorder = engine.recorder(granted.id, "worker:test")
+    return Toolbox(recorder, granted, toolbox.tree, engine.policy.limits, TOOLS)
 
 
 async def test_document_tools_refuse_a_fifo_or_a_huge_file_at_once(engine, toolbox):

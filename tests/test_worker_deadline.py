@@ -55,6 +55,6 @@ async def test_a_job_past_its_time_limit_fails_and_the_next_job_runs(tmp_path, d
         assert not (engine.settings.worktrees_dir / stuck.job_id).exists(), "checkout removed"
         done = await engine.get(after.id)
         assert done.state is JobState.awaiting_approval, done.result
-        assert done.pending_action["stat"]["files"] == ["next.txt"]
+        assert done.pending_action.stat["files"] == ["next.txt"]
     finally:
         await engine.close()

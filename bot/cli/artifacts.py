@@ -18,11 +18,10 @@ if TYPE_CHECKING:
 
 
 async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime import code_jobs
     from runtime.jobs import parse_job_id
 
     job = await engine.get(parse_job_id(args.job))
-    report = await code_jobs.replay(engine, job, on_base=args.on_base)
+    report = await engine.replay(job.id, on_base=args.on_base)
     if args.json:
         print_json(report.model_dump())
     elif report.identical:

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bot.cli.parser import identity
-from bot.cli.render import job_line, print_job, print_json, render_job, review_artifacts
+from bot.cli.render import job_line, print_job, print_json, render_job, review_text
 
 if TYPE_CHECKING:
     from runtime.engine import Engine
@@ -80,14 +80,9 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
             f"{d['completion_tokens']} tokens, ${d['cost_usd']:.6f}, {d['latency_ms']:.0f} ms "
             f"(route {d['route_rule']})"
         )
-    names = ("result.txt", "diff.patch")
-    if job.spec.job_type.value == "doc" and any(review_artifacts(job)):
-        names = ("document-diff.txt", "preview.txt")
-    for name in names:
-        found = next((a for a in reversed(job.artifacts) if a.name == name), None)
-        if found:
-            print()
-            print(engine.artifacts.read(found.sha256).decode(errors="replace").rstrip())
+    for text in review_text(engine, job):
+        print()
+        print(text)
     return 0
 
 

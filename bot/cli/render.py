@@ -19,6 +19,7 @@ def print_json(data: Any) -> None:
 
 def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str:
     from runtime.jobs import TERMINAL_STATES
+    from runtime.kinds import registry
 
     spec = job.spec
     decision = job.decision
@@ -56,46 +57,37 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
             f"approvers: {', '.join(gate.approvers) or '-'}; change {gate.action_hash[:12]}"
             f"{expires})"
         )
-    pending = job.pending_action or {}
-    if job.state.value == "awaiting_approval" and pending.get("action") == "mutate":
-        lines.append(f"  pending     : {pending['description']}")
-        lines.append(f"  at step     : {pending['step']}")
+    kind = registry.kind_for(job.spec.job_type)
+    waiting = job.state.value == "awaiting_approval"
+    shown = kind.evidence(job) if waiting else kind.results(job)
+    for line in shown.lines:
+        lines.append(f"  {line.label:<12}: {line.text}")
+    if shown.attach:
+        names = ", ".join(f"{a.filename} ({a.sha256[:12]})" for a in shown.attach)
         lines.append(
-            f"  evidence    : screenshot {pending['screenshot_sha256'][:12]} (element outlined), "
-            f"trace {pending['trace_sha256'][:12]}; save with "
-            f"`acp artifact {job.job_id} <name> -o <file>`"
+            f"  files       : {names}; save with `acp artifact {job.job_id} <name> -o <file>`"
         )
-    if job.state.value == "awaiting_approval":
+    if waiting:
         lines.append(f"  approve with: acp approve {job.job_id} --as <approver>")
     if job.result.get("reason"):
         lines.append(f"  result      : {job.result['reason']}")
     for ref in job.artifacts:
         lines.append(f"  artifact    : {ref.name} ({ref.size} bytes, sha256 {ref.sha256[:12]})")
-    diff = next((a for a in reversed(job.artifacts) if a.name == "diff.patch"), None)
-    documents = [a for a in review_artifacts(job) if a is not None]
-    if pending.get("documents"):
-        for line in pending["documents"]:
-            lines.append(f"  document    : {line}")
-    if with_diff and documents:
-        for ref in documents:
+    if with_diff:
+        for digest in shown.read:
             lines.append("")
-            lines.append(engine.artifacts.read(ref.sha256).decode(errors="replace").rstrip())
-    elif with_diff and diff:
-        stat = (job.pending_action or {}).get("stat") or {}
-        if stat:
-            lines.append(
-                f"  diff        : {stat.get('files_changed', 0)} file(s), "
-                f"+{stat.get('insertions', 0)} -{stat.get('deletions', 0)}"
-            )
-        lines.append("")
-        lines.append(engine.artifacts.read(diff.sha256).decode(errors="replace").rstrip())
+            lines.append(engine.artifacts.read(digest).decode(errors="replace").rstrip())
     return "\n".join(lines)
 
 
-def review_artifacts(job: JobRecord) -> list[Any]:
-    """A doc job's review: its document diff and preview (the git patch of a binary is not)."""
-    named = {a.name: a for a in job.artifacts}
-    return [named.get("document-diff.txt"), named.get("preview.txt")]
+def review_text(engine: Engine, job: JobRecord) -> list[str]:
+    """What a reviewer reads of a job, as its kind says: a diff, a document diff and preview,
+    a result table."""
+    from runtime.kinds import registry
+
+    kind = registry.kind_for(job.spec.job_type)
+    shown = kind.evidence(job) if job.state.value == "awaiting_approval" else kind.results(job)
+    return [engine.artifacts.read(d).decode(errors="replace").rstrip() for d in shown.read]
 
 
 def job_line(job: JobRecord) -> str:

@@ -113,26 +113,20 @@ def approval_request(
     gate = next((g for g in reversed(job.approvals) if g.decision is None), None)
     if gate is None:
         return [_section("There is no open approval request any more.")]
-    pending = job.pending_action or {}
-    stat = pending.get("stat") or {}
+    from runtime.kinds import registry
+
+    shown = registry.kind_for(job.spec.job_type).evidence(job)  # what the job's kind shows
     approvers = ", ".join(person(a, slack_ids) for a in gate.approvers) or "nobody"
-    if pending.get("action") == "mutate":
-        what = (
-            f"*The browser is about to change data* — action `{gate.action_hash[:12]}`:\n"
-            f">{escape(pending.get('description', ''))[:1500]}\n"
-            f"Step `{escape(pending.get('step', ''))[:200]}` · the page as it is now, with the "
-            "element outlined, and the trace so far are attached below. Approve and the job "
-            "takes this one action in the same browser; reject and nothing is sent.\n"
-        )
-    elif pending.get("documents"):
-        listed = "\n".join(f"• {escape(d)}" for d in pending["documents"][:10])
-        what = f"*{gate.action} needs approval* — documents `{gate.action_hash[:12]}`:\n{listed}\n"
-    else:
-        what = (
-            f"*{gate.action} needs approval* — change `{gate.action_hash[:12]}`: "
-            f"{stat.get('files_changed', 0)} file(s), +{stat.get('insertions', 0)} "
-            f"−{stat.get('deletions', 0)} ({', '.join(stat.get('files', [])[:10])})\n"
-        )
+    headline = shown.headline or f"{gate.action} needs approval"
+    listed = "".join(
+        f"• {escape(line.label)}: {escape(line.text)[:1500]}\n" for line in shown.lines[:12]
+    )
+    attached = (
+        "Attached below: " + ", ".join(escape(a.title) for a in shown.attach) + ".\n"
+        if shown.attach
+        else ""
+    )
+    what = f"*{escape(headline)}* — `{gate.action_hash[:12]}`:\n{listed}{attached}"
     summary = (
         what
         + f"Approvers: {approvers}"
@@ -200,16 +194,18 @@ def clarification(job: JobRecord) -> list[dict[str, Any]]:
 
 
 def event_line(event: AuditEvent, slack_ids: dict[str, str], job_type: str = "code") -> str | None:
-    """A thread reply for an event, or None when the card update says it all."""
+    """A thread reply for an event, or None when the card update says it all. The job's kind
+    words its own run events (runtime.kinds: narration)."""
+    from runtime.kinds import registry
+
     data = event.data
     actor = event.actor.split(" ")[0]
+    told = registry.kind_for(job_type).narrate(event.kind)
     match event.kind:
-        case "job.started" if job_type == "browser":
-            return ":globe_with_meridians: Running in a fresh browser context, traced."
         case "job.started":
-            return ":gear: Running in a sandboxed worktree."
-        case "job.resumed" if job_type == "browser":
-            return ":arrow_forward: Taking the approved action."
+            return f":gear: {told or 'Running.'}"
+        case "job.resumed" if told:
+            return f":arrow_forward: {told}"
         case "browser.mutation_sent":
             return f":outbox_tray: Sent, as approved: {escape(data.get('description', ''))[:500]}"
         case "browser.session_closed":
@@ -230,10 +226,10 @@ def event_line(event: AuditEvent, slack_ids: dict[str, str], job_type: str = "co
             return f":x: Rejected by {person(actor, slack_ids)}{why}"
         case "approval.expired":
             return ":hourglass: The approval request expired; the job was rejected."
-        case "approval.invalidated" if job_type == "browser":
-            return ":warning: The page changed after it was reviewed; it needs a new approval."
         case "approval.invalidated":
-            return ":warning: The change moved after it was reviewed; it needs a new approval."
+            return (
+                f":warning: {told or 'It changed after it was reviewed; it needs a new approval.'}"
+            )
         case "publish.merged" | "publish.pushed":
             return f":rocket: {escape(data.get('reason', 'published'))}"
         case "publish.rolled_back":

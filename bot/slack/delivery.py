@@ -18,6 +18,7 @@ from bot.slack.app import slack_ids
 from runtime import audit, outbox
 from runtime.engine import Engine
 from runtime.jobs import JobRecord
+from runtime.kinds.base import JobKind
 from runtime.outbox import OutboxItem
 
 log = logging.getLogger("acp.slack.delivery")
@@ -100,10 +101,9 @@ class SlackDelivery:
                 blocks=blocks.approval_request(job, inline, ids, high_risk=high_risk),
             )  # fmt: skip
             if diff is not None and inline is None:
-                name = "document-diff.txt" if job.spec.job_type.value == "doc" else "diff.patch"
-                await self._upload(channel, ts, f"{job.job_id}-{name}", diff,
+                await self._upload(channel, ts, f"{job.job_id}-review.txt", diff,
                                    f"The full diff of {job.job_id}")  # fmt: skip
-            await self._browser_evidence(job, channel, ts, pending=True)
+            await self._attach(job, channel, ts, self._kind(job).evidence(job).attach)
             return
         if event.kind == "job.clarification_requested":
             await self.client.chat_postMessage(
@@ -115,73 +115,46 @@ class SlackDelivery:
         if line is None:
             return
         await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
-        if event.kind == "job.succeeded":
-            await self._evidence(job, channel, ts)
-        if event.kind in ("publish.merged", "publish.pushed") and job.spec.job_type.value == "doc":
-            await self._documents(job, channel, ts)
-        if event.kind in ("job.succeeded", "job.failed"):
-            await self._browser_evidence(job, channel, ts, pending=False)
+        if event.kind in ("job.succeeded", "job.failed", "publish.merged", "publish.pushed"):
+            # What the job's kind shows of its end: a result table, the last page and trace,
+            # the documents it published.
+            await self._results(job, channel, ts, read=event.kind == "job.succeeded")
         if event.kind == "tool.shell" and event.artifacts:
             output = self.engine.artifacts.read(event.artifacts[0]).decode(errors="replace")
             if "--- stdout\n\n--- stderr\n" not in output:  # something was printed: show it
                 await self._upload(channel, ts, f"{job.job_id}-step-{event.data.get('index')}.log",
                                    output, f"Output of step {event.data.get('index')}")  # fmt: skip
 
-    async def _evidence(self, job: JobRecord, channel: str, ts: str) -> None:
-        """A query's result: the table in the thread (a file when long), the CSV as a file."""
-        named = {a.name: a for a in job.artifacts}
-        if "result.txt" in named:
-            table = self.engine.artifacts.read(named["result.txt"].sha256).decode(errors="replace")
-            if len(table) <= blocks.TEXT_LIMIT - 20:
-                await self.client.chat_postMessage(
-                    channel=channel, thread_ts=ts, text=blocks.code_block(table)
-                )
-            else:
-                await self._upload(channel, ts, f"{job.job_id}-result.txt", table, "Result")
-        for name, title in (("result.csv", "Result (CSV)"), ("plan.json", "EXPLAIN plan")):
-            if name in named:
-                content = self.engine.artifacts.read(named[name].sha256).decode(errors="replace")
-                await self._upload(channel, ts, f"{job.job_id}-{name}", content, title)
+    def _kind(self, job: JobRecord) -> JobKind:
+        from runtime.kinds import registry
 
-    async def _browser_evidence(
-        self, job: JobRecord, channel: str, ts: str, *, pending: bool
-    ) -> None:
-        """A browser job's pause: the outlined page and the trace so far. Its end: the last
-        page and the last trace part (each step's screenshot stays on the chain)."""
-        if job.spec.job_type.value != "browser":
-            return
-        action = job.pending_action or {}
-        if pending and action.get("action") == "mutate":
-            shots = [(action["screenshot_sha256"], "pending.png", "The page now, element outlined"),
-                     (action["trace_sha256"], "trace-so-far.zip",
-                      "Trace so far (open with `playwright show-trace`)")]  # fmt: skip
-        elif not pending:
-            pngs = [a for a in job.artifacts if a.name.startswith("step-")]
-            traces = [a for a in job.artifacts if a.name.startswith("trace")]
-            shots = [(pngs[-1].sha256, pngs[-1].name, "The last page")] if pngs else []
-            if traces:
-                shots.append((traces[-1].sha256, traces[-1].name,
-                              "Trace (open with `playwright show-trace`)"))  # fmt: skip
-        else:
-            return
-        for digest, name, title in shots:
-            await self._upload(channel, ts, f"{job.job_id}-{name}",
-                               self.engine.artifacts.read(digest), title)  # fmt: skip
+        return registry.kind_for(job.spec.job_type)
+
+    async def _results(self, job: JobRecord, channel: str, ts: str, *, read: bool) -> None:
+        """What the kind shows of an ended job: text to read (in the thread, a file when
+        long) and files to attach."""
+        shown = self._kind(job).results(job)
+        if read:
+            for digest in shown.read:
+                text = self.engine.artifacts.read(digest).decode(errors="replace")
+                if len(text) <= blocks.TEXT_LIMIT - 20:
+                    await self.client.chat_postMessage(
+                        channel=channel, thread_ts=ts, text=blocks.code_block(text)
+                    )
+                else:
+                    await self._upload(channel, ts, f"{job.job_id}-result.txt", text, "Result")
+        await self._attach(job, channel, ts, shown.attach)
+
+    async def _attach(self, job: JobRecord, channel: str, ts: str, files: list) -> None:
+        for item in files:
+            await self._upload(channel, ts, item.filename,
+                               self.engine.artifacts.read(item.sha256), item.title)  # fmt: skip
 
     def _diff_text(self, job: JobRecord) -> str | None:
-        """What the reviewer reads: a doc job's document diff and preview, else the patch."""
-        pending = job.pending_action or {}
-        parts = [pending.get("document_diff_sha256"), pending.get("preview_sha256")]
-        if not any(parts):
-            parts = [pending.get("diff_sha256")]
-        texts = [self.engine.artifacts.read(d).decode(errors="replace") for d in parts if d]
+        """What the reviewer reads, as the job's kind says (a diff, a document diff)."""
+        shown = self._kind(job).evidence(job)
+        texts = [self.engine.artifacts.read(d).decode(errors="replace") for d in shown.read]
         return "\n".join(texts) if texts else None
-
-    async def _documents(self, job: JobRecord, channel: str, ts: str) -> None:
-        """A published doc job's documents, posted to the thread as files."""
-        for name, digest in ((job.pending_action or {}).get("document_sha256") or {}).items():
-            await self._upload(channel, ts, name, self.engine.artifacts.read(digest),
-                               f"{name}, as published by {job.job_id}")  # fmt: skip
 
     async def _upload(
         self, channel: str, ts: str, filename: str, content: str | bytes, title: str

@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from runtime.jobs import MUTATING_TYPES, TYPE_TOOLS, JobType, Origin
+from runtime.jobs import JobType, Origin
+from runtime.kinds import registry
 from runtime.policy.schema import Person, Policy, parse_duration
 
 
@@ -67,7 +68,7 @@ def risk_of(
 ) -> Literal["low", "medium", "high"]:
     target_def = policy.targets_for(job_type).get(target or "")
     production = bool(getattr(target_def, "production", False))
-    if job_type not in MUTATING_TYPES:
+    if not registry.kind_for(job_type).mutating:
         return "medium" if production else "low"
     return "high" if production else "medium"
 
@@ -89,11 +90,11 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=["clarification.confidence"],
             clarify_field="job_type",
             question="What kind of job is this?",
-            options=[t.value for t in JobType if t is not JobType.schedule],
+            options=_requestable(),
         )
     granted_targets = _granted_targets(policy, person, facts.job_type)
     if facts.target is None:
-        mutating = facts.job_type in MUTATING_TYPES
+        mutating = registry.kind_for(facts.job_type).mutating
         rule = "clarification.mutating_without_target" if mutating else "clarification.no_target"
         return Decision(
             effect="needs_clarification",
@@ -113,7 +114,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=["clarification.confidence"],
             clarify_field="job_type",
             question=f"Is this a {facts.job_type.value} job on {facts.target}?",
-            options=[t.value for t in JobType if t is not JobType.schedule],
+            options=_requestable(),
         )
     if facts.target not in policy.targets_for(facts.job_type):
         return Decision(
@@ -138,7 +139,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=["grants.none"],
         )
     allowed_tools = sorted({tool for grant in grants for tool in grant.tools})
-    wanted = facts.tools or list(TYPE_TOOLS[facts.job_type])
+    wanted = facts.tools or list(registry.kind_for(facts.job_type).tools)
     missing = [tool for tool in wanted if tool not in allowed_tools]
     rule_ids = [grant.id for grant in grants]
     if facts.tools and missing:
@@ -171,7 +172,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             tools_granted=tools_granted,
             clarify_field="commands",
             question="No model runs this job, so it needs explicit steps. "
-            + _STEP_QUESTION.get(facts.job_type, "Which command should it run?"),
+            + registry.kind_for(facts.job_type).step_question,
             options=[],
             model=model,
             model_rule=route.id if route else None,
@@ -194,14 +195,9 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
     )
 
 
-_STEP_QUESTION = {
-    JobType.browser: "Which steps should it take? For example: "
-    "`goto /users/42` `click #disable` `screenshot`",
-    JobType.doc: "Which steps should it take? For example: "
-    "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`",
-    JobType.sql: "Which read-only statement should it run, or which standard diagnostic? "
-    "For example: `SELECT status, count(*) FROM orders GROUP BY 1` or 'top 10 slowest queries'",
-}
+def _requestable() -> list[str]:
+    """The job types a person is offered when a request's type is unclear."""
+    return [str(kind.job_type) for kind in registry.kinds() if kind.requestable]
 
 
 def approval_gates(

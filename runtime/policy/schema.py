@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from runtime.jobs import JobType, Origin
 
@@ -36,9 +43,24 @@ class Person(_Strict):
     identities: Identities = Field(default_factory=Identities)
 
 
+def _known_kinds(values: list[JobType]) -> list[JobType]:
+    from runtime.kinds import registry
+
+    unknown = [v for v in values if not registry.known(v)]
+    if unknown:
+        raise ValueError(
+            f"unknown job type {', '.join(map(str, unknown))} (job types: "
+            f"{', '.join(registry.names())})"
+        )
+    return values
+
+
+KindNames = Annotated[list[JobType], AfterValidator(_known_kinds)]
+
+
 class Grant(_Strict):
     id: str
-    job_types: list[JobType]
+    job_types: KindNames
     targets: list[str] = Field(description="target names; '*' and shell globs allowed")
     tools: list[str] = Field(default_factory=list)
 
@@ -55,7 +77,7 @@ class ApproverSet(_Strict):
 
 class ApprovalRule(_Strict):
     id: str
-    job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
+    job_types: KindNames = Field(default_factory=list, description="empty: every type")
     targets: list[str] = Field(default_factory=lambda: ["*"])
     actions: list[str]
     approvers: ApproverSet
@@ -87,7 +109,7 @@ class ModelEndpoint(_Strict):
 
 class ModelRoute(_Strict):
     id: str
-    job_types: list[JobType] = Field(default_factory=list, description="empty: every type")
+    job_types: KindNames = Field(default_factory=list, description="empty: every type")
     risk: list[Literal["low", "medium", "high"]] = Field(default_factory=list)
     origins: list[Origin] = Field(default_factory=list)
     sensitivity: list[Sensitivity] = Field(
@@ -169,10 +191,42 @@ class SiteTarget(_Strict):
         return (self.base_url or f"https://{self.domains[0].removeprefix('*.')}").rstrip("/")
 
 
-class Targets(_Strict):
+class Targets(BaseModel):
+    """The targets jobs work on, one section per kind of target. A job kind that brings a
+    section of its own (runtime.kinds: `target_section` and `target_model`) has it validated
+    here; a section no kind reads is refused."""
+
+    model_config = ConfigDict(extra="allow")
+
     repos: dict[str, RepoTarget] = Field(default_factory=dict)
     databases: dict[str, DatabaseTarget] = Field(default_factory=dict)
     sites: dict[str, SiteTarget] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kind_sections(self) -> Targets:
+        from runtime.kinds import registry
+
+        sections = registry.sections()
+        for name, entries in list((self.model_extra or {}).items()):
+            model = sections.get(name)
+            if model is None:
+                known = ", ".join(sorted({"repos", "databases", "sites", *sections}))
+                raise ValueError(f"no job kind reads targets.{name} (target sections: {known})")
+            if not isinstance(entries, dict):
+                raise ValueError(f"targets.{name} must map target names to their settings")
+            self.model_extra[name] = {
+                key: value if isinstance(value, model) else model.model_validate(value)
+                for key, value in entries.items()
+            }
+        return self
+
+    def section(self, name: str) -> dict[str, Any]:
+        if name in ("repos", "databases", "sites"):
+            return dict(getattr(self, name))
+        return dict((self.model_extra or {}).get(name, {}))
+
+    def sections(self) -> list[str]:
+        return ["repos", "databases", "sites", *(self.model_extra or {})]
 
 
 class Limits(_Strict):
@@ -246,21 +300,25 @@ class Policy(_Strict):
     limits: Limits = Field(default_factory=Limits)
     routines: Routines = Field(default_factory=Routines)
 
-    def targets_for(self, job_type: JobType) -> dict[str, Any]:
-        if job_type in (JobType.code, JobType.doc):
-            return dict(self.targets.repos)
-        if job_type is JobType.sql:
-            return dict(self.targets.databases)
-        if job_type is JobType.browser:
-            return dict(self.targets.sites)
+    def targets_for(self, job_type: JobType | str) -> dict[str, Any]:
+        """The targets a job of this kind may name: its kind's section of the policy (a kind
+        with no section of its own, e.g. routines, names the targets of any section)."""
+        from runtime.kinds import registry
+
+        section = registry.kind_for(job_type).target_section
+        if section is not None:
+            return self.targets.section(section)
         return {
-            **self.targets.repos,
-            **self.targets.databases,
-            **self.targets.sites,
+            name: target
+            for each in self.targets.sections()
+            for name, target in self.targets.section(each).items()
         }
 
+    def targets_in(self, section: str) -> dict[str, Any]:
+        return self.targets.section(section)
+
     def all_target_names(self) -> list[str]:
-        return sorted({*self.targets.repos, *self.targets.databases, *self.targets.sites})
+        return sorted({name for s in self.targets.sections() for name in self.targets.section(s)})
 
     def person_for(self, door: Door, identity: str) -> str | None:
         """The person a door's identity (terminal user, Slack user id) belongs to."""

@@ -28,6 +28,8 @@ def _aware(value: datetime) -> datetime:
 
 def record_from_row(row: Any) -> JobRecord:
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    result = dict(data["result"] or {})
+    phase = result.pop("phase", None)  # stored inside result since 0.1.0
     return JobRecord(
         id=data["id"],
         state=data["state"],
@@ -42,7 +44,8 @@ def record_from_row(row: Any) -> JobRecord:
         approvals=data["approvals"] or [],
         artifacts=data["artifacts"] or [],
         model=data["model"] or {},
-        result=data["result"] or {},
+        result=result,
+        phase=phase,
         reply_to=data.get("reply_to"),
         created_at=_aware(data["created_at"]),
         updated_at=_aware(data["updated_at"]),
@@ -64,11 +67,11 @@ def row_values(record: JobRecord) -> dict[str, Any]:
         "policy_hash": record.policy_hash,
         "tools_granted": dumped["tools_granted"],
         "clarification": dumped["clarification"],
-        "pending_action": dumped["pending_action"],
+        "pending_action": record.pending_action.canonical() if record.pending_action else None,
         "approvals": dumped["approvals"],
         "artifacts": dumped["artifacts"],
         "model": dumped["model"],
-        "result": dumped["result"],
+        "result": {**dumped["result"], **({"phase": record.phase.value} if record.phase else {})},
         "reply_to": dumped["reply_to"],
         "cost_usd": record.model.cost_usd,
         "created_at": record.created_at,

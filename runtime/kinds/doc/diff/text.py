@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 
-from runtime.doc_diff.wording import _plural
+from runtime.kinds.doc.diff.wording import _plural
 
 
 def diff_text(old: str | None, new: str | None, path: str) -> str:

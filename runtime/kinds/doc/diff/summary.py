@@ -4,8 +4,8 @@ for a review's summary and the first line of a rendered diff.
 
 from __future__ import annotations
 
-from runtime.doc_diff.model import DocumentDiff, TableChange, WorkbookDiff
-from runtime.doc_diff.wording import _names, _plural
+from runtime.kinds.doc.diff.model import DocumentDiff, TableChange, WorkbookDiff
+from runtime.kinds.doc.diff.wording import _names, _plural
 
 
 def summarize_workbook(diff: WorkbookDiff) -> str:

@@ -9,7 +9,8 @@ import difflib
 import re
 from collections.abc import Iterator
 
-from runtime.doc_diff.model import (
+from runtime.doc_formats import Cell
+from runtime.kinds.doc.diff.model import (
     CellChange,
     DocumentDiff,
     ParagraphChange,
@@ -17,9 +18,8 @@ from runtime.doc_diff.model import (
     TableChange,
     WorkbookDiff,
 )
-from runtime.doc_diff.summary import summarize_document, summarize_workbook
-from runtime.doc_diff.wording import _cut, _plural
-from runtime.doc_formats import Cell
+from runtime.kinds.doc.diff.summary import summarize_document, summarize_workbook
+from runtime.kinds.doc.diff.wording import _cut, _plural
 
 MAX_LINES = 400  # rendered diff lines, "... N more changes" included
 VALUE_WIDTH = 60  # characters of a cell value shown in a rendered diff

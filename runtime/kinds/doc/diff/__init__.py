@@ -18,9 +18,9 @@ and blocks), formulas (when rows move), workbook, document, text, summary, rende
 dispatch. This package only re-exports.
 """
 
-from runtime.doc_diff.dispatch import review
-from runtime.doc_diff.document import diff_docx
-from runtime.doc_diff.model import (
+from runtime.kinds.doc.diff.dispatch import review
+from runtime.kinds.doc.diff.document import diff_docx
+from runtime.kinds.doc.diff.model import (
     CellChange,
     DocumentDiff,
     ParagraphChange,
@@ -32,11 +32,11 @@ from runtime.doc_diff.model import (
     TableRow,
     WorkbookDiff,
 )
-from runtime.doc_diff.preview import preview_document, preview_text, preview_workbook
-from runtime.doc_diff.render import MAX_LINES, render_document_diff, render_workbook_diff
-from runtime.doc_diff.summary import summarize_document, summarize_workbook
-from runtime.doc_diff.text import diff_text
-from runtime.doc_diff.workbook import diff_xlsx
+from runtime.kinds.doc.diff.preview import preview_document, preview_text, preview_workbook
+from runtime.kinds.doc.diff.render import MAX_LINES, render_document_diff, render_workbook_diff
+from runtime.kinds.doc.diff.summary import summarize_document, summarize_workbook
+from runtime.kinds.doc.diff.text import diff_text
+from runtime.kinds.doc.diff.workbook import diff_xlsx
 
 __all__ = [
     "MAX_LINES",

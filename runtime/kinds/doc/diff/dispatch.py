@@ -9,15 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from runtime import doc_formats
-from runtime.doc_diff.document import diff_docx
-from runtime.doc_diff.model import FileStatus, Review
-from runtime.doc_diff.preview import preview_document, preview_text, preview_workbook
-from runtime.doc_diff.render import MAX_LINES, render_document_diff, render_workbook_diff
-from runtime.doc_diff.summary import summarize_document, summarize_workbook
-from runtime.doc_diff.text import _text_summary, diff_text
-from runtime.doc_diff.wording import _plural
-from runtime.doc_diff.workbook import diff_xlsx
 from runtime.doc_formats import MAX_BYTES
+from runtime.kinds.doc.diff.document import diff_docx
+from runtime.kinds.doc.diff.model import FileStatus, Review
+from runtime.kinds.doc.diff.preview import preview_document, preview_text, preview_workbook
+from runtime.kinds.doc.diff.render import MAX_LINES, render_document_diff, render_workbook_diff
+from runtime.kinds.doc.diff.summary import summarize_document, summarize_workbook
+from runtime.kinds.doc.diff.text import _text_summary, diff_text
+from runtime.kinds.doc.diff.wording import _plural
+from runtime.kinds.doc.diff.workbook import diff_xlsx
 
 # Workbooks and Word documents: loader, diff, one-line summary, rendering, preview.
 _STRUCTURED: dict[str, tuple[Callable[..., Any], ...]] = {

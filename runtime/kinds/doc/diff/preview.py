@@ -12,9 +12,9 @@ from typing import Any
 from openpyxl.utils import get_column_letter
 
 from runtime import doc_formats
-from runtime.doc_diff.document import _heading_level
-from runtime.doc_diff.wording import _cut, _names, _plural
 from runtime.doc_formats import Document, Workbook
+from runtime.kinds.doc.diff.document import _heading_level
+from runtime.kinds.doc.diff.wording import _cut, _names, _plural
 
 
 def _preview_value(value: Any, width: int) -> str:

@@ -9,8 +9,9 @@ import difflib
 from collections import Counter
 from typing import Any
 
-from runtime.doc_diff.align import _row_similarity, _steps
-from runtime.doc_diff.model import (
+from runtime.doc_formats import Document, Paragraph, Table
+from runtime.kinds.doc.diff.align import _row_similarity, _steps
+from runtime.kinds.doc.diff.model import (
     ChangeKind,
     DocumentDiff,
     FileStatus,
@@ -19,7 +20,6 @@ from runtime.doc_diff.model import (
     TableChange,
     TableRow,
 )
-from runtime.doc_formats import Document, Paragraph, Table
 
 
 def _block_key(block: Paragraph | Table) -> tuple[Any, ...]:

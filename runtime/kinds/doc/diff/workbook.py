@@ -1,6 +1,6 @@
 """The workbook diff: `diff_xlsx` compares two loaded workbooks cell by cell, sheets matched
-by name, rows aligned by runtime.doc_diff.align and formulas compared by
-runtime.doc_diff.formulas. Pure: no I/O, no rendering.
+by name, rows aligned by runtime.kinds.doc.diff.align and formulas compared by
+runtime.kinds.doc.diff.formulas. Pure: no I/O, no rendering.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from openpyxl.utils import get_column_letter
 
-from runtime.doc_diff.align import Step, _kind, _row_similarity, _runs, _steps
-from runtime.doc_diff.formulas import _formula_shape, _RowMap, _same_cell
-from runtime.doc_diff.model import (
+from runtime.doc_formats import Cell, Workbook
+from runtime.kinds.doc.diff.align import Step, _kind, _row_similarity, _runs, _steps
+from runtime.kinds.doc.diff.formulas import _formula_shape, _RowMap, _same_cell
+from runtime.kinds.doc.diff.model import (
     CellChange,
     ChangeKind,
     FileStatus,
@@ -20,7 +21,6 @@ from runtime.doc_diff.model import (
     SheetDiff,
     WorkbookDiff,
 )
-from runtime.doc_formats import Cell, Workbook
 
 
 class _Keys:

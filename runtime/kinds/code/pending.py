@@ -1,0 +1,26 @@
+"""What a code or doc job's approval is bound to: the exact commits it will merge or push."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from runtime.jobs import PendingAction
+
+
+class CodeChange(PendingAction):
+    actions: ClassVar[tuple[str, ...]] = ("merge", "push")
+    action: Literal["merge", "push"]
+    repo: str
+    base_branch: str
+    job_branch: str
+    base_commit: str
+    head_commit: str
+    diff_sha256: str
+    stat: dict[str, Any] = Field(default_factory=dict)
+    # A doc job's documents, reviewed as document diffs (runtime.kinds.doc.review).
+    document_diff_sha256: str | None = None
+    preview_sha256: str | None = None
+    documents: list[str] = Field(default_factory=list)
+    document_sha256: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,35 @@
+"""Running a SQL job: one read-only statement or a standard diagnostic, through the job's
+toolbox (the `sql.query` tool, runtime.tools.database), with the results and plan as evidence.
+A refused statement, a primary that could write or a tool outside the grant is an audit event
+(`tool.refused`) and fails the job with the reason."""
+
+from __future__ import annotations
+
+from runtime.errors import AcpError, SandboxViolation
+from runtime.kinds.base import Failed, JobContext, Outcome, Succeeded
+from runtime.kinds.sql.statements import statement_for
+from runtime.secrets import redact
+
+
+async def execute(ctx: JobContext) -> Outcome:
+    job = ctx.job
+    toolbox = ctx.toolbox(None)
+    try:
+        statement, diagnostic = statement_for(job.spec.instruction)
+        evidence = await toolbox.call("sql.query", statement=statement, diagnostic=diagnostic or "")
+    except SandboxViolation as refusal:
+        return Failed(reason=refusal.message, artifacts=toolbox.artifacts)
+    except AcpError as error:
+        reason = redact(error.message)
+        if "pg_stat_statements" in reason:
+            reason += (
+                " (the diagnostic needs the pg_stat_statements extension: add it to "
+                "shared_preload_libraries and run CREATE EXTENSION pg_stat_statements)"
+            )
+        return Failed(reason=reason, artifacts=toolbox.artifacts)
+    more = " (truncated at the row cap)" if evidence.truncated else ""
+    return Succeeded(
+        reason=f"{evidence.row_count} row(s){more} in {evidence.duration_ms:.1f} ms",
+        artifacts=toolbox.artifacts,
+        result={"statement": redact(evidence.statement), "diagnostic": diagnostic},
+    )
