@@ -23,7 +23,7 @@ admin app (tests/admin_site.py) in a fresh browser context: `goto /users/42`,
 The arms are interleaved iteration by iteration (the order rotates), medians and p90 per
 round, then the median over rounds. A second part times the checkpoint path on its own:
 `goto /users/43`, `click #go` ("Disable user", a POST form), which the session holds as a
-PendingAction and then takes with perform_pending (the approval path without the person),
+HeldAction and then takes with perform_pending (the approval path without the person),
 against the same goto + click in plain Playwright. Last, one more round of the session and
 job arms with their calls timed in place shows where the time goes.
 
@@ -61,9 +61,11 @@ from playwright.async_api._generated import (  # noqa: E402
 )
 from test_browser_jobs import write_policy  # noqa: E402
 
-from runtime import browser_jobs  # noqa: E402
 from runtime.engine import Engine  # noqa: E402
 from runtime.jobs import JobState  # noqa: E402
+from runtime.kinds.browser import endings, live  # noqa: E402
+from runtime.kinds.browser.run import Run  # noqa: E402
+from runtime.recorder import JobRecorder  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.tools import browser as browser_tool  # noqa: E402
 from runtime.tools.browser import BrowserGrant, BrowserSession, MutationPending  # noqa: E402
@@ -341,7 +343,7 @@ class Probe:
 PARTS: list[tuple[str, int, Any, str]] = [
     ("engine.submit (parse, decide, insert + 2 events)", 0, "engine", "submit"),
     ("worker.claim (job -> running + event)", 0, "worker", "claim"),
-    ("browser_jobs._start", 0, browser_jobs, "_start"),
+    ("Run.start (the job's browser session)", 0, Run, "start"),
     ("BrowserSession.start", 1, BrowserSession, "start"),
     ("browser.new_context", 2, Browser, "new_context"),
     ("tracing.start", 2, Tracing, "start"),
@@ -369,16 +371,16 @@ PARTS: list[tuple[str, int, Any, str]] = [
     ("route handler (per request; overlaps steps)", 1, BrowserSession, "_route"),
     ("route.fetch", 2, "route", "fetch"),
     ("route.fulfill", 2, "route", "fulfill"),
-    ("browser_jobs._record (steps -> artifacts + events)", 0, browser_jobs, "_record"),
-    ("browser_jobs._complete", 0, browser_jobs, "_complete"),
-    ("browser_jobs._save_trace", 1, browser_jobs, "_save_trace"),
+    ("Run.record (steps -> artifacts + events)", 0, Run, "record"),
+    ("endings.complete", 0, endings, "complete"),
+    ("Run.save_trace", 1, Run, "save_trace"),
     ("session.stop", 2, BrowserSession, "stop"),
     ("tracing.stop_chunk (write zip)", 3, Tracing, "stop_chunk"),
     ("tracing.stop", 3, Tracing, "stop"),
     ("context.close", 3, BrowserContext, "close"),
-    ("engine.finish (job -> succeeded + event)", 1, "engine", "finish"),
+    ("engine.apply (outcome -> succeeded + event)", 0, "engine", "apply"),
     ("job path, anywhere:", 0, None, ""),
-    ("engine.log (audit events, 1 transaction each)", 1, "engine", "log"),
+    ("recorder.log (audit events, 1 transaction each)", 1, JobRecorder, "log"),
     ("artifacts.put (PNGs, trace)", 1, "artifacts", "put"),
 ]
 
@@ -535,7 +537,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"audit chain verified: {report.events} events"
             )
         finally:
-            await browser_jobs.close_all()
+            await live.close_all()
             if bench is not None and bench.plain_browser is not bench.browser:
                 await bench.plain_browser.close()
             await browser_tool.close_shared_browser()

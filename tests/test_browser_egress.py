@@ -26,12 +26,12 @@ from admin_site import page, serve
 from aiohttp import web
 from playwright.async_api import Error as PlaywrightError
 
-from runtime import browser_jobs
 from runtime.engine import Engine
 from runtime.jobs import JobState
+from runtime.kinds.browser import live
 from runtime.settings import Settings
-from runtime.tools import browser_launch
 from runtime.tools.browser import BrowserGrant, BrowserSession, close_shared_browser, shared_browser
+from runtime.tools.browser import launch as browser_launch
 from runtime.worker import Worker
 
 GRANT = BrowserGrant(domains=["127.0.0.1"])
@@ -469,7 +469,7 @@ async def test_proxy_refusals_are_the_jobs_tool_refused_events(
         assert all("egress proxy" in r["reason"] for r in egress), egress
         assert sites.off_list_total() == dict.fromkeys(sites.off_list_total(), 0)
     finally:
-        await browser_jobs.close_all()
+        await live.close_all()
         await close_shared_browser()
         await engine.close()
 

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from conftest import BUNDLED_POLICY
 
-from runtime import browser_jobs
 from runtime.engine import Engine
 from runtime.jobs import JobRecord, JobState
+from runtime.kinds.browser import live
 from runtime.settings import Settings
 from runtime.tools.browser import close_shared_browser
 from runtime.worker import Worker
@@ -75,7 +75,7 @@ class World:
         worker = Worker(self.engine)
         while await worker.run_once():
             pass
-        await browser_jobs.sweep(self.engine)
+        await worker.sweep_kinds()
         return await self.engine.get(job_id)
 
     async def approve(self, job: JobRecord, person: str = "bob") -> JobRecord:
@@ -109,7 +109,7 @@ async def open_world(
     try:
         yield World(engine, admin, offlist)
     finally:
-        await browser_jobs.close_all()
+        await live.close_all()
         # The shared browser belongs to this test's event loop: closed here, or its Chromium
         # and Playwright driver would outlive the loop until the test run ends.
         await close_shared_browser()
@@ -177,15 +177,14 @@ async def test_disable_form_pauses_then_runs_once_after_approval(world: World) -
     )
     assert job.state is JobState.awaiting_approval, job.result
     pending = job.pending_action
-    assert pending["action"] == "mutate" and pending["kind"] == "click"
-    assert "Disable user" in pending["description"]
-    assert (
-        "submits a POST form to " + world.admin.base + "/users/42/disable"
-        in (pending["description"])
+    assert pending.action == "mutate" and pending.kind == "click"
+    assert "Disable user" in pending.description
+    assert "submits a POST form to " + world.admin.base + "/users/42/disable" in (
+        pending.description
     )
     assert world.artifact(job, "pending-1.png").startswith(PNG)
-    assert pending["screenshot_sha256"] in [a.sha256 for a in job.artifacts]
-    with zipfile.ZipFile(world.engine.artifacts.path_for(pending["trace_sha256"])) as z:
+    assert pending.screenshot_sha256 in [a.sha256 for a in job.artifacts]
+    with zipfile.ZipFile(world.engine.artifacts.path_for(pending.trace_sha256)) as z:
         assert "trace.trace" in z.namelist()  # the trace so far, for the approver
     await asyncio.sleep(0.3)
     assert world.admin.mutations == {}
@@ -219,7 +218,7 @@ async def test_pause_and_approval_on_postgresql(tmp_path, pg_url, monkeypatch) -
 async def test_delete_behind_a_confirm_is_approved_once_and_the_confirm_accepted(world) -> None:
     job = await world.submit("delete user 43 `goto /users/43` `click #delete`")
     assert job.state is JobState.awaiting_approval
-    assert "Delete user" in job.pending_action["description"]
+    assert "Delete user" in job.pending_action.description
     assert world.admin.mutations == {}
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
@@ -236,9 +235,9 @@ async def test_fetch_post_is_held_unsent_then_released_once(world: World) -> Non
     )
     assert job.state is JobState.awaiting_approval, job.result
     pending = job.pending_action
-    assert pending["kind"] == "request"
-    assert f"POST {world.admin.base}/api/users/41/archive" in pending["description"]
-    assert pending["binding"]["requests"][0]["body_bytes"] == len('{"why":"done"}')
+    assert pending.kind == "request"
+    assert f"POST {world.admin.base}/api/users/41/archive" in pending.description
+    assert pending.binding["requests"][0]["body_bytes"] == len('{"why":"done"}')
     await asyncio.sleep(0.3)
     assert world.admin.mutations == {}
     job = await world.approve(job)
@@ -274,8 +273,8 @@ async def test_a_form_the_page_posts_by_itself_pauses_and_approval_sends_it_once
     job = await settle_within(world, job.id)
     assert job.state is JobState.awaiting_approval, job.result
     pending = job.pending_action
-    assert pending["kind"] == "request"
-    assert f"POST {world.admin.base}/users/8/flags" in pending["description"]
+    assert pending.kind == "request"
+    assert f"POST {world.admin.base}/users/8/flags" in pending.description
     assert world.artifact(job, "pending-1.png").startswith(PNG)
     assert (await world.engine.get(after.id)).state is JobState.succeeded  # not held up
     await asyncio.sleep(0.3)
@@ -286,7 +285,7 @@ async def test_a_form_the_page_posts_by_itself_pauses_and_approval_sends_it_once
     assert world.admin.mutations == {"POST /users/8/flags": 1}
     [sent] = await world.kinds(job, "browser.mutation_sent")
     assert sent.data["requests"] == [{"url": world.admin.base + "/users/8/flags", "method": "POST"}]
-    assert browser_jobs.live_jobs() == []
+    assert live.live_jobs() == []
 
 
 async def test_a_form_the_page_posts_by_itself_is_dropped_on_reject(world: World) -> None:
@@ -296,13 +295,13 @@ async def test_a_form_the_page_posts_by_itself_is_dropped_on_reject(world: World
     assert job.state is JobState.rejected
     await asyncio.sleep(0.3)
     assert world.admin.mutations == {}
-    assert browser_jobs.live_jobs() == []
+    assert live.live_jobs() == []
 
 
 async def test_a_fetch_loop_sends_exactly_the_approved_requests(world: World) -> None:
     job = await world.submit("`goto /users/8/flag-loop` `wait 400` `expect #flash looping`")
     assert job.state is JobState.awaiting_approval, job.result
-    approved = len(job.pending_action["binding"]["requests"])
+    approved = len(job.pending_action.binding["requests"])
     assert approved >= 1
     await asyncio.sleep(0.5)  # the loop goes on trying meanwhile; all of it held
     assert world.admin.mutations == {}
@@ -314,7 +313,7 @@ async def test_a_fetch_loop_sends_exactly_the_approved_requests(world: World) ->
     assert job.state is JobState.rejected
     await asyncio.sleep(0.5)
     assert world.admin.mutations == {"POST /api/users/8/flags": approved}
-    assert browser_jobs.live_jobs() == []
+    assert live.live_jobs() == []
 
 
 async def test_a_cancelled_job_closes_its_browser_context(world: World) -> None:
@@ -328,8 +327,8 @@ async def test_a_cancelled_job_closes_its_browser_context(world: World) -> None:
     claimed = await worker.claim()
     assert claimed is not None and claimed.id == job.id
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(browser_jobs.execute(world.engine, claimed, worker.id), 4)
-    assert browser_jobs.live_jobs() == []
+        await asyncio.wait_for(world.engine.run_pass(world.engine.context(claimed, worker.id)), 4)
+    assert live.live_jobs() == []
     assert (await shared_browser()).contexts == []
 
 
@@ -351,7 +350,7 @@ async def test_rejected_mutation_never_reaches_the_server(world: World, steps: s
     assert closed.data["sent"] is False
     await asyncio.sleep(0.3)
     assert world.admin.mutations == {}
-    assert browser_jobs.live_jobs() == []
+    assert live.live_jobs() == []
 
 
 # --- escapes off the list -------------------------------------------------------------------
@@ -402,11 +401,11 @@ async def test_page_changed_under_the_approval_gets_a_fresh_checkpoint(world: Wo
     job = await world.submit("`goto /users/42` `click #go`")
     first = job.pending_action
     world.admin.form_target = 43  # the site now points the form at another user
-    await browser_jobs.close_all()  # and the paused browser is gone (a restart)
+    await live.close_all()  # and the paused browser is gone (a restart)
     job = await world.approve(job)
     assert job.state is JobState.awaiting_approval, job.result
-    assert job.pending_action["binding"] != first["binding"]
-    assert "/users/43/disable" in job.pending_action["description"]
+    assert job.pending_action.binding != first.binding
+    assert "/users/43/disable" in job.pending_action.description
     assert await world.kinds(job, "approval.invalidated")
     assert world.admin.mutations == {}
     job = await world.approve(job)
@@ -417,7 +416,7 @@ async def test_page_changed_under_the_approval_gets_a_fresh_checkpoint(world: Wo
 async def test_approval_after_a_restart_retakes_the_steps_and_acts_once(world: World) -> None:
     job = await world.submit("`goto /users` `goto /users/42` `click #go` `expect #status disabled`")
     assert job.state is JobState.awaiting_approval
-    await browser_jobs.close_all()
+    await live.close_all()
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
     assert world.admin.mutations == {"POST /users/42/disable": 1}
@@ -479,7 +478,7 @@ async def test_no_file_holds_the_credential_while_the_job_is_paused_or_after(
         home = Path(world.engine.settings.home)
         job = await world.submit("`goto /login` `fill #pw secret:admin-password` `click #signin`")
         assert job.state is JobState.awaiting_approval, job.result
-        assert browser_jobs.live_jobs() == [job.id]  # the session, the value in its page
+        assert live.live_jobs() == [job.id]  # the session, the value in its page
         assert found(temp, "playwright-artifacts-*"), "the browser's files are not in TMPDIR"
         assert holding(temp) == [] and holding(home) == []
         job = await world.approve(job)
@@ -660,7 +659,7 @@ async def test_model_drives_the_browser_from_the_tree_and_its_mutation_waits(mod
     assert job.state is JobState.queued, job.decision
     job = await world.settle(job.id)
     assert job.state is JobState.awaiting_approval, job.result
-    assert job.pending_action["step"] == "click 'role=button[name=\"Disable user\"]'"
+    assert job.pending_action.step == "click 'role=button[name=\"Disable user\"]'"
     assert world.admin.mutations == {}
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
@@ -715,7 +714,7 @@ async def test_model_job_approved_after_a_restart_goes_on_with_its_conversation(
     )
     job = await world.settle(job.id)
     assert job.state is JobState.awaiting_approval, job.result
-    await browser_jobs.close_all()  # the service restarted while the job waited
+    await live.close_all()  # the service restarted while the job waited
     job = await world.approve(job)
     assert job.state is JobState.succeeded, job.result
     assert world.admin.mutations == {"POST /users/42/disable": 1}

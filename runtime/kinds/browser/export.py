@@ -8,9 +8,10 @@ written into the script); BASE_URL points it at another instance of the site.
 
 from __future__ import annotations
 
-from runtime.browser_steps import parse_step
 from runtime.errors import InvalidTransition
 from runtime.jobs import JobRecord, JobState, JobType
+from runtime.kinds.browser.progress import BrowserProgress
+from runtime.kinds.browser.steps import parse_step
 from runtime.policy import SiteTarget
 from runtime.tools.browser import CHROMIUM_ARGS
 
@@ -88,9 +89,8 @@ def export_test(job: JobRecord, site: SiteTarget) -> str:
             "worth repeating",
             hint="run the path to the end (approving its actions), then export it",
         )
-    state = job.result.get("browser", {})
-    done: list[str] = state.get("done", [])
-    landed: list[str] = state.get("landed", [])
+    progress = BrowserProgress.of(job)
+    done, landed = progress.done, progress.landed
     body = ["def run_path(page):"]
     for index, line in enumerate(done):
         step = parse_step(line)

@@ -12,7 +12,7 @@ A step is one line: a verb and its arguments, shell-quoted where they hold space
     screenshot
 
 In a request they are backtick spans (`goto /users/42` `click #go`) or a fenced ```steps block.
-Pure: no I/O and no policy; runtime.browser_jobs runs them.
+Pure: no I/O and no policy; the kind's run (run.py) takes them.
 """
 
 from __future__ import annotations
