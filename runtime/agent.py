@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from runtime.errors import AcpError, SandboxViolation
 from runtime.models import ModelClient, ModelReply
 from runtime.toolbox import Toolbox
-from runtime.tools.base import ask_tool
+from runtime.tools.base import ToolPaused, ask_tool
 from runtime.untrusted import escape_data, escape_text
 
 SYSTEM_PROMPT = (
@@ -30,15 +30,6 @@ SYSTEM_PROMPT = (
     "`ask` with one precise question instead of guessing."
 )
 RESULT_LIMIT = 12_000
-
-
-class ToolPaused(Exception):
-    """A tool's call cannot finish until a person decides (a browser mutation held for
-    approval). The loop stops, handing back the call it paused on."""
-
-    def __init__(self, reason: Any) -> None:
-        super().__init__(str(reason))
-        self.reason = reason
 
 
 class AgentOutcome(BaseModel):

@@ -27,7 +27,7 @@ from runtime.policy import Decision, decide_approval, parse_duration
 from runtime.store.job_store import utcnow
 
 if TYPE_CHECKING:
-    from runtime.engine import Actor
+    from runtime.identity import Actor
 
 
 ESCALATED = ":escalated"  # the rule id suffix of a gate the unattended rule escalated

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import SandboxViolation, ToolNotGranted
 from runtime.jobs import ArtifactRef, JobRecord
+from runtime.tools.base import ToolPaused
 from runtime.untrusted import escape_text, has_lone_surrogate
 
 if TYPE_CHECKING:
@@ -96,12 +97,17 @@ class Toolbox:
 
     async def call(self, tool: str, /, **arguments: Any) -> Any:
         """Run `tool` if the job's grant allows it; record the call, the refusal or the error."""
+        guarded = False  # the tool runs, and its own guard records what it refuses
         try:
             declared = self._authorize(tool)
             _refuse_unencodable(arguments)
+            guarded = declared.records_refusals
             return await declared.run(ToolUse(self, tool), **arguments)
+        except ToolPaused:
+            raise  # not a failure: the call waits for a person (runtime.tools.base)
         except SandboxViolation as refusal:
-            await self.record_refusal(tool, arguments, refusal.message)
+            if not guarded:
+                await self.record_refusal(tool, arguments, refusal.message)
             raise
         except Exception as error:  # the attempt stays on the record, whatever went wrong
             if self.record:

@@ -26,12 +26,12 @@ from admin_site import page, serve
 from aiohttp import web
 from playwright.async_api import Error as PlaywrightError
 
+import runtime.tools.browser.launch as browser_launch
 from runtime.engine import Engine
 from runtime.jobs import JobState
 from runtime.kinds.browser import live
 from runtime.settings import Settings
 from runtime.tools.browser import BrowserGrant, BrowserSession, close_shared_browser, shared_browser
-from runtime.tools.browser import launch as browser_launch
 from runtime.worker import Worker
 
 GRANT = BrowserGrant(domains=["127.0.0.1"])

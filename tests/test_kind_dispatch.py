@@ -113,7 +113,7 @@ async def crash_while_publishing(engine: Engine, job_id: int) -> Worker:
     await first.register()
     claimed = await first.claim()
     assert claimed is not None and claimed.id == job_id
-    assert claimed.state is JobState.running and claimed.result["phase"] == "publish"
+    assert claimed.state is JobState.running and claimed.phase == "publish"
     await first.unregister()  # gone, as after a crash
     second = Worker(engine)
     await second.register()
@@ -224,11 +224,11 @@ async def test_browser_job_approved_to_run_at_all_is_run_not_resumed(tmp_path: P
     try:
         job = await engine.submit("browse admin: `goto /`", engine.actor("cli", "alice"))
         assert job.state is JobState.awaiting_approval, job.result
-        assert job.pending_action["action"] == "run"
+        assert job.pending_action.action == "run"
         await engine.approve(job.id, engine.actor("cli", "bob"))
         claimed = await Worker(engine).claim()
         assert claimed is not None and claimed.id == job.id
-        assert claimed.result["phase"] == "execute", claimed.result
+        assert claimed.phase == "execute", claimed.phase
         kinds = [e.kind for e in await engine.events(job.id)]
         assert kinds[-1] == "job.started", kinds
     finally:

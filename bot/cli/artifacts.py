@@ -36,19 +36,20 @@ async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
 
 
 async def cmd_export_test(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.browser_export import default_filename, export_test
     from runtime.errors import BadRequest
     from runtime.jobs import parse_job_id
+    from runtime.kinds import registry
 
     job = await engine.get(parse_job_id(args.job))
-    site = engine.policy.targets.sites.get(job.spec.target or "")
-    if site is None and job.spec.job_type.value == "browser":
-        raise BadRequest(f"site '{job.spec.target}' of {job.job_id} is no longer in the policy")
-    script = export_test(job, site)  # type: ignore[arg-type]
+    kind = registry.kind_for(job.spec.job_type)
+    target = engine.policy.targets_for(kind.job_type).get(job.spec.target or "")
+    if target is None and kind.target_section:
+        raise BadRequest(f"target '{job.spec.target}' of {job.job_id} is no longer in the policy")
+    script, filename = kind.export_test(job, target)
     if args.output == "-":
         sys.stdout.write(script)
         return 0
-    path = args.output or default_filename(job)
+    path = args.output or filename
     _write_new(path, script.encode(), force=args.force)
     print(f"wrote {path}: run it with `python {path}` or `pytest {path}`")
     return 0

@@ -53,6 +53,7 @@ async def cmd_submit(engine: Engine, args: argparse.Namespace) -> int:
 
 async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
     from runtime.jobs import parse_job_id
+    from runtime.kinds import registry
 
     job = await engine.get(parse_job_id(args.job))
     calls = [e for e in await engine.events(job.id) if e.kind in ("model.call", "model.fallback")]
@@ -60,16 +61,11 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
         print_json({**job.model_dump(mode="json"), "model_calls": [e.data for e in calls]})
         return 0
     print(render_job(engine, job, with_diff=False))
+    kind = registry.kind_for(job.spec.job_type)
     for event in await engine.events(job.id):
-        if event.kind == "browser.step":
-            d = event.data
-            mark = "ok" if d["ok"] else "--"
-            detail = f" — {d['detail']}" if d.get("detail") else ""
-            print(
-                f"  step {d['index']:<7}: {mark} {d['action']} {d['target']} @ {d['url']}{detail}"
-            )
-        elif event.kind == "tool.refused" and event.data.get("tool") == "browser":
-            print(f"  refused     : {event.data.get('url', '')} — {event.data['reason']}")
+        told = kind.describe(event.kind, event.data)  # the kind's own timeline (browser steps)
+        if told is not None:
+            print(f"  {told[0]:<12}: {told[1]}")
     for event in calls:
         d = event.data
         if event.kind == "model.fallback":

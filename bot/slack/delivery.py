@@ -15,11 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import blocks
 from bot.slack.app import slack_ids
-from runtime import audit, outbox
+from runtime import audit
 from runtime.engine import Engine
 from runtime.jobs import JobRecord
 from runtime.kinds.base import JobKind
-from runtime.outbox import OutboxItem
+from runtime.store import outbox
+from runtime.store.outbox import OutboxItem
 
 log = logging.getLogger("acp.slack.delivery")
 DOOR = "slack"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from runtime.commands import extract_commands
-from runtime.errors import AcpError
+from runtime.errors import AcpError, BadRequest
 from runtime.jobs import (
     ArtifactRef,
     Evidence,
@@ -290,6 +290,18 @@ class JobKind:
 
     def narrate(self, event_kind: str) -> str | None:
         return self.narration.get(event_kind)
+
+    def describe(self, event_kind: str, data: dict[str, Any]) -> tuple[str, str] | None:
+        """A (label, text) line a door shows for one of this kind's events in a job's
+        timeline (a browser step), or None."""
+        return None
+
+    def export_test(self, job: JobRecord, target: Any) -> tuple[str, str]:
+        """The job as a test a person can run again: (the script, its default file name)."""
+        raise BadRequest(
+            f"{job.job_id} is a {job.spec.job_type} job; there is no test to export from it",
+            hint="export-test writes a browser job's path as a Playwright test",
+        )
 
     def evidence(self, job: JobRecord) -> Evidence:
         """What every door shows a reviewer of the job's pending action (awaiting approval)."""

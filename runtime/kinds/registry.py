@@ -20,11 +20,11 @@ from runtime.kinds.base import JobKind
 log = logging.getLogger("acp.kinds")
 
 BUILT_IN = (
-    "runtime.kinds.code:CodeKind",
-    "runtime.kinds.sql:SqlKind",
-    "runtime.kinds.browser:BrowserKind",
-    "runtime.kinds.doc:DocKind",
-    "runtime.kinds.routine:RoutineKind",
+    "runtime.kinds.code.kind:CodeKind",
+    "runtime.kinds.sql.kind:SqlKind",
+    "runtime.kinds.browser.kind:BrowserKind",
+    "runtime.kinds.doc.kind:DocKind",
+    "runtime.kinds.routine.kind:RoutineKind",
 )
 
 _kinds: dict[JobType, JobKind] = {}

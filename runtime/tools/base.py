@@ -29,6 +29,16 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", 
                list: "array"}  # fmt: skip
 
 
+class ToolPaused(Exception):
+    """A tool's call cannot finish until a person decides (a browser mutation held for
+    approval). It passes the Toolbox unrecorded as a failure; the agent loop stops on it,
+    handing back the call it paused on and `reason` (what the tool held)."""
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str  # the runtime's name; its calls are the audit events `tool.<name>`
@@ -38,7 +48,9 @@ class Tool:
     parameters: dict[str, Any]
     model_name: str | None = None  # what a model calls it; None: not offered to models
     text: Callable[[Any], str] = str  # what a model is told of its result
-    coerce: bool = True  # a model's arguments are turned into the declared types
+    # A tool with its own guard (the browser's route interception) records what the guard
+    # refused, with the URL and why; the Toolbox then records only its own grant refusals.
+    records_refusals: bool = False
     fields: dict[str, type] = field(default_factory=dict)
 
     def schema(self) -> dict[str, Any]:
@@ -74,6 +86,7 @@ def tool(
     grant: str,
     model_name: str | None = None,
     text: Callable[[Any], str] = str,
+    records_refusals: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Tool]:
     """Declare an async function `fn(use, **params)` as a tool (see the module docstring)."""
 
@@ -100,6 +113,7 @@ def tool(
             parameters={"type": "object", "properties": properties, "required": required},
             model_name=model_name,
             text=text,
+            records_refusals=records_refusals,
             fields=fields,
         )
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from playwright.async_api import Error as PlaywrightError
-
 from runtime.errors import AcpError, SandboxViolation
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext, Outcome
@@ -18,7 +16,8 @@ from runtime.kinds.browser import endings, live, model, pause
 from runtime.kinds.browser.progress import BrowserProgress
 from runtime.kinds.browser.run import Run, secrets_for, site_of
 from runtime.kinds.browser.steps import BrowserStep, parse_step, parse_steps
-from runtime.tools.browser import MutationPending
+from runtime.kinds.browser.tools import Held
+from runtime.tools.base import ToolPaused
 
 if TYPE_CHECKING:
     from runtime.policy import SiteTarget
@@ -64,20 +63,18 @@ async def run_steps(
     for index in range(start, len(steps)):
         step = steps[index]
         try:
-            await run.take(step)
-        except MutationPending as paused:
-            await run.record()
-            if paused.before_step:  # the page's own request, before this step: it comes after
-                return await pause.pause(run, paused.pending, "wait 0", None, None,
+            await run.toolbox.call("browser.step", step=step.text())
+        except ToolPaused as paused:
+            held: Held = paused.reason
+            if held.before_step:  # the page's own request, before this step: it comes after
+                return await pause.pause(run, held.pending, "wait 0", None, None,
                                          step_index=index - 1, before_step=True)  # fmt: skip
-            return await pause.pause(run, paused.pending, step.text(), None, None,
+            return await pause.pause(run, held.pending, step.text(), None, None,
                                      step_index=index)  # fmt: skip
         except SandboxViolation as refusal:
             return await endings.refused(run, refusal)
-        except (AcpError, PlaywrightError) as error:
+        except AcpError as error:
             return await endings.failed(run, step.text(), error, index=index)
-        await run.record()
-        run.took(step.text())
     if then_model:
         return await model.run_model(run, model.opening(run.job, run.site))
     return await endings.complete(run, f"{len(steps)} step(s) taken")

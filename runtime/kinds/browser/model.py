@@ -1,12 +1,10 @@
 """Model mode: the model drives the same steps from the page's accessibility tree.
 
-The model picks one tool call at a time (goto, click, fill, fill_secret, select, wait_for,
-snapshot, ask); each becomes a browser step in the grammar a person writes (steps.py) and is
-taken as one (run.py), so a mutation pauses the job exactly as a written step does. The
-conversation is kept with the pause, so an approval after a restart goes on with it.
-Credentials are filled by name; the model never sees their values.
-
-This is the kind's own loop for now (the shared agent loop, runtime.agent, comes later).
+The one agent loop (runtime.agent) runs with the browser's tools (tools.py: goto, click,
+fill, fill_secret, select, wait_for, snapshot), each the browser step a person would write,
+taken through the job's toolbox, so a mutation pauses the job exactly as a written step
+does. The conversation is kept with the pause, so an approval after a restart goes on with
+it. Credentials are filled by name; the model never sees their values.
 """
 
 from __future__ import annotations
@@ -14,20 +12,15 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from playwright.async_api import Error as PlaywrightError
-
-from runtime.agent import opening_messages, tool_result
-from runtime.errors import AcpError, BudgetExceeded, ModelUnavailable, SandboxViolation
+from runtime.agent import opening_messages, run_agent, tool_result
+from runtime.errors import BudgetExceeded, ModelUnavailable
 from runtime.jobs import JobRecord
 from runtime.kinds.base import JobContext, NeedsAnswer, Outcome
 from runtime.kinds.browser import endings, pause
 from runtime.kinds.browser.progress import BrowserProgress
-from runtime.kinds.browser.run import secrets_for
-from runtime.kinds.browser.steps import BrowserStep
+from runtime.kinds.browser.tools import Held
 from runtime.kinds.code.run import transcript_artifact
 from runtime.models import load_litellm
-from runtime.secrets import redact
-from runtime.tools.browser import MutationPending
 
 if TYPE_CHECKING:
     from runtime.kinds.browser.run import Run
@@ -43,39 +36,6 @@ SYSTEM_PROMPT = (
     "a tool call, with a short report of what you found or did. If the request is ambiguous, "
     "call `ask` with one precise question."
 )
-
-
-def function(tool: str, description: str, /, **params: str) -> dict[str, Any]:
-    """A tool the model may call, with string parameters, all required (positional-only, so
-    a parameter may itself be called `name`)."""
-    return {
-        "type": "function",
-        "function": {
-            "name": tool,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
-                "required": list(params),
-            },
-        },
-    }
-
-
-TOOLS = [
-    function("goto", "Open a URL or a path of the site.", url="path or http(s) URL"),
-    function("click", "Click an element.", selector="Playwright selector"),
-    function(
-        "fill", "Type a value into a field.", selector="Playwright selector", value="the text"
-    ),
-    function(
-        "fill_secret", "Fill a credential the runtime holds.", selector="selector", name="name"
-    ),
-    function("select", "Choose an option.", selector="Playwright selector", value="option value"),
-    function("wait_for", "Wait for an element to appear.", selector="Playwright selector"),
-    function("snapshot", "Read the current page again (its accessibility tree)."),
-    function("ask", "Ask the requester one clarifying question and stop.", question="the question"),
-]
 
 
 def opening(job: JobRecord, site: SiteTarget) -> list[dict[str, Any]]:
@@ -95,28 +55,6 @@ def load_messages(ctx: JobContext, state: BrowserProgress) -> list[dict[str, Any
     return json.loads(ctx.recorder.read(digest)) if digest else None
 
 
-def step_of(name: str, args: dict[str, Any]) -> BrowserStep:
-    """A model's tool call as a browser step (the same grammar a person writes)."""
-    text = {k: str(v) for k, v in args.items()}
-    if name == "goto":
-        return BrowserStep(verb="goto", args=[text.get("url", "")])
-    if name == "click":
-        return BrowserStep(verb="click", args=[text.get("selector", "")])
-    if name == "fill":
-        value = text.get("value", "")
-        if value.startswith("secret:"):
-            raise AcpError("credentials are filled with fill_secret, by name")
-        return BrowserStep(verb="fill", args=[text.get("selector", ""), value])
-    if name == "fill_secret":
-        secret = "secret:" + text.get("name", "")
-        return BrowserStep(verb="fill", args=[text.get("selector", ""), secret])
-    if name == "select":
-        return BrowserStep(verb="select", args=[text.get("selector", ""), text.get("value", "")])
-    if name == "wait_for":
-        return BrowserStep(verb="wait", args=[text.get("selector", "")])
-    raise AcpError(f"there is no tool named '{name}'")
-
-
 def after_action(
     messages: list[dict[str, Any]], call_id: str | None, said: str, observation: str
 ) -> list[dict[str, Any]]:
@@ -129,64 +67,37 @@ def after_action(
 
 
 async def run_model(run: Run, messages: list[dict[str, Any]]) -> Outcome:
+    """The shared agent loop (runtime.agent) over the browser's tools (tools.py), from where
+    the conversation is; its ending, a pause or a question, as the job's outcome."""
     ctx, job = run.ctx, run.job
     limits = ctx.limits
     client = ctx.model()
     await load_litellm()  # in a thread: the first import would stall this worker's browsers
     if len(messages) == 2 + len(job.result.get("answers", [])):
         messages.append({"role": "user", "content": await run.session.observe()})
-    steps_used = sum(1 for m in messages if m.get("role") == "assistant")
-    for _ in range(steps_used, limits.agent_max_steps):
-        try:
-            reply = await client.complete(messages, TOOLS)
-        except (BudgetExceeded, ModelUnavailable) as error:
-            return await endings.fail_run(run, error.message)
-        messages.append(reply.message)
-        if not reply.tool_calls:
-            await _transcript(run, messages)
-            said = f"the model finished: {(reply.content or '')[:500]}"
-            return await endings.complete(run, said, messages)
-        for call in reply.tool_calls:
-            try:
-                args = json.loads(call.arguments or "{}")
-                if not isinstance(args, dict):
-                    raise ValueError
-            except ValueError:
-                messages.append(tool_result(call.id, "error: the arguments are not a JSON object"))
-                continue
-            if call.name == "ask":
-                return await _model_asks(run, messages, call.id, str(args.get("question", "")))
-            if call.name == "snapshot":
-                messages.append(tool_result(call.id, await run.session.observe()))
-                continue
-            try:
-                step = step_of(call.name, args)
-                if step.secret is not None:
-                    run.secrets.update(secrets_for(run.site, job.spec.target or "", [step]))
-                await run.take(step)
-            except MutationPending as paused:
-                await run.record()
-                line = "wait 0" if paused.before_step else step.text()
-                return await pause.pause(run, paused.pending, line, messages, call.id,
-                                         before_step=paused.before_step)  # fmt: skip
-            except SandboxViolation as refusal:
-                await run.record()
-                said = refusal.message
-                messages.append(tool_result(call.id, said if said.startswith("refused")
-                                            else f"refused: {said}"))  # fmt: skip
-                continue
-            except (AcpError, PlaywrightError) as error:
-                await run.record()
-                text = error.message if isinstance(error, AcpError) else str(error).splitlines()[0]
-                messages.append(tool_result(call.id, f"error: {redact(text)}"))
-                continue
-            await run.record()
-            run.took(step.text())
-            messages.append(tool_result(call.id, f"done.\n{await run.session.observe()}"))
+    try:
+        outcome = await run_agent(
+            run.toolbox,
+            client,
+            messages,
+            max_steps=limits.agent_max_steps,
+            time_limit_s=limits.agent_time_limit_s,
+        )
+    except (BudgetExceeded, ModelUnavailable) as error:
+        return await endings.fail_run(run, error.message)
+    if outcome.kind == "paused":
+        held: Held = outcome.paused
+        return await pause.pause(run, held.pending, held.line, messages, outcome.call_id,
+                                 before_step=held.before_step)  # fmt: skip
     await _transcript(run, messages)
-    return await endings.fail_run(
-        run, f"the agent stopped: step limit of {limits.agent_max_steps} reached"
-    )
+    if outcome.kind == "asked":
+        run.session.discard_pending()
+        await run.save_trace(final=True)
+        question = outcome.question or "Please clarify."
+        return NeedsAnswer(question=question, artifacts=run.artifacts)
+    if outcome.kind == "finished":
+        return await endings.complete(run, f"the model finished: {outcome.summary[:500]}", messages)
+    return await endings.fail_run(run, f"the agent stopped: {outcome.summary}")
 
 
 async def _transcript(run: Run, messages: list[dict[str, Any]]) -> None:
@@ -194,13 +105,3 @@ async def _transcript(run: Run, messages: list[dict[str, Any]]) -> None:
     run.artifacts.append(ref)
     await run.ctx.recorder.log("agent.transcript", {"messages": len(messages)},
                                artifacts=(ref.sha256,))  # fmt: skip
-
-
-async def _model_asks(
-    run: Run, messages: list[dict[str, Any]], call_id: str, question: str
-) -> Outcome:
-    messages.append(tool_result(call_id, "asked the requester; waiting"))
-    await _transcript(run, messages)
-    run.session.discard_pending()
-    await run.save_trace(final=True)
-    return NeedsAnswer(question=question[:2000] or "Please clarify.", artifacts=run.artifacts)

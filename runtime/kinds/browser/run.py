@@ -1,7 +1,8 @@
 """One worker's pass over a browser job: the session it drives, the steps it has taken, and
 what it leaves on the chain (a screenshot and an event per step, the trace parts).
 
-Direct mode (direct.py) and model mode (model.py) take steps through `Run.take`; a pause
+Direct mode (direct.py) and model mode (model.py) take steps through the job's toolbox
+(tools.py), whose tools take them here (`Run.take`); a pause
 (pause.py) and an ending (endings.py) read what the pass has recorded here.
 """
 
@@ -22,6 +23,7 @@ from runtime.tools.browser import BrowserGrant, BrowserSession
 
 if TYPE_CHECKING:
     from runtime.policy import SiteTarget
+    from runtime.toolbox import Toolbox
 
 
 @dataclass
@@ -38,10 +40,19 @@ class Run:
     segment: int = 1  # trace part number
     mutations: int = 0
     landed: list[str] = field(default_factory=list)  # the URL after each step taken
+    _toolbox: Toolbox | None = None
 
     @property
     def job(self) -> JobRecord:
         return self.ctx.job
+
+    @property
+    def toolbox(self) -> Toolbox:
+        """The job's tools over this pass's browser (runtime.kinds.browser.tools): every step,
+        a person's or the model's, is authorized against the grant there."""
+        if self._toolbox is None:
+            self._toolbox = self.ctx.toolbox(self)
+        return self._toolbox
 
     @classmethod
     async def start(cls, ctx: JobContext, site: SiteTarget, secrets: dict[str, str]) -> Run:

@@ -18,7 +18,7 @@ from runtime.secrets import redact
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from runtime.kinds.code import CodeKind
+    from runtime.kinds.code.kind import CodeKind
 
 
 async def publish(kind: CodeKind, ctx: JobContext, pending: CodeChange) -> Outcome:

@@ -19,7 +19,7 @@ from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
 
 if TYPE_CHECKING:
-    from runtime.kinds.code import CodeKind
+    from runtime.kinds.code.kind import CodeKind
 
 
 class ReplayReport(BaseModel):

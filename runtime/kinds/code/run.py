@@ -23,7 +23,7 @@ from runtime.secrets import redact
 from runtime.toolbox import Toolbox
 
 if TYPE_CHECKING:
-    from runtime.kinds.code import CodeKind
+    from runtime.kinds.code.kind import CodeKind
 
 
 async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:

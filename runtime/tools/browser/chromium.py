@@ -14,8 +14,8 @@ import os
 
 from playwright.async_api import Browser, Error, Playwright, async_playwright
 
+import runtime.tools.browser.launch as browser_launch
 from runtime.errors import AcpError
-from runtime.tools.browser import launch as browser_launch
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, BrowserContext, CDPSession, Error, Page
 
+import runtime.tools.browser.launch as browser_launch
 from runtime.errors import SandboxViolation
-from runtime.tools.browser import launch as browser_launch
 from runtime.tools.browser.chromium import shared_browser
 from runtime.tools.browser.deadline import BrowserTimeout, Deadlines, NavigationHeld
 from runtime.tools.browser.grant import BrowserGrant, host_allowed, refusal_reason

@@ -1,0 +1,125 @@
+"""Doc jobs: documents made or changed in a worktree of a docs repository, reviewed per
+document as format-aware diffs with previews, and merged after approval.
+
+A doc job runs like a code job (runtime.kinds.code), with two differences: its steps are
+template renders (and sandboxed commands when granted), and its review is per document
+(review.py, over the diff package). A document that cannot be reviewed fails the job with the
+reason, and nothing is published.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import BadRequest
+from runtime.jobs import ArtifactRef, JobType
+from runtime.kinds.base import Failed, JobContext
+from runtime.kinds.code.kind import CodeKind
+from runtime.tools.base import Tool
+
+DOC_SYSTEM_PROMPT = (
+    "You write and update documents inside a git worktree of the docs repository '{target}'. "
+    "Read inputs with read_document or read_file, and write results with write_document "
+    "(Markdown or CSV as text; .docx from Markdown; .xlsx from a JSON object of sheets "
+    '{{"Sheet": [[cell, ...], ...]}} where a string starting with = is a formula) or change '
+    "some cells of an existing workbook with set_cells. Paths are relative to the repository "
+    "root. Finish by replying without a tool call, with a short summary of what you wrote. If "
+    "the request is ambiguous, call `ask` with one precise question."
+)
+
+_SPAN = re.compile(r"`([^`\n]+)`")
+TEMPLATE_HINT = (
+    "template TEMPLATE OUTPUT [DATA.csv ...], e.g. "
+    "`template templates/weekly.md.j2 reports/weekly.xlsx incidents.csv`"
+)
+
+
+class DocKind(CodeKind):
+    job_type = JobType.doc
+    aliases = ("doc", "docs")
+    # fmt: off
+    keywords = (
+        "report", "summary", "summarize", "document", "spreadsheet", "docx", "xlsx", "csv",
+        "weekly", "incident", "write-up", "slides",
+    )
+    # fmt: on
+    tools = ("fs.read", "fs.write", "docs", "shell")
+    artifact_contract = "document_diff"
+    step_question = (
+        "Which steps should it take? For example: "
+        "`template templates/weekly.md.j2 out/weekly.xlsx incidents.csv`"
+    )
+    system_prompt = DOC_SYSTEM_PROMPT
+    reviews_documents = True
+
+    def toolset(self) -> tuple[Tool, ...]:
+        from runtime.tools.documents import DOCUMENT_TOOLS
+        from runtime.tools.workspace import WORKSPACE_TOOLS
+
+        return (*WORKSPACE_TOOLS, *DOCUMENT_TOOLS)
+
+    def steps(self, instruction: str) -> list[str]:
+        """`run` spans and fenced commands, and `template ...` spans, in written order."""
+        from runtime.commands import commands_at
+
+        found = [(at, c) for at, c in commands_at(instruction) if not c.startswith("template ")]
+        found += [
+            (m.start(), " ".join(m.group(1).split()))
+            for m in _SPAN.finditer(instruction)
+            if m.group(1).split()[:1] == ["template"]
+        ]
+        steps = [c for _, c in sorted(found, key=lambda item: item[0])]
+        for step in steps:
+            if step.split()[:1] == ["template"] and len(step.split()) < 3:
+                raise BadRequest(
+                    f"the step `{step}` needs a template and an output", hint=TEMPLATE_HINT
+                )
+        return steps
+
+    def answer(self, answer: str, policy: Any, target: str | None) -> dict[str, Any]:
+        lines = [ln.strip().strip("`") for ln in answer.splitlines() if ln.strip()]
+        return {"commands": self.steps(answer) or lines}
+
+    async def run_step(self, toolbox: Any, index: int, command: str) -> str | None:
+        from runtime.doc_formats import DocumentError
+        from runtime.errors import SandboxViolation
+        from runtime.kinds.doc.steps import is_template, template_step
+
+        if not is_template(command):
+            return await super().run_step(toolbox, index, command)
+        try:
+            await template_step(toolbox, command)
+        except (SandboxViolation, DocumentError) as error:
+            return f"step {index}: {error.message}"
+        except FileNotFoundError as missing:
+            return f"step {index} `{command}`: {missing.filename or missing} does not exist"
+        return None
+
+    async def review(
+        self, ctx: JobContext, repo: Path, base: str, head: str, artifacts: list[ArtifactRef]
+    ) -> dict[str, Any] | Failed:
+        """The documents reviewed as document diffs; the job fails when one cannot be read."""
+        from runtime.doc_formats import DocumentError
+        from runtime.kinds.doc.review import document_artifacts, review_change
+
+        try:
+            review = await review_change(ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head)
+        except DocumentError as error:
+            if ctx.phase.value == "execute":
+                await ctx.recorder.log("document.refused", {"reason": error.message})
+            return Failed(reason=f"{error.message}; nothing was published", artifacts=artifacts)
+        return await document_artifacts(ctx.recorder, review, artifacts)
+
+    async def review_text(self, ctx: JobContext, repo: Path, base: str, head: str) -> str | Failed:
+        from runtime.doc_formats import DocumentError
+        from runtime.kinds.doc.review import review_change
+
+        try:
+            review = await review_change(
+                ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head, keep=False
+            )
+        except DocumentError as error:
+            return Failed(reason=error.message)
+        return review.text

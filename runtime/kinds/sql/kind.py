@@ -1,0 +1,78 @@
+"""SQL jobs: one read-only statement or a standard diagnostic against a database target, with
+the results and the plan as evidence (run.py). Writes are refused at intake (statements.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.jobs import Attachment, Evidence, JobRecord, JobType
+from runtime.kinds.base import JobContext, JobKind, Outcome
+from runtime.tools.base import Tool
+
+
+class SqlKind(JobKind):
+    job_type = JobType.sql
+    aliases = ("sql",)
+    # fmt: off
+    keywords = (
+        "select", "query", "queries", "slow", "slowest", "database", "table", "rows", "index",
+        "replica", "sql", "postgres", "count", "locks", "bloat",
+    )
+    # fmt: on
+    target_section = "databases"
+    tools = ("sql.query",)
+    artifact_contract = "results_plus_plan"
+    mutating = False
+    step_question = (
+        "Which read-only statement should it run, or which standard diagnostic? "
+        "For example: `SELECT status, count(*) FROM orders GROUP BY 1` or 'top 10 slowest queries'"
+    )
+
+    def has_explicit_steps(self, instruction: str, steps: list[str]) -> bool:
+        """A SQL job runs without a model when it is a statement or a standard diagnostic."""
+        from runtime.kinds.sql.statements import looks_like_sql
+        from runtime.tools.sql import match_diagnostic
+
+        return (
+            bool(steps) or looks_like_sql(instruction) or match_diagnostic(instruction) is not None
+        )
+
+    def check_request(self, instruction: str, target: str | None, policy: Any) -> None:
+        from runtime.kinds.sql.statements import refuse_sql_writes
+
+        refuse_sql_writes(instruction, policy, target)
+
+    def answer(self, answer: str, policy: Any, target: str | None) -> dict[str, Any]:
+        """A SQL job's answer is its statement (or diagnostic), refused now if it writes."""
+        from runtime.kinds.sql.statements import refuse_sql_writes
+
+        statement = answer.strip().strip("`").strip()
+        refuse_sql_writes(statement, policy, target)
+        return {"instruction": statement}
+
+    def spec_scopes(self, target: Any) -> dict[str, Any]:
+        return {"credential_refs": [target.dsn_env]}
+
+    def toolset(self) -> tuple[Tool, ...]:
+        from runtime.tools.database import DATABASE_TOOLS
+
+        return DATABASE_TOOLS
+
+    async def execute(self, ctx: JobContext) -> Outcome:
+        from runtime.kinds.sql.run import execute
+
+        return await execute(ctx)
+
+    def results(self, job: JobRecord) -> Evidence:
+        """The result table to read, the CSV and the plan as files."""
+        named = {a.name: a for a in job.artifacts}
+        table = named.get("result.txt")
+        files = [("result.csv", "Result (CSV)"), ("plan.json", "EXPLAIN plan")]
+        return Evidence(
+            read=[table.sha256] if table else [],
+            attach=[
+                Attachment(sha256=named[name].sha256, filename=f"{job.job_id}-{name}", title=title)
+                for name, title in files
+                if name in named
+            ],
+        )
