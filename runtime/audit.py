@@ -7,29 +7,29 @@ edit, deletion or reordering breaks the chain at a nameable event. Never UPDATE 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.errors import AuditChainBroken
 from runtime.jobs import ArtifactRef
 from runtime.secrets import redactor
-from runtime.store.database import AUDIT_LOCK, Database
-from runtime.store.models import AuditEventRow
+from runtime.store import audit_store
+from runtime.store.database import Database
 from runtime.untrusted import escape_json_text, escape_text
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 GENESIS = "0" * 64
-_events = AuditEventRow.__table__
 
 
 def canonical_json(data: Any) -> str:
@@ -91,15 +91,10 @@ async def append(conn: AsyncConnection, db: Database, event: NewEvent) -> AuditE
 async def append_many(
     conn: AsyncConnection, db: Database, events: Sequence[NewEvent]
 ) -> list[AuditEvent]:
-    if db.dialect == "postgresql":
-        # Serialises appenders so two transactions never both extend the same head.
-        await conn.execute(text(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})"))
-    head = (
-        await conn.execute(
-            select(_events.c.seq, _events.c.hash).order_by(_events.c.seq.desc()).limit(1)
-        )
-    ).first()
-    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+    # Serialises appenders so two transactions never both extend the same head.
+    await audit_store.lock_chain(conn, db)
+    head = await audit_store.chain_head(conn)
+    seq, prev = head if head else (0, GENESIS)
     ts = datetime.now(UTC).isoformat(timespec="microseconds")
     rows, out = [], []
     scrub = redactor()  # scan the environment for secret values once per batch
@@ -123,7 +118,7 @@ async def append_many(
             }
         )
         prev = digest
-    await conn.execute(insert(_events), rows)
+    await audit_store.insert_events(conn, rows)
     for row in rows:
         out.append(
             AuditEvent(
@@ -137,29 +132,8 @@ async def append_many(
     return out
 
 
-async def _rows(db: Database, batch: int = 20_000) -> AsyncIterator[Sequence[Any]]:
-    columns = (
-        _events.c.seq,
-        _events.c.ts,
-        _events.c.job_id,
-        _events.c.kind,
-        _events.c.actor,
-        _events.c.artifacts,
-        _events.c.data,
-        _events.c.prev_hash,
-        _events.c.hash,
-    )
-    last = 0
-    async with db.engine.connect() as conn:
-        while True:
-            result = await conn.execute(
-                select(*columns).where(_events.c.seq > last).order_by(_events.c.seq).limit(batch)
-            )
-            rows = result.all()
-            if not rows:
-                return
-            yield rows
-            last = rows[-1][0]
+# The chain's rows in seq order, a page at a time (bench/audit_rate.py reads them this way too).
+_rows = audit_store.chain_rows
 
 
 class _ChainWalker:
@@ -215,16 +189,9 @@ def _verify_sqlite(path: Path, artifacts: ArtifactStore) -> VerifyReport:
     so appenders keep going while it runs; and no per-page thread hops or Row objects.
     """
     walker = _ChainWalker(artifacts)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-    try:
-        cursor = conn.execute(
-            "SELECT seq, ts, job_id, kind, actor, artifacts, data, prev_hash, hash "
-            "FROM audit_events ORDER BY seq"
-        )
-        while rows := cursor.fetchmany(20_000):
+    with contextlib.closing(audit_store.sqlite_chain_rows(path)) as pages:
+        for rows in pages:
             walker.feed(rows)
-    finally:
-        conn.close()
     return walker.report()
 
 
@@ -239,11 +206,7 @@ async def verify(db: Database, artifacts: ArtifactStore) -> VerifyReport:
 
 
 async def events_for(db: Database, job_id: int | None = None) -> list[AuditEvent]:
-    query = select(_events).order_by(_events.c.seq)
-    if job_id is not None:
-        query = query.where(_events.c.job_id == job_id)
-    async with db.engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
+    rows = await audit_store.event_rows(db, job_id)
     return [
         AuditEvent(
             **{
@@ -289,8 +252,7 @@ class ArtifactStore:
 
 
 async def event_at(db: Database, seq: int) -> AuditEvent | None:
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(select(_events).where(_events.c.seq == seq))).mappings().first()
+    row = await audit_store.event_row(db, seq)
     if row is None:
         return None
     return AuditEvent(

@@ -13,11 +13,10 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from runtime import audit, outbox
+from runtime import audit
 from runtime.approvals import ApprovalGates, pending_hash
 from runtime.audit import ArtifactStore, AuditEvent, NewEvent, VerifyReport
 from runtime.errors import (
@@ -67,10 +66,9 @@ from runtime.policy import (
 )
 from runtime.recorder import JobRecorder, log_event
 from runtime.settings import Settings
-from runtime.store import job_store, migrate
+from runtime.store import job_store, migrate, outbox, worker_store
 from runtime.store.database import Database
 from runtime.store.job_store import utcnow
-from runtime.store.models import WorkerRow
 from runtime.untrusted import escape_text, has_lone_surrogate
 
 T = TypeVar("T")
@@ -447,15 +445,11 @@ class Engine(ApprovalGates):
 
     async def worker_registered(self, worker_id: str) -> bool:
         """Whether the worker with this identity has registered (and not yet left)."""
-        async with self.db.engine.connect() as conn:
-            found = await conn.execute(select(WorkerRow.id).where(WorkerRow.id == worker_id))
-            return found.first() is not None
+        return await worker_store.is_registered(self.db, worker_id)
 
     async def live_workers(self) -> int:
         cutoff = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS)
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(select(WorkerRow.heartbeat_at))).scalars().all()
-        return sum(1 for at in rows if job_store._aware(at) >= cutoff)
+        return sum(1 for at in await worker_store.heartbeats(self.db) if at >= cutoff)
 
     # --- deciding ----------------------------------------------------------
 

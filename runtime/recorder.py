@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime import audit, outbox
+from runtime import audit
 from runtime.audit import ArtifactStore, AuditEvent, NewEvent
 from runtime.jobs import ArtifactRef, ModelUse
-from runtime.store import job_store
+from runtime.store import job_store, outbox
 from runtime.store.database import Database
 
 # Events that are not state changes but that the requester's door should still hear about.

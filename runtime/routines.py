@@ -21,39 +21,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from runtime.errors import BadRequest, InvalidTransition, PolicyDenied, UnknownJob
 from runtime.jobs import JobRecord, JobState, Origin
 from runtime.schedules import parse_schedule
-from runtime.store import routine_store
+from runtime.store import lease_store, routine_store
 from runtime.store.job_store import utcnow
-from runtime.store.models import LeaseRow, RoutineFiringRow, RoutineRow
-from runtime.store.routine_store import Routine, format_routine_id, parse_routine_id
-from runtime.store.routine_store import aware as _aware
-from runtime.store.routine_store import routine_from_row as _routine
+from runtime.store.routine_store import Firing, Routine, format_routine_id, parse_routine_id
 
 if TYPE_CHECKING:
     from runtime.engine import Actor, Engine
 
 log = logging.getLogger("acp.routines")
-_routines = RoutineRow.__table__
-_firings = RoutineFiringRow.__table__
-_leases = LeaseRow.__table__
 LEASE = "scheduler"
-
-
-class Firing(BaseModel):
-    routine_id: int
-    due_at: datetime
-    fired_at: datetime
-    outcome: str
-    job_id: int | None
-    detail: str
-    instance: str
-
 
 __all__ = ["Firing", "Routine", "RoutineScheduler", "format_routine_id", "parse_routine_id"]
 
@@ -62,11 +41,7 @@ __all__ = ["Firing", "Routine", "RoutineScheduler", "format_routine_id", "parse_
 
 
 async def routines(engine: Engine, *, include_deleted: bool = False) -> list[Routine]:
-    query = select(_routines).order_by(_routines.c.id)
-    if not include_deleted:
-        query = query.where(_routines.c.state != "deleted")
-    async with engine.db.engine.connect() as conn:
-        return [_routine(r) for r in (await conn.execute(query)).all()]
+    return await routine_store.list_routines(engine.db, include_deleted=include_deleted)
 
 
 async def get(engine: Engine, routine_id: int) -> Routine:
@@ -75,19 +50,7 @@ async def get(engine: Engine, routine_id: int) -> Routine:
 
 async def history(engine: Engine, routine_id: int, limit: int = 50) -> list[Firing]:
     await get(engine, routine_id)
-    query = (
-        select(_firings)
-        .where(_firings.c.routine_id == routine_id)
-        .order_by(_firings.c.due_at.desc())
-        .limit(limit)
-    )
-    async with engine.db.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [
-        Firing(routine_id=r.routine_id, due_at=_aware(r.due_at), fired_at=_aware(r.fired_at),
-               outcome=r.outcome, job_id=r.job_id, detail=r.detail, instance=r.instance)
-        for r in rows
-    ]  # fmt: skip
+    return await routine_store.firings(engine.db, routine_id, limit)
 
 
 async def last_result(engine: Engine, routine: Routine) -> str:
@@ -173,12 +136,7 @@ async def set_state(engine: Engine, routine_id: int, actor: Actor, state: str) -
         raise InvalidTransition(f"{routine.routine_id} is deleted")
     if state not in ("paused", "active"):
         raise InvalidTransition(f"a routine is paused or resumed here, not made {state}")
-    async with engine.db.begin() as conn:
-        await conn.execute(
-            update(_routines)
-            .where(_routines.c.id == routine_id)
-            .values(state=state, updated_at=utcnow())
-        )
+    await routine_store.change(engine.db, routine_id, state=state)
     await engine.log(None, f"routine.{ {'active': 'resumed'}.get(state, state) }", actor.label,
                      {"routine": routine.routine_id})  # fmt: skip
     return await get(engine, routine_id)
@@ -201,31 +159,8 @@ def _require(engine: Engine, routine: Routine, actor: Actor, verb: str) -> None:
 
 async def sync_declared(engine: Engine) -> None:
     """Make the routines table hold the policy's declared routines (added, changed, removed)."""
-    declared = {d.name: d for d in engine.policy.routines.declared}
-    now = utcnow()
-    async with engine.db.begin() as conn:
-        rows = (await conn.execute(select(_routines).where(_routines.c.source == "policy"))).all()
-        seen = set()
-        for row in rows:
-            item = declared.get(row.name or "")
-            if item is None:
-                if row.state != "deleted":
-                    await conn.execute(update(_routines).where(_routines.c.id == row.id)
-                                       .values(state="deleted", updated_at=now))  # fmt: skip
-                continue
-            seen.add(item.name)
-            values = _declared_values(engine, item)
-            if any(getattr(row, k) != v for k, v in values.items()):
-                await conn.execute(update(_routines).where(_routines.c.id == row.id)
-                                   .values(**values, state="active", updated_at=now))  # fmt: skip
-        for name, item in declared.items():
-            if name not in seen:
-                await conn.execute(
-                    insert(_routines).values(
-                        name=name, **_declared_values(engine, item), state="active",
-                        source="policy", created_at=now, updated_at=now,
-                    )
-                )  # fmt: skip
+    declared = {d.name: _declared_values(engine, d) for d in engine.policy.routines.declared}
+    await routine_store.sync_declared(engine.db, declared)
 
 
 def _declared_values(engine: Engine, item: Any) -> dict[str, Any]:
@@ -253,16 +188,9 @@ async def fire(
     if routine.state != "active":
         return None
     due_at = due_at.astimezone(UTC)
-    now = utcnow()
-    try:
-        async with engine.db.begin() as conn:
-            await conn.execute(
-                insert(_firings).values(
-                    routine_id=routine_id, due_at=due_at, fired_at=now, outcome="firing",
-                    job_id=None, detail=note, instance=instance,
-                )
-            )  # fmt: skip
-    except IntegrityError:
+    if not await routine_store.start_firing(
+        engine.db, routine_id, due_at, fired_at=utcnow(), instance=instance, note=note
+    ):
         return None  # this run was fired already
     return await _submit_firing(engine, routine, due_at, instance, note)
 
@@ -287,12 +215,10 @@ async def _submit_firing(
     except Exception as error:  # recorded, never left half-fired; the next firing still runs
         log.exception("firing %s due %s failed", routine.routine_id, due_at)
         job, outcome, detail = None, "failed", f"could not submit: {type(error).__name__}: {error}"
-    async with engine.db.begin() as conn:
-        await conn.execute(
-            update(_firings)
-            .where(_firings.c.routine_id == routine.id, _firings.c.due_at == due_at)
-            .values(outcome=outcome, job_id=job.id if job else None, detail=detail[:2000])
-        )
+    await routine_store.settle_firing(
+        engine.db, routine.id, due_at, outcome=outcome, job_id=job.id if job else None,
+        detail=detail[:2000],
+    )  # fmt: skip
     if job is not None:
         await engine.log(job.id, "routine.fired", f"routine:{routine.routine_id}",
                          {"routine": routine.routine_id, "due_at": due_at.isoformat(),
@@ -303,15 +229,13 @@ async def _submit_firing(
 async def finish_interrupted_firings(engine: Engine, instance: str) -> int:
     """Firings left at `firing` by an instance that died between the row and the job: submitted
     now under the same request key (so a job that was made is not made twice)."""
-    async with engine.db.engine.connect() as conn:
-        rows = (await conn.execute(select(_firings).where(_firings.c.outcome == "firing"))).all()
     finished = 0
-    for row in rows:
+    for firing in await routine_store.interrupted_firings(engine.db):
         try:
-            routine = await get(engine, row.routine_id)
+            routine = await get(engine, firing.routine_id)
         except UnknownJob:
             continue
-        await _submit_firing(engine, routine, _aware(row.due_at), instance, row.detail or "")
+        await _submit_firing(engine, routine, firing.due_at, instance, firing.detail or "")
         finished += 1
     return finished
 
@@ -323,41 +247,10 @@ async def record_missed(
     time another instance already settled is left as it is. Returns how many were new."""
     if not due_at:
         return 0
-    now = utcnow()
     wanted = sorted({at.astimezone(UTC) for at in due_at})
-    async with engine.db.begin() as conn:
-        taken = {
-            _aware(at)
-            for at in (
-                await conn.execute(
-                    select(_firings.c.due_at).where(
-                        _firings.c.routine_id == routine_id,
-                        _firings.c.due_at >= wanted[0],
-                        _firings.c.due_at <= wanted[-1],
-                    )
-                )
-            ).scalars()
-        }
-    rows = [
-        {"routine_id": routine_id, "due_at": at, "fired_at": now, "outcome": "missed",
-         "job_id": None, "instance": instance, "detail": detail}
-        for at in wanted
-        if at not in taken
-    ]  # fmt: skip
-    if not rows:
-        return 0
-    try:
-        async with engine.db.begin() as conn:
-            await conn.execute(insert(_firings), rows)
-        return len(rows)
-    except IntegrityError:  # another instance raced us on some of them: one by one
-        added = 0
-        for row in rows:
-            with contextlib.suppress(IntegrityError):
-                async with engine.db.begin() as conn:
-                    await conn.execute(insert(_firings).values(**row))
-                added += 1
-        return added
+    return await routine_store.add_missed(
+        engine.db, routine_id, wanted, instance=instance, detail=detail
+    )
 
 
 # --- the scheduler (one instance at a time) -----------------------------------------------
@@ -385,40 +278,10 @@ class RoutineScheduler:
     # --- the lease ------------------------------------------------------------------------
 
     async def _take_lease(self) -> bool:
-        now = utcnow()
-        until = now + timedelta(seconds=self.lease_s)
-        async with self.engine.db.begin() as conn:
-            held = (
-                await conn.execute(
-                    update(_leases)
-                    .where(_leases.c.name == LEASE)
-                    .where((_leases.c.holder == self.instance) | (_leases.c.expires_at < now))
-                    .values(holder=self.instance, expires_at=until)
-                )
-            ).rowcount
-            if held:
-                return True
-            exists = (
-                await conn.execute(select(_leases.c.holder).where(_leases.c.name == LEASE))
-            ).first()
-            if exists is not None:
-                return False
-        try:
-            async with self.engine.db.begin() as conn:
-                await conn.execute(
-                    insert(_leases).values(name=LEASE, holder=self.instance, expires_at=until)
-                )
-            return True
-        except IntegrityError:
-            return False
+        return await lease_store.take(self.engine.db, LEASE, self.instance, seconds=self.lease_s)
 
     async def _release_lease(self) -> None:
-        async with self.engine.db.begin() as conn:
-            await conn.execute(
-                update(_leases)
-                .where(_leases.c.name == LEASE, _leases.c.holder == self.instance)
-                .values(expires_at=utcnow() - timedelta(seconds=1))
-            )
+        await lease_store.release(self.engine.db, LEASE, self.instance)
 
     # --- running --------------------------------------------------------------------------
 

@@ -15,9 +15,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING
 
 from runtime.engine import LIVE_WORKER_SECONDS, Engine
 from runtime.errors import AcpError
@@ -25,12 +23,13 @@ from runtime.jobs import JobRecord, JobState, Phase, RunGate
 from runtime.kinds import registry
 from runtime.kinds.base import JobKind
 from runtime.recorder import JobRecorder
-from runtime.store import job_store
-from runtime.store.job_store import jobs_table, utcnow
-from runtime.store.models import WorkerRow
+from runtime.store import job_store, worker_store
+from runtime.store.job_store import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger("acp.worker")
-_workers = WorkerRow.__table__
 SWEEP_S = 5.0
 
 
@@ -49,44 +48,30 @@ class Worker:
     # --- liveness ------------------------------------------------------------
 
     async def register(self) -> None:
-        now = utcnow()
-        async with self.engine.db.begin() as conn:
-            # Rows of workers on this host whose process is gone (a crash, a SIGKILL) would
-            # count as live until their heartbeat ages out; they are dead now.
-            rows = await conn.execute(
-                select(_workers.c.id, _workers.c.pid).where(_workers.c.host == self.host)
-            )
-            dead = [row.id for row in rows if not _pid_alive(row.pid)]
-            if dead:
-                await conn.execute(delete(_workers).where(_workers.c.id.in_(dead)))
-            await conn.execute(
-                insert(_workers).values(
-                    id=self.id, host=self.host, pid=os.getpid(), started_at=now, heartbeat_at=now
-                )
-            )
+        # Rows of workers on this host whose process is gone (a crash, a SIGKILL) would
+        # count as live until their heartbeat ages out; they are dead now.
+        await worker_store.register_worker(
+            self.engine.db, self.id, host=self.host, pid=os.getpid(), alive=_pid_alive
+        )
 
     async def beat(self) -> None:
-        async with self.engine.db.begin() as conn:
-            await conn.execute(
-                update(_workers).where(_workers.c.id == self.id).values(heartbeat_at=utcnow())
-            )
+        await worker_store.beat(self.engine.db, self.id)
 
     async def unregister(self) -> None:
-        async with self.engine.db.begin() as conn:
-            await conn.execute(delete(_workers).where(_workers.c.id == self.id))
+        await worker_store.unregister(self.engine.db, self.id)
 
     async def _is_dead(self, conn: AsyncConnection, worker_id: str | None) -> bool:
         if worker_id is None:
             return True
         if worker_id == self.id:
             return False
-        row = (await conn.execute(select(_workers).where(_workers.c.id == worker_id))).first()
+        row = await worker_store.worker_row(conn, worker_id)
         if row is None:
             return True
         if row.host == self.host and not _pid_alive(row.pid):
             return True
         stale = utcnow() - timedelta(seconds=LIVE_WORKER_SECONDS * 2)
-        return job_store._aware(row.heartbeat_at) < stale
+        return row.heartbeat_at < stale
 
     # --- recovery ------------------------------------------------------------
 
@@ -126,15 +111,8 @@ class Worker:
 
     async def claim(self) -> JobRecord | None:
         async with self.engine.db.begin() as conn:
-            query = (
-                select(jobs_table.c.id)
-                .where(jobs_table.c.state.in_([JobState.queued.value, JobState.approved.value]))
-                .order_by(jobs_table.c.id)
-                .limit(1)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            job_id = (await conn.execute(query)).scalar()
+            # One transaction: the row found (locked on PostgreSQL) and the state change.
+            job_id = await worker_store.next_claimable_job_id(conn)
             if job_id is None:
                 return None
             job = await job_store.load_job(conn, job_id)

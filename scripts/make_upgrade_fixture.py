@@ -769,7 +769,12 @@ async def snapshot(engine: Any) -> dict[str, Any]:
     """What the old code reads back: the comparison the upgrade test makes."""
     from sqlalchemy import inspect, text
 
-    from runtime import outbox, routines
+    from runtime import routines
+
+    try:
+        from runtime.store import outbox
+    except ImportError:  # the release's code (--generate) has it at runtime/outbox.py
+        from runtime import outbox  # type: ignore[no-redef]
 
     listed = await engine.jobs(limit=100_000)
     ids = sorted(job.id for job in listed)
