@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from runtime.errors import AcpError, SandboxViolation
 from runtime.models import ModelClient, ModelReply
+from runtime.secrets import redact
 from runtime.toolbox import Toolbox
 from runtime.tools.base import ToolPaused, ask_tool
 from runtime.untrusted import escape_data, escape_text
+
+if TYPE_CHECKING:
+    from runtime.jobs import ArtifactRef
+    from runtime.kinds.base import Recorder
 
 SYSTEM_PROMPT = (
     "You are a careful software engineer working inside a git worktree of the repository "
@@ -201,3 +206,9 @@ def tool_result(call_id: str, content: str) -> dict[str, Any]:
     if len(content) > RESULT_LIMIT:
         content = content[:RESULT_LIMIT] + "\n[truncated]"
     return {"role": "tool", "tool_call_id": escape_text(call_id), "content": escape_text(content)}
+
+
+def transcript_artifact(recorder: Recorder, messages: list[dict[str, Any]]) -> ArtifactRef:
+    """A model conversation (every tool result included), secrets redacted, on the chain."""
+    text = redact(json.dumps(messages, default=str))
+    return recorder.put("transcript.json", text.encode(), "application/json")

@@ -10,8 +10,6 @@ import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from runtime import audit
 from runtime.errors import (
     AlreadyDecided,
@@ -27,6 +25,8 @@ from runtime.policy import Decision, decide_approval, parse_duration
 from runtime.store.job_store import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from runtime.identity import Actor
 
 

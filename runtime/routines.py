@@ -29,7 +29,8 @@ from runtime.store.job_store import utcnow
 from runtime.store.routine_store import Firing, Routine, format_routine_id, parse_routine_id
 
 if TYPE_CHECKING:
-    from runtime.engine import Actor, Engine
+    from runtime.engine import Engine
+    from runtime.identity import Actor
 
 log = logging.getLogger("acp.routines")
 LEASE = "scheduler"
@@ -200,7 +201,7 @@ async def _submit_firing(
 ) -> JobRecord | None:
     """Submit the firing whose row says `firing` and record how it ended. The request key
     makes this safe to repeat after a crash between the row and the job."""
-    from runtime.engine import Actor
+    from runtime.identity import Actor
 
     actor = Actor(person=routine.owner, door="schedule", identity=routine.routine_id)  # type: ignore[arg-type]
     key = f"routine:{routine.routine_id}:{due_at.isoformat()}"

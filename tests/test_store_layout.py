@@ -22,11 +22,7 @@ ALLOWED = {
 ALLOWED_TREES = (Path("runtime/store"),)  # includes runtime/store/migrations
 # Modules that still import SQLAlchemy at run time, with what is left to move. Each is an
 # expected failure that must keep failing: once a module is clean its entry has to go.
-PENDING = {
-    Path("runtime/engine.py"): "sqlalchemy.exc.IntegrityError (submit's request key) and "
-    "AsyncConnection imported at run time",
-    Path("runtime/approvals.py"): "AsyncConnection imported at run time, not under TYPE_CHECKING",
-}
+PENDING: dict[Path, str] = {}
 
 
 def _is_type_checking(test: ast.expr) -> bool:

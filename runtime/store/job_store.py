@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.errors import InvalidTransition, UnknownJob
@@ -79,6 +80,10 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     }
 
 
+class DuplicateRequest(Exception):
+    """A job with this request key exists (a door's retry arrived at the same time)."""
+
+
 async def insert_job(
     conn: AsyncConnection,
     record: JobRecord,
@@ -86,7 +91,12 @@ async def insert_job(
     team: str | None = None,
 ) -> JobRecord:
     values = {**row_values(record), "request_key": request_key, "team": team}
-    result = await conn.execute(insert(jobs_table).values(**values).returning(jobs_table.c.id))
+    try:
+        result = await conn.execute(insert(jobs_table).values(**values).returning(jobs_table.c.id))
+    except IntegrityError as error:
+        if request_key is None:
+            raise
+        raise DuplicateRequest(request_key) from error
     return record.model_copy(update={"id": result.scalar_one()})
 
 

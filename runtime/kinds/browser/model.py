@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from runtime.agent import opening_messages, run_agent, tool_result
+from runtime.agent import opening_messages, run_agent, tool_result, transcript_artifact
 from runtime.errors import BudgetExceeded, ModelUnavailable
 from runtime.jobs import JobRecord
 from runtime.kinds.base import JobContext, NeedsAnswer, Outcome
 from runtime.kinds.browser import endings, pause
 from runtime.kinds.browser.progress import BrowserProgress
 from runtime.kinds.browser.tools import Held
-from runtime.kinds.code.run import transcript_artifact
 from runtime.models import load_litellm
 
 if TYPE_CHECKING:

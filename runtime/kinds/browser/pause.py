@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runtime.agent import transcript_artifact
 from runtime.kinds.base import Failed, NeedsApproval, Outcome
 from runtime.kinds.browser import live
 from runtime.kinds.browser.pending import BrowserMutation
 from runtime.kinds.browser.progress import BrowserProgress
-from runtime.kinds.code.run import transcript_artifact
 from runtime.secrets import redact
 
 if TYPE_CHECKING:

@@ -8,12 +8,11 @@ with hooks and filters disabled.
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from runtime.agent import AgentOutcome, opening_messages, run_agent
+from runtime.agent import AgentOutcome, opening_messages, run_agent, transcript_artifact
 from runtime.errors import BudgetExceeded, ModelUnavailable, SandboxViolation
-from runtime.jobs import ArtifactRef, JobRecord
+from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext, NeedsAnswer, NeedsApproval, Outcome, Succeeded
 from runtime.kinds.code.pending import CodeChange
 from runtime.kinds.code.repo import ensure_repo
@@ -154,9 +153,3 @@ async def run_model(kind: CodeKind, ctx: JobContext, toolbox: Toolbox) -> Outcom
     if outcome.kind == "stopped":
         return Failed(reason=f"stopped: {outcome.summary}", artifacts=toolbox.artifacts)
     return None
-
-
-def transcript_artifact(recorder: Any, messages: list[dict[str, Any]]) -> ArtifactRef:
-    """A model conversation (every tool result included), secrets redacted, on the chain."""
-    text = redact(json.dumps(messages, default=str))
-    return recorder.put("transcript.json", text.encode(), "application/json")

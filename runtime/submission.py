@@ -1,0 +1,405 @@
+"""Submitting and answering: a request becomes a job, decided by the policy, recorded with its
+first events; an answer to its question decides it again. Part of the Engine (mixed in).
+
+The job's kind reads the request (steps, what is explicit, what an answer means); the policy
+decides (runtime.policy.decide); the engine writes (transition, in one transaction with the
+events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from runtime.errors import AlreadyDecided, BadRequest, PolicyDenied, UnknownJob, UnknownTarget
+from runtime.identity import Actor
+from runtime.intake import ParsedRequest, parse_request
+from runtime.jobs import (
+    Clarification,
+    JobRecord,
+    JobSpec,
+    JobState,
+    JobType,
+    ModelUse,
+    Origin,
+    RunGate,
+)
+from runtime.kinds import registry
+from runtime.policy import Decision, RequestFacts, decide, decide_routine
+from runtime.store import job_store
+from runtime.store.job_store import DuplicateRequest, utcnow
+from runtime.untrusted import escape_text, has_lone_surrogate
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+class PolicyCheck(BaseModel):
+    """What would happen to a request; `acp policy check` prints it and runs nothing."""
+
+    person: str
+    parsed: dict[str, Any]
+    decision: Decision
+    policy_hash: str
+
+
+def _refuse_unencodable(text: str, what: str) -> None:
+    """A request or an answer with a lone surrogate (invalid UTF-8 from a terminal, "\\ud800"
+    in JSON) cannot be stored or run as sent; say so rather than change it silently."""
+    if has_lone_surrogate(text):
+        at = next(i for i, c in enumerate(text) if has_lone_surrogate(c))
+        raise BadRequest(
+            f"the {what} is not valid text: character {at + 1} "
+            f"({escape_text(text[at])}) is a lone surrogate, which UTF-8 cannot carry",
+            hint="send the text as UTF-8; a terminal with a non-UTF-8 locale can cause this",
+        )
+
+
+def request_digest(text: str) -> dict[str, Any]:
+    """How refusals refer to a request: its hash and size, never a 100 KB copy of it."""
+    return {"sha256": hashlib.sha256(text.encode(errors="replace")).hexdigest(), "chars": len(text)}
+
+
+class Submissions:
+    # Needs the Engine's policy, loaded, db, transition, locked, record_refusal, _event, new_gate.
+
+    # --- deciding ----------------------------------------------------------
+
+    def _facts(self, person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
+        explicit = bool(parsed.commands)
+        if parsed.job_type is not None:
+            kind = registry.kind_for(parsed.job_type)
+            explicit = kind.has_explicit_steps(parsed.instruction, parsed.commands)
+        return RequestFacts(
+            person=person,
+            job_type=parsed.job_type,
+            target=parsed.target,
+            origin=origin,
+            confidence=parsed.confidence,
+            has_explicit_steps=explicit,
+        )
+
+    def _decide(self, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
+        facts = self._facts(person, parsed, origin)
+        if parsed.schedule:  # a routine: may this person run the request, and who reviews it
+            return decide_routine(self.policy, facts)
+        return decide(self.policy, facts)
+
+    def _spec(
+        self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
+    ) -> JobSpec:
+        common = {
+            "target": parsed.target,
+            "tools": decision.tools_granted,
+            "approval_required_for": decision.approval_required_for,
+            "schedule": parsed.schedule,
+            "origin": origin,
+            "requester": person,
+        }
+        if parsed.schedule:  # a routine: the kind that schedules requests holds it
+            routine = registry.kind_for(JobType.schedule)
+            return JobSpec(
+                job_type=routine.job_type,
+                instruction=parsed.scheduled_request or parsed.instruction,
+                artifact_contract=routine.artifact_contract,
+                **common,
+            )
+        if parsed.job_type is None:  # asked what kind of job it is; a code job until answered
+            return JobSpec(
+                job_type=JobType.code, instruction=parsed.instruction, commands=parsed.commands,
+                **common,
+            )  # fmt: skip
+        kind = registry.kind_for(parsed.job_type)
+        target = self.policy.targets_for(kind.job_type).get(parsed.target or "")
+        return JobSpec(
+            job_type=kind.job_type,
+            instruction=parsed.instruction,
+            artifact_contract=kind.artifact_contract,
+            commands=parsed.commands,
+            **(kind.spec_scopes(target) if target is not None else {}),
+            **common,
+        )
+
+    def check(self, text: str, actor: Actor, origin: Origin = Origin.cli) -> PolicyCheck:
+        """Parse and decide without writing anything."""
+        parsed = parse_request(text, self.policy)
+        decision = self._decide(actor.person, parsed, origin)
+        return PolicyCheck(
+            person=actor.person,
+            parsed=parsed.model_dump(mode="json"),
+            decision=decision,
+            policy_hash=self.loaded.sha256,
+        )
+
+    # --- submit and answer -------------------------------------------------
+
+    async def submit(
+        self,
+        text: str,
+        actor: Actor,
+        origin: Origin = Origin.cli,
+        *,
+        request_key: str | None = None,
+        reply_to: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """Turn a request into a job and decide it. The same request_key never makes two jobs."""
+        if request_key:
+            async with self.db.engine.connect() as conn:
+                existing = await job_store.job_for_request(conn, request_key)
+            if existing:
+                return existing
+        try:
+            _refuse_unencodable(text, "request")
+            parsed = parse_request(text, self.policy)
+        except BadRequest as error:
+            await self.record_refusal(
+                "request.refused", actor.label, error, request=request_digest(text or "")
+            )
+            raise
+        decision = self._decide(actor.person, parsed, origin)
+        now = utcnow()
+        job_type_known = parsed.job_type is not None
+        record = JobRecord(
+            id=0,
+            state=JobState.received,
+            spec=self._spec(actor.person, parsed, origin, decision),
+            prompt=text,
+            tools_granted=decision.tools_granted,
+            decision=decision.model_dump(mode="json"),
+            policy_hash=self.loaded.sha256,
+            classifier={
+                "method": parsed.method,
+                "confidence": parsed.confidence,
+                "cues": parsed.cues,
+                "job_type_known": job_type_known,
+            },
+            model=ModelUse(model=decision.model or "direct", route_rule=decision.model_rule),
+            reply_to=reply_to,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            return await self._insert_and_decide(record, decision, actor, text, origin, request_key)
+        except DuplicateRequest:
+            # The same request arrived twice at once (a door's retry); the first one won.
+            async with self.db.engine.connect() as conn:
+                existing = await job_store.job_for_request(conn, request_key or "")
+            if existing is None:
+                raise
+            return existing
+
+    async def submit_decided(
+        self, record: JobRecord, decision: Decision, actor: Actor, text: str, origin: Origin
+    ) -> JobRecord:
+        """Record a job a runtime module built and decided itself (a routine change), with
+        the same events, state and outbox as a submitted request."""
+        return await self._insert_and_decide(record, decision, actor, text, origin, None)
+
+    async def _insert_and_decide(
+        self,
+        record: JobRecord,
+        decision: Decision,
+        actor: Actor,
+        text: str,
+        origin: Origin,
+        request_key: str | None,
+    ) -> JobRecord:
+        async with self.db.begin() as conn:
+            # A routine's owner may have left the policy: the job is still recorded (denied).
+            person = self.policy.people.get(actor.person)
+            team = person.team if person else None
+            job = await job_store.insert_job(conn, record, request_key, team)
+            await self._event(
+                conn,
+                "job.received",
+                actor.label,
+                job.id,
+                {
+                    "prompt": text,
+                    "origin": origin.value,
+                    "spec": job.spec.model_dump(mode="json"),
+                    "classifier": job.classifier,
+                    "policy_hash": self.loaded.sha256,
+                },
+            )
+            job = await self._apply_decision(conn, job, decision, actor.label)
+        return job
+
+    async def _apply_decision(
+        self, conn: AsyncConnection, job: JobRecord, decision: Decision, actor: str
+    ) -> JobRecord:
+        data = {
+            "effect": decision.effect,
+            "reasons": decision.reasons,
+            "rule_ids": decision.rule_ids,
+            "tools_granted": decision.tools_granted,
+            "approval_required_for": decision.approval_required_for,
+            "model": decision.model,
+            "model_rule": decision.model_rule,
+            "policy_hash": self.loaded.sha256,
+        }
+        if decision.effect == "deny":
+            return await self.transition(
+                conn,
+                job,
+                JobState.denied,
+                actor="policy",
+                kind="policy.denied",
+                data=data,
+                result={"reason": "; ".join(decision.reasons)},
+            )
+        if decision.effect == "needs_clarification":
+            question = Clarification(
+                question=decision.question or "Please clarify the request.",
+                options=decision.options,
+                field=decision.clarify_field or "confirm",
+            )
+            return await self.transition(
+                conn,
+                job,
+                JobState.needs_clarification,
+                actor="policy",
+                kind="job.clarification_requested",
+                data={**data, "question": question.question, "options": question.options},
+                clarification=question,
+            )
+        if "run" in decision.approval_required_for:
+            # The policy wants a person to agree before this job runs at all.
+            pending = RunGate(
+                job_type=job.spec.job_type.value,
+                target=job.spec.target,
+                instruction=job.spec.instruction,
+                commands=job.spec.commands,
+            )
+            decided = job.model_copy(update={"decision": decision.model_dump(mode="json")})
+            gate = self.new_gate(decided, "run", pending)
+            return await self.transition(
+                conn,
+                job,
+                JobState.awaiting_approval,
+                actor="policy",
+                kind="approval.requested",
+                data={
+                    **data,
+                    "action": "run",
+                    "action_hash": gate.action_hash,
+                    "pending": pending.canonical(),
+                    "approvers": gate.approvers,
+                },
+                clarification=None,
+                pending_action=pending,
+                approvals=[*job.approvals, gate],
+            )
+        return await self.transition(
+            conn,
+            job,
+            JobState.queued,
+            actor="policy",
+            kind="job.queued",
+            data=data,
+            clarification=None,
+        )
+
+    async def answer(self, job_id: int, actor: Actor, answer: str) -> JobRecord:
+        async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
+            if job.state is not JobState.needs_clarification or job.clarification is None:
+                raise AlreadyDecided(
+                    f"{job.job_id} is {job.state.value} and is not waiting for an answer; "
+                    "nothing changed"
+                )
+            if actor.person != job.spec.requester:
+                raise PolicyDenied(
+                    f"only {job.spec.requester}, who requested {job.job_id}, "
+                    "may answer its question",
+                    rule_ids=["clarification.requester_only"],
+                )
+            if job.clarification.field == "agent":
+                return await self._answer_model(conn, job, actor, answer.strip())
+            parsed = self._parsed_with_answer(job, answer.strip())
+            decision = self._decide(job.spec.requester, parsed, job.spec.origin)
+            spec = self._spec(job.spec.requester, parsed, job.spec.origin, decision)
+            await self._event(
+                conn,
+                "job.answered",
+                actor.label,
+                job.id,
+                {"field": job.clarification.field, "answer": answer.strip()},
+            )
+            updated = job.model_copy(
+                update={
+                    "spec": spec,
+                    "tools_granted": decision.tools_granted,
+                    "decision": decision.model_dump(mode="json"),
+                    "policy_hash": self.loaded.sha256,
+                    "model": ModelUse(
+                        model=decision.model or "direct", route_rule=decision.model_rule
+                    ),
+                }
+            )
+            return await self._apply_decision(conn, updated, decision, actor.label)
+
+        try:
+            _refuse_unencodable(answer, "answer")
+            return await self.locked(job_id, body)
+        except (BadRequest, PolicyDenied, UnknownJob) as error:
+            await self.record_refusal("answer.refused", actor.label, error, job_id=job_id)
+            raise
+
+    async def _answer_model(
+        self, conn: AsyncConnection, job: JobRecord, actor: Actor, answer: str
+    ) -> JobRecord:
+        """The model asked; the answer joins the conversation and the job runs again."""
+        assert job.clarification is not None
+        if not answer:
+            raise BadRequest("the answer is empty", hint=job.clarification.question)
+        qa = {"question": job.clarification.question, "answer": answer}
+        await self._event(conn, "job.answered", actor.label, job.id, {"field": "agent", **qa})
+        return await self.transition(
+            conn,
+            job,
+            JobState.queued,
+            actor=actor.label,
+            kind="job.queued",
+            data={"reason": "answered the model's question"},
+            clarification=None,
+            result={**job.result, "answers": [*job.result.get("answers", []), qa]},
+        )
+
+    def _parsed_with_answer(self, job: JobRecord, answer: str) -> ParsedRequest:
+        assert job.clarification is not None
+        spec = job.spec
+        known_type = job.classifier.get("job_type_known", True)
+        parsed = ParsedRequest(
+            job_type=spec.job_type if known_type else None,
+            target=spec.target,
+            instruction=spec.instruction,
+            commands=spec.commands,
+            schedule=spec.schedule,
+            confidence=1.0,
+            method="grammar",
+            cues=["answer"],
+        )
+        field = job.clarification.field
+        if not answer:
+            raise BadRequest("the answer is empty", hint=job.clarification.question)
+        if field == "job_type":
+            chosen = registry.by_alias(answer)
+            if chosen is None or not chosen.requestable:
+                options = ", ".join(job.clarification.options)
+                raise BadRequest(f"'{answer}' is not a job type", hint=f"answer one of: {options}")
+            return parsed.model_copy(update={"job_type": chosen.job_type})
+        if field == "target":
+            job_type = parsed.job_type or JobType.code
+            if answer not in self.policy.targets_for(job_type):
+                names = ", ".join(sorted(self.policy.targets_for(job_type)))
+                raise UnknownTarget(
+                    f"unknown {job_type.value} target '{answer}'",
+                    hint=f"known {job_type.value} targets: {names}",
+                )
+            return parsed.model_copy(update={"target": answer})
+        if field == "commands":
+            kind = registry.kind_for(parsed.job_type or JobType.code)
+            return parsed.model_copy(update=kind.answer(answer, self.policy, parsed.target))
+        return parsed
