@@ -34,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, insert, text  # noqa: E402
 
@@ -422,7 +421,7 @@ def main() -> int:
         sqlite_url = f"sqlite+aiosqlite:///{tmp / 'audit.db'}"
         asyncio.run(run_backend("sqlite", sqlite_url, args.events, args, table, tmp))
         if not args.no_pg:
-            from pgserver import PostgresServer
+            from tests.standins.pgserver import PostgresServer
 
             t0 = time.perf_counter()
             with PostgresServer() as pg:

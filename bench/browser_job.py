@@ -5,7 +5,7 @@ behind the egress proxy) serves the session and job arms; a second one, launched
 way (same binary and flags, no namespace, no proxy), serves the plain arms, since the
 worker's browser lets nothing out of a context without a door at its proxy. Both are
 launched once and warmed up. Each arm takes the same three steps on the local
-admin app (tests/admin_site.py) in a fresh browser context: `goto /users/42`,
+admin app (tests/standins/admin_site.py) in a fresh browser context: `goto /users/42`,
 `expect #status active` (Playwright's expect(locator).to_contain_text, as the session does),
 `click #notes` (a plain link to the user's notes), then closes it.
 
@@ -49,9 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import admin_site  # noqa: E402
 from playwright.async_api import Browser, Page, expect  # noqa: E402
 from playwright.async_api._generated import (  # noqa: E402
     BrowserContext,
@@ -59,7 +57,6 @@ from playwright.async_api._generated import (  # noqa: E402
     LocatorAssertions,
     Tracing,
 )
-from test_browser_jobs import write_policy  # noqa: E402
 
 from runtime.engine import Engine  # noqa: E402
 from runtime.jobs import JobState  # noqa: E402
@@ -70,6 +67,8 @@ from runtime.settings import Settings  # noqa: E402
 from runtime.tools import browser as browser_tool  # noqa: E402
 from runtime.tools.browser import BrowserGrant, BrowserSession, MutationPending  # noqa: E402
 from runtime.worker import Worker  # noqa: E402
+from tests.kinds.browser.test_browser_jobs import write_policy  # noqa: E402
+from tests.standins import admin_site  # noqa: E402
 
 BUDGET = 1.3
 STEPS = "`goto /users/42` `expect #status active` `click #notes`"

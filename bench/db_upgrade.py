@@ -35,7 +35,6 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from sqlalchemy import text  # noqa: E402
 
@@ -226,7 +225,7 @@ async def run_sqlite(args, tmp: Path, table: list[list[str]]) -> None:
 
 
 async def run_postgres(args, tmp: Path, table: list[list[str]]) -> None:
-    from pgserver import PostgresServer
+    from tests.standins.pgserver import PostgresServer
 
     with PostgresServer() as pg:
         url = pg.create_database("legacy")

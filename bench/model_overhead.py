@@ -1,7 +1,7 @@
 """Runtime overhead per model call: ModelClient.complete against a raw litellm call, same run.
 
 Both arms send the same request (model, messages, tools, key) through litellm to the same
-OpenAI-compatible model stand-in (tests/model_standin.py) on 127.0.0.1, interleaved call by
+OpenAI-compatible model stand-in (tests/standins/model_standin.py) on 127.0.0.1, interleaved call by
 call. Ours goes through runtime.models.ModelClient on a real engine and job (SQLite in a temp
 dir, a policy with a model route and per-job and per-team budgets): it routes, checks both
 budgets, calls, prices the answer, stores request and response as artifacts, appends the
@@ -29,9 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from model_standin import ModelStandIn, say  # noqa: E402
+from tests.standins.model_standin import ModelStandIn, say  # noqa: E402
 
 MODEL = "gpt-4o-mini"
 LITELLM_MODEL = f"openai/{MODEL}"

@@ -23,13 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from test_routines import approved_routine, open_engine, write_policy  # noqa: E402
 
 from runtime import routines  # noqa: E402
 from runtime.jobs import Origin  # noqa: E402
 from runtime.routines import RoutineScheduler  # noqa: E402
+from tests.kinds.routine.test_routines import approved_routine, open_engine, write_policy  # noqa: E402
 
 REQUEST = "code demo: run `echo ok`"
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from slack_signing import post_signed, slash_command  # noqa: E402
+from tests.standins.slack_signing import post_signed, slash_command  # noqa: E402
 
 SECRET = "bench-signing-secret"
 USER = "U0ALICE001"  # alice: every command becomes a code job that runs and waits for approval
@@ -38,7 +38,7 @@ STANDIN = textwrap.dedent(
     """
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
-    from slack_standin import SlackStandIn
+    from tests.standins.slack_standin import SlackStandIn
 
     async def main():
         standin = await SlackStandIn().start()
@@ -99,7 +99,7 @@ class StandIn:
 
     def __init__(self, count: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", STANDIN, str(ROOT / "tests"), str(count)],
+            [sys.executable, "-c", STANDIN, str(ROOT), str(count)],
             stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )  # fmt: skip
         info = json.loads(self.proc.stdout.readline())

@@ -1,7 +1,7 @@
 """Overhead of the SQL tool against the same statement on a bare asyncpg connection, same run.
 
 Both arms connect, run `SELECT status, count(*) FROM orders GROUP BY 1` on a few thousand
-rows and close, against a throwaway PostgreSQL (tests/pgserver.py) as a read-only role,
+rows and close, against a throwaway PostgreSQL (tests/standins/pgserver.py) as a read-only role,
 interleaved call by call. Ours is runtime.tools.sql.run_query: parse and check, the replica
 and write-privilege check, BEGIN READ ONLY with timeouts, cursor fetch, EXPLAIN (FORMAT JSON),
 ROLLBACK, and the evidence (json-safe rows, CSV, text table). The breakdown times each part
@@ -25,11 +25,9 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from pgserver import PostgresServer  # noqa: E402
 
 from runtime.tools import sql  # noqa: E402
+from tests.standins.pgserver import PostgresServer  # noqa: E402
 
 STATEMENT = "SELECT status, count(*) FROM orders GROUP BY 1"
 BUDGET_MS = 10.0

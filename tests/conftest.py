@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-try:  # tests/ is on sys.path under pytest's default (prepend) import mode
-    from pgserver import PostgresServer
-except ImportError:  # pragma: no cover - tests/ imported as a package
-    from tests.pgserver import PostgresServer
-
+from tests.standins.pgserver import PostgresServer
 
 # --- PostgreSQL ------------------------------------------------------------------------
 
