@@ -20,7 +20,7 @@ from runtime.errors import (
     PolicyDenied,
     UnknownJob,
 )
-from runtime.jobs import ApprovalRequest, JobRecord, JobState, Origin
+from runtime.jobs import ApprovalRequest, JobRecord, JobState, Origin, PendingAction
 from runtime.policy import Decision, decide_approval, parse_duration
 from runtime.store.job_store import utcnow
 
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 ESCALATED = ":escalated"  # the rule id suffix of a gate the unattended rule escalated
 
 
-def pending_hash(action: dict[str, Any]) -> str:
-    """What an approval is bound to: the SHA-256 of the pending action's canonical form."""
-    return hashlib.sha256(audit.canonical_json(action).encode()).hexdigest()
+def pending_hash(action: PendingAction | dict[str, Any]) -> str:
+    """What an approval is bound to: the SHA-256 of the pending action's canonical form (the
+    fields that were set, so an action read back from the database hashes as it did)."""
+    fields = action.canonical() if isinstance(action, PendingAction) else action
+    return hashlib.sha256(audit.canonical_json(fields).encode()).hexdigest()
 
 
 class ApprovalGates:

@@ -348,6 +348,12 @@ class JobRecord(BaseModel):
     def job_id(self) -> str:
         return format_job_id(self.id)
 
+    @property
+    def answers(self) -> list[dict[str, str]]:
+        """The requester's answers to the model's questions so far ({question, answer}), which
+        the engine keeps and a kind's model loop is given again."""
+        return list(self.result.get("answers", []))
+
     def with_changes(self, **changes: Any) -> JobRecord:
         """A copy with `changes`, validated (a pending action given as a dict becomes its
         kind's model)."""

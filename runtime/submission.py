@@ -364,7 +364,7 @@ class Submissions:
             kind="job.queued",
             data={"reason": "answered the model's question"},
             clarification=None,
-            result={**job.result, "answers": [*job.result.get("answers", []), qa]},
+            result={**job.result, "answers": [*job.answers, qa]},
         )
 
     def _parsed_with_answer(self, job: JobRecord, answer: str) -> ParsedRequest:

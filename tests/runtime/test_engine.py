@@ -110,6 +110,23 @@ async def test_approval_is_bound_to_the_change_that_was_reviewed(engine):
     assert "evil.sh" in diff, "the reviewer now sees the change as it really is"
 
 
+async def test_the_approval_hash_is_over_the_pending_action_as_stored(engine):
+    """A gate's hash is the SHA-256 of the pending action's row, as any reader (an auditor, an
+    older or newer release) recomputes it from the database, not of how this code holds it."""
+    import hashlib
+
+    job = await engine.submit(FIX, engine.actor("cli", "alice"))
+    job = await run_until_settled(engine, job.id)
+    assert job.state is JobState.awaiting_approval
+    async with engine.db.engine.connect() as conn:
+        stored = (await conn.execute(select(JobRow.pending_action))).scalar_one()
+    assert stored["action"] == "merge" and set(stored) >= {"head_commit", "diff_sha256"}
+    digest = hashlib.sha256(audit.canonical_json(stored).encode()).hexdigest()
+    assert job.approvals[-1].action_hash == digest
+    [requested] = [e for e in await engine.events(job.id) if e.kind == "approval.requested"]
+    assert requested.data["pending"] == stored and requested.data["action_hash"] == digest
+
+
 async def test_approve_and_reject_twice_change_nothing(engine):
     job = await run_until_settled(
         engine, (await engine.submit(FIX, engine.actor("cli", "alice"))).id

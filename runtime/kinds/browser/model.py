@@ -41,7 +41,7 @@ def opening(job: JobRecord, site: SiteTarget) -> list[dict[str, Any]]:
     return opening_messages(
         job.spec.target or "",
         job.spec.instruction,
-        job.result.get("answers", []),
+        job.answers,
         SYSTEM_PROMPT,
         start=site.start_url(),
         credentials=", ".join(sorted(site.credentials)) or "none",
@@ -72,7 +72,7 @@ async def run_model(run: Run, messages: list[dict[str, Any]]) -> Outcome:
     limits = ctx.limits
     client = ctx.model()
     await load_litellm()  # in a thread: the first import would stall this worker's browsers
-    if len(messages) == 2 + len(job.result.get("answers", [])):
+    if len(messages) == 2 + len(job.answers):
         messages.append({"role": "user", "content": await run.session.observe()})
     try:
         outcome = await run_agent(

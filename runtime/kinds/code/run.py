@@ -113,7 +113,7 @@ async def agent_loop(
     messages = opening_messages(
         job.spec.target or "",
         job.spec.instruction,
-        job.result.get("answers", []),
+        job.answers,
         kind.system_prompt,
     )
     return await run_agent(

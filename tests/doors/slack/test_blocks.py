@@ -41,7 +41,14 @@ def job(**changes) -> JobRecord:
         policy_hash="f" * 64,
         approvals=[gate],
         pending_action={
-            "stat": {"files_changed": 1, "insertions": 2, "deletions": 1, "files": ["README.md"]}
+            "action": "merge",
+            "repo": "demo",
+            "base_branch": "main",
+            "job_branch": "acp/J-7",
+            "base_commit": "1" * 40,
+            "head_commit": "2" * 40,
+            "diff_sha256": "3" * 64,
+            "stat": {"files_changed": 1, "insertions": 2, "deletions": 1, "files": ["README.md"]},
         },
         created_at=NOW,
         updated_at=NOW,
