@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from runtime.errors import AcpError, SandboxViolation
-from runtime.models import ModelClient, ModelReply
 from runtime.secrets import redact
-from runtime.toolbox import Toolbox
 from runtime.tools.base import ToolPaused, ask_tool
 from runtime.untrusted import escape_data, escape_text
 
 if TYPE_CHECKING:
     from runtime.jobs import ArtifactRef
     from runtime.kinds.base import Recorder
+    from runtime.models import ModelClient, ModelReply
+    from runtime.toolbox import Toolbox
 
 SYSTEM_PROMPT = (
     "You are a careful software engineer working inside a git worktree of the repository "

@@ -8,7 +8,7 @@ import argparse
 import getpass
 import os
 
-from bot.cli import db
+import bot.cli.db as db
 
 
 def identity(args: argparse.Namespace) -> str:
