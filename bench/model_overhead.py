@@ -155,10 +155,14 @@ async def run(args: argparse.Namespace) -> int:
     os.environ[KEY_ENV] = KEY
     import litellm
 
-    from runtime.agent import TOOLS
     from runtime.engine import Engine
     from runtime.models import CALL_TIMEOUT_S, ModelClient
     from runtime.settings import Settings
+    from runtime.tools.base import ask_tool
+    from runtime.tools.workspace import WORKSPACE_TOOLS
+
+    # What a code job's model is offered: its kind's tools (as the Toolbox declares them) and ask.
+    tools = [*(t.schema() for t in WORKSPACE_TOOLS), ask_tool()]
 
     litellm.suppress_debug_info = True
     messages = conversation()
@@ -187,7 +191,7 @@ async def run(args: argparse.Namespace) -> int:
                     await litellm.acompletion(
                         model=LITELLM_MODEL,
                         messages=messages,
-                        tools=TOOLS,
+                        tools=tools,
                         api_base=standin.base_url,
                         api_key=KEY,
                         num_retries=0,
@@ -200,7 +204,7 @@ async def run(args: argparse.Namespace) -> int:
 
                 async def ours() -> float:
                     started = time.perf_counter()
-                    await client.complete(messages, TOOLS)
+                    await client.complete(messages, tools)
                     return (time.perf_counter() - started) * 1000
 
                 # Warm up both paths (imports, connection pools, first SQLite pages).
