@@ -36,6 +36,11 @@ def _merged(existing: list[ArtifactRef], new: list[ArtifactRef]) -> list[Artifac
     return out
 
 
+# How often an action no policy gates is taken again in one pass when taking it changed it
+# (a branch that moved under a merge): then the job fails rather than loop.
+UNGATED_RETRIES = 3
+
+
 class Outcomes:
     # Needs the Engine's policy, settings, recorder, save_progress, locked, transition, get,
     # log, record_refusal and new_gate.
@@ -100,13 +105,22 @@ class Outcomes:
         outcome applied in turn; one it gates opens an approval bound to the action's hash.
         """
         kind = registry.kind_for(ctx.job.spec.job_type)
+        taken = 0
         while isinstance(outcome, NeedsApproval) and not ctx.gated(outcome.pending.action):
+            if taken == UNGATED_RETRIES:  # the action kept changing under the kind: stop asking
+                outcome = Failed(
+                    reason=f"the {outcome.pending.action} changed {taken} times while it was "
+                    "being taken (its target keeps moving); nothing more was tried",
+                    artifacts=outcome.artifacts,
+                )
+                break
             ctx.job = await self.save_progress(
                 ctx.job.id,
                 pending_action=outcome.pending,
                 artifacts=_merged(ctx.job.artifacts, outcome.artifacts),
             )
             outcome = await kind.resume(ctx, outcome.pending)
+            taken += 1
         actor = ctx.actor
 
         async def body(conn: AsyncConnection, fresh: JobRecord) -> JobRecord:

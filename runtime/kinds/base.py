@@ -56,23 +56,28 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Succeeded:
-    """The job is done. `result` joins the job's result (e.g. published_commit)."""
+class Ended:
+    """A job's end, with a reason a person can act on, the audit event that records it, the
+    artifacts the pass left and what joins the job's result (e.g. published_commit)."""
 
     reason: str
-    event: str = "job.succeeded"
+    event: str = "job.ended"
     artifacts: list[ArtifactRef] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class Failed:
-    """The job ended without publishing anything, with a reason a person can act on."""
+class Succeeded(Ended):
+    """The job is done."""
 
-    reason: str
+    event: str = "job.succeeded"
+
+
+@dataclass
+class Failed(Ended):
+    """The job ended without publishing anything."""
+
     event: str = "job.failed"
-    artifacts: list[ArtifactRef] = field(default_factory=list)
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

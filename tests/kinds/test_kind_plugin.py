@@ -178,6 +178,65 @@ def test_without_the_kind_its_policy_is_refused_with_what_there_is(tmp_path: Pat
     ), done.stderr
 
 
+class RestlessKind(JobKind):
+    """A kind whose action changes every time it is taken, with no approval rule over it."""
+
+    job_type = JobType("restless")
+    aliases = ("restless",)
+    target_section = "echoes"
+    target_model = EchoTarget
+    tools = ("echo.say",)
+    mutating = True
+    pending_models = (EchoPublish,)
+
+    def has_explicit_steps(self, instruction: str, steps: list[str]) -> bool:
+        return True
+
+    async def execute(self, ctx: JobContext) -> Outcome:
+        return NeedsApproval(EchoPublish(text="0", text_sha256="0" * 64))
+
+    async def resume(self, ctx: JobContext, approved: PendingAction) -> Outcome:
+        assert isinstance(approved, EchoPublish)
+        moved = str(int(approved.text) + 1)
+        return NeedsApproval(EchoPublish(text=moved, text_sha256="0" * 64))
+
+
+async def test_an_action_that_keeps_moving_ungated_fails_instead_of_looping(tmp_path: Path):
+    from runtime.engine import Engine
+    from runtime.jobs import JobState
+    from runtime.kinds import registry
+    from runtime.settings import Settings
+    from runtime.worker import Worker
+
+    registry.register(RestlessKind)
+    try:
+        policy = yaml.safe_load(BUNDLED_POLICY.read_text())
+        policy["roles"]["engineer"]["grants"].append(
+            {"id": "engineer.restless", "job_types": ["restless"], "targets": ["hello"],
+             "tools": ["echo.say"]}
+        )  # fmt: skip
+        policy["targets"]["echoes"] = {"hello": {"greeting": "hi"}}
+        (tmp_path / "policy").mkdir()
+        (tmp_path / "policy" / "default.yml").write_text(yaml.safe_dump(policy))
+        settings = Settings.from_env(
+            {"ACP_HOME": str(tmp_path / "home"),
+             "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
+             "ACP_POLICY_DIR": str(tmp_path / "policy")}
+        )  # fmt: skip
+        engine = await Engine.open(settings)
+        try:
+            job = await engine.submit("restless hello: go", engine.actor("cli", "alice"))
+            assert job.state is JobState.queued, job.decision
+            done = await Worker(engine).run_once()
+            assert done is not None and done.state is JobState.failed
+            assert "changed 3 times while it was being taken" in done.result["reason"]
+            assert done.pending_action is None  # a failed job shows no stale action
+        finally:
+            await engine.close()
+    finally:
+        registry.unregister("restless")
+
+
 WORK_ONCE = """
 import asyncio
 from runtime.engine import Engine
