@@ -2,7 +2,7 @@
 
 The audit table is append-only: the database refuses UPDATE and DELETE on it (triggers made
 by the baseline migration). Every change here needs its migration in migrations/versions/;
-tests/test_db_migrations.py fails while the two disagree.
+tests/runtime/test_db_migrations.py fails while the two disagree.
 """
 
 from __future__ import annotations
