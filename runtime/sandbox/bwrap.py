@@ -1,8 +1,11 @@
 """The bubblewrap runner: one shell command, in fresh namespaces, seeing only its worktree.
 
+With an egress route the command runs in a network namespace (runtime/sandbox/netns.py) whose
+only way out is the route's door on the egress proxy, trusting the service CA's bundle.
 It must never hand the sandbox a host path beyond /usr, /etc, the worktree and the paths the
-caller lists read-only, never pass on a variable of the service's environment, and never
-let a command outlive its time limit or fill memory with its output.
+caller lists read-only (never the proxy's socket), never pass on a variable of the service's
+environment, never give it a network but its door, and never let a command outlive its time
+limit or fill memory with its output.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from runtime.errors import SandboxUnavailable
+from runtime.sandbox import netns
+
+if TYPE_CHECKING:
+    from runtime.sandbox.egress_route import EgressRoute
 
 BASE_ENV: dict[str, str] = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -34,6 +43,17 @@ _ETC_SECRET_FILES = ("shadow", "shadow-", "gshadow", "gshadow-", "ssh/ssh_host_*
 _ETC_SECRET_DIRS = ("/etc/ssl/private",)
 _INSTALL_HINT = "install bubblewrap: apt-get install bubblewrap"
 _READ_CHUNK = 65_536
+_SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+_FALLBACK_CA_BUNDLE = "/tmp/.acp-ca-bundle.pem"  # where /etc has no bundle to cover
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
+_CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+)
 
 
 class CommandResult(BaseModel):
@@ -88,29 +108,76 @@ def bwrap_args(
     ro_paths: Sequence[Path] = (),
     network: bool = False,
     env: Mapping[str, str] | None = None,
+    binds: Sequence[tuple[Path, str]] = (),
+    workdir_at: str | None = None,
+    egress: EgressRoute | None = None,
 ) -> list[str]:
-    """The bwrap command line, up to the command, that run_sandboxed uses (and the benchmark)."""
+    """The command line, up to the command, that run_sandboxed uses (and the benchmark).
+
+    binds are extra read-only host path -> sandbox path mounts; workdir_at mounts the
+    writable workdir at that sandbox path (and starts there) instead of its own path; egress
+    runs bwrap under netns.py, whose only way out is the route's door, with the proxy and the
+    CA bundle set for the common tools."""
     bwrap = _bwrap_path()
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed", hint=_INSTALL_HINT)
+    if egress is not None and network:
+        raise ValueError("network=True shares the host's network; an egress route replaces it")
     workdir = Path(workdir).resolve()
+    inside = workdir_at or str(workdir)
+    mounts = [(Path(p).resolve(), str(Path(p).resolve()), False) for p in ro_paths]
+    mounts += [(Path(src).resolve(), dest, False) for src, dest in binds]
+    mounts.append((workdir, inside, True))
+    for _, dest, _ in mounts:
+        if not PurePosixPath(dest).is_absolute() or ".." in PurePosixPath(dest).parts:
+            raise ValueError(f"sandbox path {dest!r} must be absolute, without '..'")
+
+    prefix: list[str] = []
+    variables = {**BASE_ENV, **(env or {})}
+    ca_bundle = None
+    if egress is not None:
+        socket_path = Path(egress.proxy_socket).resolve()
+        for src, _, _ in mounts:
+            if socket_path.is_relative_to(src):
+                raise SandboxUnavailable(
+                    f"the egress proxy's socket {socket_path} is under {src}, "
+                    "which the sandbox would see"
+                )
+        system_bundle = Path(_SYSTEM_CA_BUNDLE)
+        covers = system_bundle.is_file() and not system_bundle.is_symlink()
+        ca_bundle = _SYSTEM_CA_BUNDLE if covers else _FALLBACK_CA_BUNDLE
+        # Inside the namespace 127.0.0.1:port is the forwarder, which names this job's door
+        # whatever address is dialled. NO_PROXY stays unset: nothing local is reachable, and
+        # a granted loopback host (a test's server) must go through the proxy too.
+        proxy = f"http://127.0.0.1:{egress.port}"
+        variables |= dict.fromkeys(_PROXY_VARIABLES, proxy)
+        variables |= dict.fromkeys(_CA_VARIABLES, ca_bundle)
+        # runtime/sandbox/netns.py runs as a script (standard library only), outside the
+        # sandbox's mounts; it execs bwrap inside the namespace it made.
+        prefix = [
+            sys.executable, "-I", "-S", str(Path(netns.__file__).resolve()),
+            "--port", str(egress.port), "--proxy-socket", str(socket_path),
+            "--door", egress.door, "--",
+        ]  # fmt: skip
+
     # --cap-drop ALL matters when the service runs as root: bwrap then keeps every capability
     # by default, and a sandboxed root could remount /usr read-write.
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
-    if network:
-        args.append("--share-net")
+    if network or egress is not None:
+        args.append("--share-net")  # with egress: the namespace netns.py made, only lo
     args.append("--clearenv")
-    for key, value in {**BASE_ENV, **(env or {})}.items():
+    for key, value in variables.items():
         args += ["--setenv", key, value]
     args += _system_mounts()
-    binds = [(Path(p).resolve(), False) for p in ro_paths] + [(workdir, True)]
     # Parents before children, so a worktree kept under a read-only path stays writable.
-    for path, writable in sorted(binds, key=lambda b: (len(b[0].parts), b[1])):
-        if not path.exists():
-            raise SandboxUnavailable(f"sandbox path does not exist: {path}")
-        args += ["--bind" if writable else "--ro-bind", str(path), str(path)]
-    args += ["--chdir", str(workdir)]
-    return args
+    for src, dest, writable in sorted(mounts, key=lambda m: (len(PurePosixPath(m[1]).parts), m[2])):
+        if not src.exists():
+            raise SandboxUnavailable(f"sandbox path does not exist: {src}")
+        args += ["--bind" if writable else "--ro-bind", str(src), dest]
+    if egress is not None and ca_bundle is not None:
+        args += ["--ro-bind", str(Path(egress.ca_bundle).resolve()), ca_bundle]
+    args += ["--chdir", inside]
+    return prefix + args
 
 
 async def run_sandboxed(
@@ -122,12 +189,20 @@ async def run_sandboxed(
     timeout_s: float = 60.0,
     output_cap: int = 256_000,
     env: Mapping[str, str] | None = None,
+    binds: Sequence[tuple[Path, str]] = (),
+    workdir_at: str | None = None,
+    egress: EgressRoute | None = None,
 ) -> CommandResult:
-    """Run `bash -c command` under bubblewrap with workdir writable and nothing else of the host.
+    """Run `bash -c command` under bubblewrap with workdir writable and nothing else of the host
+    (binds, workdir_at and egress as in bwrap_args).
 
-    Raises SandboxUnavailable when bwrap is missing or cannot build the sandbox here.
+    Raises SandboxUnavailable when bwrap is missing or cannot build the sandbox here, or,
+    with egress, when the network namespace cannot be made.
     """
-    args = bwrap_args(workdir, ro_paths=ro_paths, network=network, env=env)
+    args = bwrap_args(
+        workdir, ro_paths=ro_paths, network=network, env=env, binds=binds,
+        workdir_at=workdir_at, egress=egress,
+    )  # fmt: skip
     # A pipe the sandboxed shell writes one byte to before running the command: if that byte
     # never arrives, bwrap itself failed, which we must not report as the command's failure.
     started_r, started_w = os.pipe()
@@ -172,6 +247,13 @@ async def run_sandboxed(
 
     stderr = err.text()
     if not marker and not timed_out:
+        said = next((ln for ln in stderr.splitlines() if ln.startswith("acp netns:")), None)
+        if egress is not None and proc.returncode == netns.EXIT_NO_NAMESPACE and said:
+            raise SandboxUnavailable(
+                f"the command's network namespace could not be made: {said}",
+                hint="allow unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1) or run the service as root",
+            )
         raise SandboxUnavailable(
             f"bubblewrap could not create the sandbox: {stderr.strip() or 'no message'}",
             hint="for a namespace error, allow unprivileged user namespaces "

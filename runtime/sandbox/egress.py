@@ -13,6 +13,14 @@ proxy through its forwarder over the Unix socket, naming the door the sandbox co
 the proxy takes that word only from a process outside the sandbox's network namespace (the
 kernel tells it who connected). CONNECT tunnels and absolute-URI http:// requests are served;
 a refusal is answered (403, 407, 400, ...; the reason in the body) and recorded.
+
+A client may hold credentials by reference: a host and the name of a value the service
+resolves only when a request to that host passes. A plain http:// request gets the value as
+its Authorization; a CONNECT to such a host is not a tunnel: the proxy ends the client's TLS
+with a leaf of the service CA, reads one request, adds the Authorization and sends it on over
+TLS it verifies itself. The value never reaches the client, a record or a log, and is never
+sent to an upstream whose certificate the proxy could not verify. Each allowed connection
+ends in one Connection record (bytes, status, the credential's name).
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:  # the CA (and cryptography) is loaded only by who terminates TLS
+    from runtime.sandbox.tls_ca import ServiceCA
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,35 @@ class Refusal(BaseModel):
     port: int
     reason: str
     at: float
+
+
+class Connection(BaseModel):
+    """One allowed connection, recorded when it ends."""
+
+    client: str
+    method: str  # CONNECT for a tunnel; the request's own method when the proxy read it
+    host: str
+    port: int
+    bytes_up: int  # what the proxy sent on toward the host (after the proxy request's head)
+    bytes_down: int  # what the proxy passed back to the client
+    status: int | None  # the HTTP status, when the proxy saw it (not inside a plain tunnel)
+    credential: str | None  # the NAME of the credential added, never its value
+    duration_s: float
+    at: float  # when the connection came in
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A value the proxy adds as `Authorization: Bearer <value>` for one host, by reference:
+    name is what records call it; resolve() reads the value when a request needs it."""
+
+    name: str
+    resolve: Callable[[], str | None]
+
+    @classmethod
+    def from_env(cls, variable: str) -> Credential:
+        """The credential held in the service's environment variable of that name."""
+        return cls(variable, lambda: os.environ.get(variable))
 
 
 class Admission(BaseModel):
@@ -101,7 +143,24 @@ class _Client:
     password: str
     rule: HostRule
     on_refusal: Callable[[Refusal], object] | None
+    on_connection: Callable[[Connection], object] | None = None
+    credentials: dict[str, Credential] = field(default_factory=dict)
     server: asyncio.AbstractServer | None = None
+
+
+@dataclass
+class _Flow:
+    """What one allowed connection did so far; a Connection when it ends."""
+
+    method: str
+    host: str
+    port: int
+    credential: str | None
+    bytes_up: int = 0
+    bytes_down: int = 0
+    status: int | None = None
+    at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -145,9 +204,22 @@ class EgressProxy:
     """An HTTP forward proxy: a door per client on loopback, and optionally a Unix socket
     for namespace forwarders. The door on 127.0.0.1 is nobody's: it refuses everything."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        ca: ServiceCA | None = None,
+        upstream_cafile: Path | None = None,
+    ) -> None:
+        """ca issues the leaves for hosts with a credential (without one, CONNECT to such a
+        host is refused); upstream_cafile is what upstream certificates are checked against
+        (default: $SSL_CERT_FILE when set, else the system's CAs)."""
         self.limits = limits or Limits()
+        self.ca = ca
+        self.upstream_cafile = upstream_cafile
         self.refusals: deque[Refusal] = deque(maxlen=1000)
+        self.connections: deque[Connection] = deque(maxlen=1000)
+        self._upstream_tls: ssl.SSLContext | None = None
         self.port: int | None = None
         self.unix_path: Path | None = None
         self._by_door: dict[str, _Client] = {}
@@ -214,12 +286,16 @@ class EgressProxy:
         name: str,
         rule: HostRule,
         on_refusal: Callable[[Refusal], object] | None = None,
+        on_connection: Callable[[Connection], object] | None = None,
+        credentials: Mapping[str, Credential] | None = None,
     ) -> Admission:
         """Admit a client: a door of its own, its requests checked against rule, its
-        refusals passed to on_refusal."""
+        refusals passed to on_refusal, each allowed connection to on_connection when it
+        ends, and credentials (host -> Credential) added to its requests to those hosts."""
         assert self.port is not None, "proxy not started"
+        by_host = {h.lower().rstrip("."): c for h, c in (credentials or {}).items()}
         client = _Client(name, "", f"c{secrets.token_hex(8)}", secrets.token_urlsafe(24), rule,
-                         on_refusal)  # fmt: skip
+                         on_refusal, on_connection, by_host)  # fmt: skip
         for _ in range(64):
             door = _door_address(next(self._doors))
             if door in self._by_door:
@@ -266,7 +342,7 @@ class EgressProxy:
             writer.transport.set_write_buffer_limits(high=self.limits.chunk_bytes)
             async with asyncio.timeout(self.limits.lifetime):
                 await self._serve(reader, writer, client, via)
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except Exception:  # one broken connection must not take the proxy down
             log.exception("egress proxy: connection failed")
@@ -284,40 +360,155 @@ class EgressProxy:
         client: _Client | None,
         via: str,
     ) -> None:
+        flow: _Flow | None = None
         try:
-            if self._open > self.limits.max_connections:
-                raise _Reply(503, "the egress proxy is at its connection limit")
-            login_needed = client is not None
-            if via == "unix":
-                client = await self._forwarded_for(reader, writer)
-                login_needed = False
-            request = await self._read_head(reader)
-            host, port, url = _destination(request)
-            if client is None:
-                why = "this connection came to no client's door"
-                self._record(None, request, host, port, url, why)
-                raise _Reply(403, f"refused by the egress proxy: {why}")
-            if login_needed:
-                self._check_login(client, request, host, port, url)
-            why = client.rule(host, port)
-            if why:
-                self._record(client, request, host, port, url, why)
-                raise _Reply(403, f"refused by the egress proxy: {why}")
-            up_reader, up_writer = await self._connect(host, port)
+            try:
+                if self._open > self.limits.max_connections:
+                    raise _Reply(503, "the egress proxy is at its connection limit")
+                login_needed = client is not None
+                if via == "unix":
+                    client = await self._forwarded_for(reader, writer)
+                    login_needed = False
+                request = await self._read_head(reader)
+                host, port, url = _destination(request)
+                if client is None:
+                    why = "this connection came to no client's door"
+                    self._record(None, request, host, port, url, why)
+                    raise _Reply(403, f"refused by the egress proxy: {why}")
+                if login_needed:
+                    self._check_login(client, request, host, port, url)
+                why = client.rule(host, port)
+                if why:
+                    self._record(client, request, host, port, url, why)
+                    raise _Reply(403, f"refused by the egress proxy: {why}")
+                credential = client.credentials.get(host)
+                secret = self._secret(client, request, host, port, url, credential)
+                flow = _Flow(request.method, host, port, credential.name if credential else None)
+                up_reader, up_writer = await self._connect(host, port)
+                terminate = credential is not None and request.method == "CONNECT"
+                if terminate:
+                    try:
+                        await self._upstream_handshake(up_writer, host, port)
+                    except _Reply as reply:
+                        up_writer.close()
+                        if reply.status == 403:  # not verified: refused, not a connection
+                            self._record(client, request, host, port, url, reply.reason)
+                            flow = None
+                        raise
+            except _Reply as reply:
+                if flow is not None:
+                    flow.status = reply.status
+                await _answer(writer, reply)
+                return
+            try:
+                up_writer.transport.set_write_buffer_limits(high=self.limits.chunk_bytes)
+                if request.method == "CONNECT":
+                    writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    await writer.drain()
+                    if terminate:
+                        assert secret is not None
+                        await self._terminate(reader, writer, up_reader, up_writer, flow, secret)
+                    else:
+                        await self._relay(reader, writer, up_reader, up_writer, flow)
+                else:
+                    bearer = f"Bearer {secret}" if secret is not None else None
+                    head = _origin_head(request, host, port, authorization=bearer)
+                    up_writer.write(head)
+                    await up_writer.drain()
+                    await self._relay(reader, writer, up_reader, up_writer, flow, http=True)
+            finally:
+                up_writer.close()
+        finally:
+            if flow is not None and client is not None:
+                self._ended(client, flow)
+
+    def _secret(
+        self,
+        client: _Client,
+        request: _Request,
+        host: str,
+        port: int,
+        url: str,
+        credential: Credential | None,
+    ) -> str | None:
+        """The credential's value for this request (None: the host has none); a value that
+        cannot be had is a refusal that names the credential, never a request without it."""
+        if credential is None:
+            return None
+        why = None
+        try:
+            value = credential.resolve()
+        except Exception:  # a broken resolver is the service's fault; say whose value
+            log.exception("egress proxy: resolving credential %s failed", credential.name)
+            value = None
+        if not value:
+            why = f"the credential {credential.name} for {host} is not set in the service"
+        elif "\r" in value or "\n" in value:
+            why = f"the credential {credential.name} for {host} holds a line break"
+        elif request.method == "CONNECT" and self.ca is None:
+            why = f"the egress proxy has no CA to add the credential {credential.name} over TLS"
+        if why:
+            self._record(client, request, host, port, url, why)
+            raise _Reply(502, f"refused by the egress proxy: {why}")
+        return value
+
+    async def _upstream_handshake(
+        self, up_writer: asyncio.StreamWriter, host: str, port: int
+    ) -> None:
+        """TLS to the real host, its certificate and name checked, before any credential."""
+        if self._upstream_tls is None:
+            cafile = self.upstream_cafile or os.environ.get("SSL_CERT_FILE") or None
+            context = ssl.create_default_context(cafile=cafile)
+            context.set_alpn_protocols(["http/1.1"])
+            self._upstream_tls = context
+        try:
+            async with asyncio.timeout(self.limits.connect_timeout):
+                await up_writer.start_tls(self._upstream_tls, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            detail = e.verify_message or e.reason or "certificate not trusted"
+            raise _Reply(
+                403, f"the certificate of {host}:{port} cannot be verified ({detail})"
+            ) from None
+        except TimeoutError:
+            raise _Reply(504, f"the TLS handshake with {host}:{port} timed out") from None
+        except (ssl.SSLError, OSError) as e:
+            raise _Reply(502, f"TLS with {host}:{port} failed: {e}") from None
+
+    async def _terminate(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        flow: _Flow,
+        secret: str,
+    ) -> None:
+        """End the client's TLS as the host, read its one request, send it on with the
+        credential over the verified upstream TLS, and relay the answer."""
+        assert self.ca is not None
+        try:
+            async with asyncio.timeout(self.limits.head_timeout):
+                await writer.start_tls(self.ca.leaf_context(flow.host))
+        except (TimeoutError, ssl.SSLError, OSError) as e:
+            # Nothing to answer in: a client that does not trust the service CA ends here.
+            log.info("egress proxy: TLS with the client for %s failed: %s", flow.host, e)
+            return
+        writer.transport.set_write_buffer_limits(high=self.limits.chunk_bytes)
+        try:
+            inner = await self._read_head(reader)
+            path = _tunnelled_path(inner, flow.host)
         except _Reply as reply:
+            flow.status = reply.status
             await _answer(writer, reply)
             return
-        try:
-            up_writer.transport.set_write_buffer_limits(high=self.limits.chunk_bytes)
-            if request.method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                await writer.drain()
-            else:
-                up_writer.write(_origin_head(request, host, port))
-                await up_writer.drain()
-            await self._relay(reader, writer, up_reader, up_writer, method=request.method)
-        finally:
-            up_writer.close()
+        flow.method = inner.method
+        head = _origin_head(
+            inner, flow.host, flow.port, authorization=f"Bearer {secret}", path=path,
+            default_port=443,
+        )  # fmt: skip
+        up_writer.write(head)
+        await up_writer.drain()
+        await self._relay(reader, writer, up_reader, up_writer, flow, http=True)
 
     async def _forwarded_for(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -407,10 +598,12 @@ class EgressProxy:
         writer: asyncio.StreamWriter,
         up_reader: asyncio.StreamReader,
         up_writer: asyncio.StreamWriter,
+        flow: _Flow,
         *,
-        method: str,
+        http: bool = False,
     ) -> None:
-        """Copy both ways until either side ends or nothing moves for idle_timeout."""
+        """Copy both ways until either side ends or nothing moves for idle_timeout; with
+        http, the upstream's answer is one HTTP response, whose status flow records."""
         loop = asyncio.get_running_loop()
         idle = self.limits.idle_timeout
 
@@ -420,7 +613,11 @@ class EgressProxy:
                 deadline.reschedule(loop.time() + idle)
 
             async def copy(
-                src: asyncio.StreamReader, dst: asyncio.StreamWriter, length: int | None = None
+                src: asyncio.StreamReader,
+                dst: asyncio.StreamWriter,
+                length: int | None = None,
+                *,
+                up: bool,
             ) -> None:
                 left = length
                 while left is None or left > 0:
@@ -430,6 +627,10 @@ class EgressProxy:
                         break
                     touched()
                     dst.write(data)
+                    if up:
+                        flow.bytes_up += len(data)
+                    else:
+                        flow.bytes_down += len(data)
                     await dst.drain()
                     touched()
                     if left is not None:
@@ -440,27 +641,50 @@ class EgressProxy:
 
             async def respond() -> None:
                 length = None
-                if method != "CONNECT":
+                if http:
                     # One request per connection: the response says so, and the upstream was
                     # asked to close, so a reused connection cannot reach a different host.
                     try:
                         head = await up_reader.readuntil(b"\r\n\r\n")
                     except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
                         return  # not an HTTP response we can pass on: the client sees a close
-                    writer.write(_closing_head(head))
+                    flow.status = _status_of(head)
+                    closing = _closing_head(head)
+                    writer.write(closing)
+                    flow.bytes_down += len(closing)
                     await writer.drain()
                     touched()
                     # A server that keeps the connection open anyway is not waited for.
-                    length = _body_length(head, method)
-                await copy(up_reader, writer, length)
+                    length = _body_length(head, flow.method)
+                await copy(up_reader, writer, length, up=False)
 
-            upload = asyncio.ensure_future(copy(reader, up_writer))
+            upload = asyncio.ensure_future(copy(reader, up_writer, up=True))
             try:
                 await respond()
             finally:
                 upload.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                     await upload
+
+    def _ended(self, client: _Client, flow: _Flow) -> None:
+        connection = Connection(
+            client=client.name,
+            method=flow.method,
+            host=flow.host,
+            port=flow.port,
+            bytes_up=flow.bytes_up,
+            bytes_down=flow.bytes_down,
+            status=flow.status,
+            credential=flow.credential,
+            duration_s=time.monotonic() - flow.started,
+            at=flow.at,
+        )
+        self.connections.append(connection)
+        if client.on_connection is not None:
+            try:
+                client.on_connection(connection)
+            except Exception:  # a broken listener must not break the proxy
+                log.exception("egress proxy: connection listener failed")
 
     def _record(
         self, client: _Client | None, request: _Request, host: str, port: int, url: str, why: str
@@ -529,22 +753,53 @@ def _split_authority(authority: str, *, default_port: int | None) -> tuple[str, 
     return host.lower().rstrip("."), int(port_text)
 
 
-def _origin_head(request: _Request, host: str, port: int) -> bytes:
+def _origin_head(
+    request: _Request,
+    host: str,
+    port: int,
+    *,
+    authorization: str | None = None,
+    path: str | None = None,
+    default_port: int = 80,
+) -> bytes:
     """The request as the origin server sees it: origin-form target, our Host, no proxy
-    headers, and Connection: close."""
-    parts = urlsplit(request.target)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    authority = host if port == 80 else f"{host}:{port}"
-    if ":" in host:
-        authority = f"[{host}]" if port == 80 else f"[{host}]:{port}"
+    headers, the credential's Authorization in place of the client's, and Connection: close."""
+    if path is None:
+        parts = urlsplit(request.target)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+    shown = f"[{host}]" if ":" in host else host
+    authority = shown if port == default_port else f"{shown}:{port}"
     named = {token.strip().lower() for token in (request.header("connection") or "").split(",")}
     dropped = _HOP_BY_HOP | named | {"host"}
+    if authorization is not None:
+        dropped |= {"authorization"}
     lines = [f"{request.method} {path} HTTP/1.1", f"Host: {authority}"]
     lines += [f"{k}: {v}" for k, v in request.headers if k.lower() not in dropped]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _tunnelled_path(request: _Request, host: str) -> str:
+    """The origin-form target of a request read inside terminated TLS; an absolute URL is
+    taken only for the host the tunnel was opened to."""
+    target = request.target
+    if target.startswith("/") and not target.startswith("//"):
+        return target
+    parts = urlsplit(target)
+    if parts.scheme.lower() == "https" and (parts.hostname or "").rstrip(".") == host:
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    raise _Reply(400, f"a request inside the tunnel to {host} must be for {host}")
+
+
+def _status_of(head: bytes) -> int | None:
+    parts = head.split(b" ", 2)
+    if len(parts) > 1 and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
 
 def _body_length(head: bytes, method: str) -> int | None:
@@ -594,4 +849,13 @@ async def _answer(writer: asyncio.StreamWriter, reply: _Reply) -> None:
             await writer.drain()
 
 
-__all__ = ["FORWARDED_PREFIX", "Admission", "EgressProxy", "HostRule", "Limits", "Refusal"]
+__all__ = [
+    "FORWARDED_PREFIX",
+    "Admission",
+    "Connection",
+    "Credential",
+    "EgressProxy",
+    "HostRule",
+    "Limits",
+    "Refusal",
+]

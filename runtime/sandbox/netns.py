@@ -4,8 +4,10 @@ Used as Chromium's executable. It forks a forwarder that stays in the host's net
 makes the namespace (inside a new user namespace; a bare one as root where those are off),
 brings its loopback up, listens on PORT on every address of that loopback and hands the
 listening socket to the forwarder, which relays each connection to the egress proxy's Unix
-socket, first naming the address the program connected to (its door). Then it execs the
-program with its arguments and inherited descriptors (Playwright's pipes, fds 3 and 4).
+socket, first naming the address the program connected to (its door), or with --door the one
+door it was given whatever address was dialled (a job's shell cannot pick another job's door).
+Then it execs the program with its arguments and inherited descriptors (Playwright's pipes,
+fds 3 and 4; the sandbox runner's start marker).
 
 It must never exec the program when the namespace could not be made, and never give the
 namespace any interface but loopback. Standard library only: it runs as a script, before
@@ -82,7 +84,9 @@ def interfaces() -> list[str]:
 # --- the forwarder (host side) ---------------------------------------------------------
 
 
-def _forwarder(channel: socket.socket, proxy_socket: str, parent: int) -> None:
+def _forwarder(
+    channel: socket.socket, proxy_socket: str, parent: int, door: str | None = None
+) -> None:
     """Wait for the listening socket from inside the namespace, then relay connections.
 
     It dies with the program (PR_SET_PDEATHSIG) and holds none of the program's inherited
@@ -106,10 +110,10 @@ def _forwarder(channel: socket.socket, proxy_socket: str, parent: int) -> None:
     listener = socket.socket(fileno=fds[0])
     import asyncio  # only here: the program's own start does not wait for it
 
-    asyncio.run(_serve(listener, proxy_socket))
+    asyncio.run(_serve(listener, proxy_socket, door))
 
 
-async def _serve(listener: socket.socket, proxy_socket: str) -> None:
+async def _serve(listener: socket.socket, proxy_socket: str, fixed_door: str | None) -> None:
     import asyncio
 
     async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -121,7 +125,7 @@ async def _serve(listener: socket.socket, proxy_socket: str) -> None:
                 dst.write_eof()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        door = writer.get_extra_info("sockname")[0]
+        door = fixed_door or writer.get_extra_info("sockname")[0]
         try:
             async with asyncio.timeout(10):
                 up_reader, up_writer = await asyncio.open_unix_connection(proxy_socket)
@@ -150,22 +154,29 @@ async def _serve(listener: socket.socket, proxy_socket: str) -> None:
 # --- the program's side ----------------------------------------------------------------
 
 
-def run(port: int, proxy_socket: str, command: list[str], report: str | None = None) -> int:
+def run(
+    port: int,
+    proxy_socket: str,
+    command: list[str],
+    report: str | None = None,
+    door: str | None = None,
+) -> int:
     """Fork the forwarder, enter the namespace, hand over the listener, exec command;
-    report (a file) gets how the namespace was made ("root" or "user")."""
+    report (a file) gets how the namespace was made ("root" or "user"); door, when given,
+    is named for every connection."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     parent = os.getpid()
     if os.fork() == 0:
         ours.close()
         try:
-            _forwarder(theirs, proxy_socket, parent)
+            _forwarder(theirs, proxy_socket, parent, door)
         finally:
             os._exit(0)
     theirs.close()
     try:
         how = enter_network_namespace()
     except NamespaceUnavailable as e:
-        print(f"acp netns: {e.strerror}; the browser is not started", file=sys.stderr)
+        print(f"acp netns: {e.strerror}; the program is not started", file=sys.stderr)
         return EXIT_NO_NAMESPACE
     if interfaces() != ["lo"]:
         print(f"acp netns: the namespace has {interfaces()}, not only lo", file=sys.stderr)
@@ -229,15 +240,24 @@ def main(argv: list[str]) -> int:
         port = int(options[options.index("--port") + 1])
         proxy_socket = options[options.index("--proxy-socket") + 1]
         report = options[options.index("--report") + 1] if "--report" in options else None
-        if not command:
+        door = options[options.index("--door") + 1] if "--door" in options else None
+        if not command or (door is not None and not _is_loopback(door)):
             raise ValueError
     except (ValueError, IndexError):
         print(
-            "usage: netns.py --port P --proxy-socket PATH [--report FILE] -- PROGRAM [ARGS...]",
+            "usage: netns.py --port P --proxy-socket PATH [--report FILE] [--door 127.X.Y.Z] "
+            "-- PROGRAM [ARGS...]",
             file=sys.stderr,
         )
         return 2
-    return run(port, proxy_socket, command, report)
+    return run(port, proxy_socket, command, report, door)
+
+
+def _is_loopback(address: str) -> bool:
+    parts = address.split(".")
+    return (
+        len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+    )
 
 
 if __name__ == "__main__":
