@@ -239,6 +239,7 @@ class _House:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.settings = engine.settings
 
     async def job(self, job_id: int) -> JobRecord:
         return await self.engine.get(job_id)

@@ -175,7 +175,10 @@ class JobContext:
 
 
 class Housekeeping(Protocol):
-    """What a kind's sweep may ask of the runtime: a job as it is now, and its recorder."""
+    """What a kind's sweep may ask of the runtime: a job as it is now, its recorder, and the
+    service's settings (where its home is)."""
+
+    settings: Settings
 
     async def job(self, job_id: int) -> JobRecord: ...
 

@@ -38,6 +38,7 @@ class Identities(_Strict):
 
 class Person(_Strict):
     display_name: str | None = None
+    email: str | None = Field(None, description="the author of the commits this person asks for")
     team: str | None = None
     roles: list[str] = Field(default_factory=list)
     identities: Identities = Field(default_factory=Identities)
@@ -63,6 +64,29 @@ class Grant(_Strict):
     job_types: KindNames
     targets: list[str] = Field(description="target names; '*' and shell globs allowed")
     tools: list[str] = Field(default_factory=list)
+    network: list[str] = Field(
+        default_factory=list,
+        description="hosts the job's commands may reach through the egress proxy: 'host' "
+        "(ports 80 and 443), 'host:port', '*.example.com'; empty: no network at all",
+    )
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="host -> NAME of the environment variable whose value the egress proxy "
+        "sends to that host as its Authorization header; the job never sees the value",
+    )
+
+    @model_validator(mode="after")
+    def _credential_hosts_granted(self) -> Grant:
+        from runtime.sandbox.scope import HostScope
+
+        scope = HostScope(self.network)
+        ungranted = [h for h in self.credentials if not scope.allows_host(h)]
+        if ungranted:
+            raise ValueError(
+                f"grant {self.id}: credentials for {', '.join(ungranted)}, which its network "
+                "list does not grant"
+            )
+        return self
 
 
 class Role(_Strict):
@@ -142,16 +166,85 @@ class Models(_Strict):
         return next((r for r in self.routes if r.id == rule_id), None)
 
 
+class ForgeSpec(_Strict):
+    """Where a pull_request target opens its pull requests (GitHub) or merge requests (GitLab)."""
+
+    kind: Literal["github", "gitlab"]
+    api_url: str = Field(
+        description="the REST API's base: https://api.github.com, https://gitlab.example.com/api/v4"
+    )
+    project: str = Field(description="owner/repo on GitHub; the numeric id or group/name on GitLab")
+    token_env: str = Field(
+        description="NAME of the environment variable holding the API token; never the token"
+    )
+
+
+class EnvironmentSpec(_Strict):
+    """A target's toolchain: built once per key in a sandbox of its own, mounted read-only at
+    /env into every job's sandbox of the target."""
+
+    setup: list[str] = Field(
+        min_length=1,
+        description="bash commands run in order in /repo (the base commit) with /env writable, "
+        "e.g. python3 -m venv /env && /env/bin/pip install -e '.[test]'",
+    )
+    key_files: list[str] = Field(
+        default_factory=list,
+        description="repository files whose content keys the cache (lockfiles, pyproject.toml)",
+    )
+    hosts: list[str] = Field(
+        default_factory=list, description="hosts setup may reach (package registries)"
+    )
+    credentials: dict[str, str] = Field(
+        default_factory=dict, description="host -> NAME of the variable with its token"
+    )
+    timeout_s: float = Field(1200.0, gt=0, description="for all setup commands together")
+
+
 class RepoTarget(_Strict):
-    path: str = Field(description="local path; {ACP_HOME} is replaced by the service's home")
+    url: str | None = Field(
+        None,
+        description="the repository: file://, ssh://, https:// or a local path (a bare "
+        "repository or a checkout); {ACP_HOME} is replaced by the service's home",
+    )
+    path: str | None = Field(None, description="older spelling of url for a local repository")
     base_branch: str = "main"
-    publish: Literal["merge", "push"] = "merge"
-    remote: str | None = None
-    remote_branch: str | None = None
+    publish: Literal["merge", "push", "pull_request"] = "merge"
+    remote_branch: str | None = Field(
+        None, description="push mode: the branch pushed to (default: the job's acp/J-n)"
+    )
+    forge: ForgeSpec | None = Field(None, description="pull_request mode: where PRs are opened")
+    push_token_env: str | None = Field(
+        None,
+        description="NAME of the variable with the token an https:// remote takes for fetches "
+        "and pushes (sent as a header, never in the URL); default: the forge's token",
+    )
+    environment: EnvironmentSpec | None = None
     sample: str | None = Field(None, description="bundled sample to create the repo from")
     production: bool = False
     sensitivity: Sensitivity = "internal"
     description: str = ""
+
+    @model_validator(mode="after")
+    def _where_and_how(self) -> RepoTarget:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("a repository target needs url (or the older path), and only one")
+        if self.publish == "pull_request" and self.forge is None:
+            raise ValueError(
+                "publish: pull_request needs forge: {kind: github|gitlab, api_url, project, "
+                "token_env}"
+            )
+        return self
+
+    @property
+    def location(self) -> str:
+        """The repository's URL or path as written ({ACP_HOME} not yet replaced)."""
+        return self.url or self.path or ""
+
+    @property
+    def token_env(self) -> str | None:
+        """The variable holding the token for fetches and pushes over https, if any."""
+        return self.push_token_env or (self.forge.token_env if self.forge else None)
 
 
 class DatabaseTarget(_Strict):

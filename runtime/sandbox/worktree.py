@@ -35,6 +35,7 @@ BRANCH_PREFIX = "acp/"
 SERVICE_NAME = "agent control plane"
 SERVICE_EMAIL = "acp@localhost"
 LOCK_WAIT_S = 300.0
+GIT_TIMEOUT_S = 600.0  # no git command outlives this (a fetch from a hung remote, a huge repo)
 
 # Applied to every git call: nothing a repository or a job can configure runs as a program.
 _SAFE_CONFIG = (
@@ -100,6 +101,7 @@ async def _run_git(
     env: Mapping[str, str] | None = None,
     inherit_env: bool = False,
     check: bool = True,
+    timeout_s: float = GIT_TIMEOUT_S,
 ) -> tuple[int, str, str]:
     full_env = {**os.environ, **(env or {})} if inherit_env else _git_env(env)
     try:
@@ -112,10 +114,24 @@ async def _run_git(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise SandboxUnavailable("git is not installed", hint="apt-get install git") from exc
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except BaseException as exc:
+        # A hung remote or a cancelled job: the git process (and its ssh or helper) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 5.0)
+        if isinstance(exc, TimeoutError):
+            raise GitCommandFailed(
+                f"git {args[0]} in {cwd} did not finish within {timeout_s:.0f} s",
+                hint="check that the remote answers; the command was stopped",
+            ) from None
+        raise
     rc = proc.returncode or 0
     stdout = out.decode("utf-8", errors="replace")
     stderr = err.decode("utf-8", errors="replace")
@@ -646,6 +662,89 @@ async def _revert_tree(repo_path: Path, head: str, merge_commit: str, mainline: 
     ours = await _git(*synthetic(head, base), cwd=repo_path)
     theirs = await _git(*synthetic(mainline, base), cwd=repo_path)
     return await _merge_trees(repo_path, ours, theirs, f"reverting {merge_commit[:12]}")
+
+
+# --- commits made for publishing (no working tree) ---------------------------
+
+
+async def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    rc, _, _ = await _run_git("merge-base", "--is-ancestor", commit, of, cwd=repo, check=False)
+    return rc == 0
+
+
+async def merge_that_brought(repo: Path, tip: str, commit: str) -> str:
+    """The commit on tip's first-parent line that merged commit in (commit if it is on it)."""
+    out = await _git("rev-list", "--first-parent", "--parents", f"{commit}..{tip}", cwd=repo)
+    for line in out.splitlines():
+        merge, *parents = line.split()
+        if commit in parents[1:]:
+            return merge
+    return commit
+
+
+async def make_commit(
+    repo: Path,
+    tree_of: str,
+    parents: list[str],
+    message: str,
+    *,
+    author: tuple[str, str, str | None],
+    committed_at: str | None = None,
+) -> str:
+    """A commit of tree_of's tree with these parents; author is (name, email, date or None).
+    With both dates given, the same inputs always make the same commit (a retry after a crash
+    finds what the first attempt made)."""
+    name, email, date = author
+    env = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        **({"GIT_AUTHOR_DATE": date} if date else {}),
+        **({"GIT_COMMITTER_DATE": committed_at} if committed_at else {}),
+    }
+    args = ["commit-tree", f"{tree_of}^{{tree}}", "-F", "-"]
+    for parent in parents:
+        args += ["-p", parent]
+    return await _git_input(repo, args, message, env)
+
+
+async def _git_input(repo: Path, args: list[str], text: str, env: Mapping[str, str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *_SAFE_CONFIG, *args, cwd=repo, env=_git_env(env),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(text.encode()), GIT_TIMEOUT_S)
+    if proc.returncode:
+        raise GitCommandFailed(f"git {args[0]} failed in {repo}: {err.decode(errors='replace')}")
+    return out.decode().strip()
+
+
+async def merged_tree(repo: Path, ours: str, theirs: str, what: str) -> str:
+    """The tree of merging theirs into ours; PublishConflict naming the files if it conflicts."""
+    return await _merge_trees(repo, ours, theirs, what)
+
+
+async def reverted_tree(repo: Path, head: str, commit: str) -> str | None:
+    """head's tree with commit undone (against its first parent); None if already undone."""
+    mainline = await _rev(repo, f"{commit}^1")
+    if mainline is None:
+        raise GitCommandFailed(f"{commit} has no parent to revert to")
+    tree = await _revert_tree(repo, head, commit, mainline)
+    if tree == await _git("rev-parse", f"{head}^{{tree}}", cwd=repo):
+        return None
+    return tree
+
+
+async def tree_of(repo: Path, commit: str) -> str:
+    return await _git("rev-parse", f"{commit}^{{tree}}", cwd=repo)
+
+
+async def commit_info(repo: Path, commit: str) -> tuple[str, str, str, str]:
+    """(author name, author email, author date, message) of a commit."""
+    out = await _git("show", "-s", "--format=%an%x00%ae%x00%ad%x00%B", "--date=raw", commit,
+                     cwd=repo)  # fmt: skip
+    name, email, date, message = out.split("\0", 3)
+    return name, email, date, message
 
 
 # --- samples ---------------------------------------------------------------

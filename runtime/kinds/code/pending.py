@@ -10,8 +10,8 @@ from runtime.jobs import PendingAction
 
 
 class CodeChange(PendingAction):
-    actions: ClassVar[tuple[str, ...]] = ("merge", "push")
-    action: Literal["merge", "push"]
+    actions: ClassVar[tuple[str, ...]] = ("merge", "push", "pull_request")
+    action: Literal["merge", "push", "pull_request"]
     repo: str
     base_branch: str
     job_branch: str

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 from runtime.errors import InvalidTransition
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext
-from runtime.kinds.code.repo import ensure_repo
+from runtime.kinds.code.repo import mirror_of, repo_url, token
 from runtime.kinds.code.run import agent_loop
+from runtime.sandbox import mirror as mirrors
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
 
@@ -53,8 +54,12 @@ async def replay(kind: CodeKind, ctx: JobContext, *, on_base: str | None = None)
     if not responses:
         raise InvalidTransition(f"{job.job_id} made no model call; there is nothing to replay")
     target = ctx.target
-    path = await ensure_repo(ctx.settings, target)
-    start = None if on_base else created[-1].data["base_commit"]
+    path = await mirror_of(ctx.settings, ctx.job.spec.target or "")
+    if on_base:
+        url = repo_url(ctx.settings, target)
+        start = await mirrors.fetch(path, url, on_base, token(target))
+    else:
+        start = created[-1].data["base_commit"]
     runs = sum(1 for e in events if e.kind == "replay.finished") + 1
     tree = await wt.create_worktree(
         path,

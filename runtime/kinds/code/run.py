@@ -14,8 +14,9 @@ from runtime.agent import AgentOutcome, opening_messages, run_agent, transcript_
 from runtime.errors import BudgetExceeded, ModelUnavailable, SandboxViolation
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext, NeedsAnswer, NeedsApproval, Outcome, Succeeded
+from runtime.kinds.code import commits
 from runtime.kinds.code.pending import CodeChange
-from runtime.kinds.code.repo import ensure_repo
+from runtime.kinds.code.repo import fetched
 from runtime.models import ModelClient, load_litellm
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
@@ -28,33 +29,35 @@ if TYPE_CHECKING:
 async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:
     """Run the job's steps; propose the change, or end succeeded (no change) or failed."""
     job, target = ctx.job, ctx.target
-    path = await ensure_repo(ctx.settings, target)
+    path, tip = await fetched(ctx.settings, job.spec.target or "", target)
+    await ctx.recorder.log("repo.fetched", {"base_branch": target.base_branch, "commit": tip})
     tree = await wt.create_worktree(
-        path, target.base_branch, job.job_id, ctx.settings.worktrees_dir
+        path, target.base_branch, job.job_id, ctx.settings.worktrees_dir, start_commit=tip
     )
     await ctx.recorder.log(
         "sandbox.worktree_created",
         {"branch": tree.branch, "base_branch": tree.base_branch, "base_commit": tree.base_commit},
     )
-    toolbox = ctx.toolbox(tree)
+    proposed = False
     try:
+        toolbox = ctx.toolbox(tree)
         run = run_steps if job.model.model == "direct" else run_model
         ended = await run(kind, ctx, toolbox)
         if ended is not None:
             return ended
+        author_name, author_email = commits.identity(ctx.policy, job.spec.requester)
         head = await wt.commit_all(
-            tree,
-            f"{job.job_id}: {job.spec.instruction[:72]}",
-            author_name=job.spec.requester,
-            author_email=f"{job.spec.requester}@acp.local",
+            tree, commits.job_message(job), author_name=author_name, author_email=author_email
         )
         if head is None:
             return Succeeded(
                 reason="the steps changed no file; nothing to publish", artifacts=toolbox.artifacts
             )
         diff = await wt.diff(tree)
+        proposed = True
     finally:
-        await wt.remove_worktree(tree)
+        # The branch stays only while its change waits for approval.
+        await wt.remove_worktree(tree, delete_branch=not proposed)
     ref = ctx.recorder.put("diff.patch", redact(diff.patch).encode(), "text/x-diff")
     artifacts = [*toolbox.artifacts, ref]
     stat = diff.stat.model_dump()
@@ -65,7 +68,7 @@ async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:
     if isinstance(reviewed, Failed):
         return reviewed
     pending = CodeChange(
-        action="merge" if target.publish == "merge" else "push",
+        action=target.publish,
         repo=job.spec.target or "",
         base_branch=target.base_branch,
         job_branch=tree.branch,
