@@ -87,8 +87,8 @@ class Connection(BaseModel):
     method: str  # CONNECT for a tunnel; the request's own method when the proxy read it
     host: str
     port: int
-    bytes_up: int  # what the proxy sent on toward the host (after the proxy request's head)
-    bytes_down: int  # what the proxy passed back to the client
+    bytes_up: int  # what the proxy sent to the host (the request head it wrote included)
+    bytes_down: int  # what the proxy passed back to the client (the 200 to CONNECT not)
     status: int | None  # the HTTP status, when the proxy saw it (not inside a plain tunnel)
     credential: str | None  # the NAME of the credential added, never its value
     duration_s: float
@@ -414,6 +414,7 @@ class EgressProxy:
                     bearer = f"Bearer {secret}" if secret is not None else None
                     head = _origin_head(request, host, port, authorization=bearer)
                     up_writer.write(head)
+                    flow.bytes_up += len(head)
                     await up_writer.drain()
                     await self._relay(reader, writer, up_reader, up_writer, flow, http=True)
             finally:
@@ -507,6 +508,7 @@ class EgressProxy:
             default_port=443,
         )  # fmt: skip
         up_writer.write(head)
+        flow.bytes_up += len(head)
         await up_writer.drain()
         await self._relay(reader, writer, up_reader, up_writer, flow, http=True)
 
