@@ -109,12 +109,14 @@ def bwrap_args(
     network: bool = False,
     env: Mapping[str, str] | None = None,
     binds: Sequence[tuple[Path, str]] = (),
+    writable_binds: Sequence[tuple[Path, str]] = (),
     workdir_at: str | None = None,
     egress: EgressRoute | None = None,
 ) -> list[str]:
     """The command line, up to the command, that run_sandboxed uses (and the benchmark).
 
-    binds are extra read-only host path -> sandbox path mounts; workdir_at mounts the
+    binds are extra read-only host path -> sandbox path mounts (writable_binds: writable ones,
+    e.g. an environment being built); workdir_at mounts the
     writable workdir at that sandbox path (and starts there) instead of its own path; egress
     runs bwrap under netns.py, whose only way out is the route's door, with the proxy and the
     CA bundle set for the common tools."""
@@ -127,6 +129,7 @@ def bwrap_args(
     inside = workdir_at or str(workdir)
     mounts = [(Path(p).resolve(), str(Path(p).resolve()), False) for p in ro_paths]
     mounts += [(Path(src).resolve(), dest, False) for src, dest in binds]
+    mounts += [(Path(src).resolve(), dest, True) for src, dest in writable_binds]
     mounts.append((workdir, inside, True))
     for _, dest, _ in mounts:
         if not PurePosixPath(dest).is_absolute() or ".." in PurePosixPath(dest).parts:
@@ -190,6 +193,7 @@ async def run_sandboxed(
     output_cap: int = 256_000,
     env: Mapping[str, str] | None = None,
     binds: Sequence[tuple[Path, str]] = (),
+    writable_binds: Sequence[tuple[Path, str]] = (),
     workdir_at: str | None = None,
     egress: EgressRoute | None = None,
 ) -> CommandResult:
@@ -201,7 +205,7 @@ async def run_sandboxed(
     """
     args = bwrap_args(
         workdir, ro_paths=ro_paths, network=network, env=env, binds=binds,
-        workdir_at=workdir_at, egress=egress,
+        writable_binds=writable_binds, workdir_at=workdir_at, egress=egress,
     )  # fmt: skip
     # A pipe the sandboxed shell writes one byte to before running the command: if that byte
     # never arrives, bwrap itself failed, which we must not report as the command's failure.
