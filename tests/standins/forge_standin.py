@@ -39,6 +39,7 @@ import hmac
 import itertools
 import json
 import os
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -615,6 +616,52 @@ async def _git(repo: Path, *args: str) -> str:
     if proc.returncode != 0:
         raise GitFailed(args, proc.returncode or 0, err.decode(errors="replace"))
     return out.decode()
+
+
+# --- for building test repositories --------------------------------------------------------
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Run git as a test does (no user or system config); its stdout, stripped."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(cwd or Path.cwd()),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": "Tester",
+        "GIT_AUTHOR_EMAIL": "tester@example.invalid",
+        "GIT_COMMITTER_NAME": "Tester",
+        "GIT_COMMITTER_EMAIL": "tester@example.invalid",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def make_bare_repo(tmp_path: Path, *, conflicting: bool = False) -> Path:
+    """A bare repository at ``tmp_path / "widgets.git"``: main has README and then main.txt;
+    feature, branched before main.txt, adds feature.txt (or, when conflicting, rewrites README
+    as main also does)."""
+    seed = tmp_path / "seed"
+    git("init", "-q", "-b", "main", str(seed))
+    (seed / "README.md").write_text("widgets\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "first", cwd=seed)
+    git("checkout", "-q", "-b", "feature", cwd=seed)
+    if conflicting:
+        (seed / "README.md").write_text("feature's widgets\n")
+    else:
+        (seed / "feature.txt").write_text("a feature\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "the feature", cwd=seed)
+    git("checkout", "-q", "main", cwd=seed)
+    (seed / ("README.md" if conflicting else "main.txt")).write_text("main moved on\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "main moves", cwd=seed)
+    bare = tmp_path / "widgets.git"
+    git("clone", "-q", "--bare", str(seed), str(bare))
+    return bare
 
 
 def quoted_project(project: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,52 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.standins.forge_standin import ForgeStandin, quoted_project
+from tests.standins.forge_standin import ForgeStandin, git, make_bare_repo, quoted_project
 
 TOKEN = "forge-token-31c9"
 GH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/vnd.github+json"}
 GL = {"PRIVATE-TOKEN": TOKEN}
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(cwd or Path.cwd()),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "Tester",
-        "GIT_AUTHOR_EMAIL": "tester@example.invalid",
-        "GIT_COMMITTER_NAME": "Tester",
-        "GIT_COMMITTER_EMAIL": "tester@example.invalid",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout.strip()
-
-
-def make_bare_repo(tmp_path: Path, *, conflicting: bool = False) -> Path:
-    """A bare repository: main with README; feature adds feature.txt (or, when conflicting,
-    rewrites README as main also does)."""
-    seed = tmp_path / "seed"
-    git("init", "-q", "-b", "main", str(seed))
-    (seed / "README.md").write_text("widgets\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "first", cwd=seed)
-    git("checkout", "-q", "-b", "feature", cwd=seed)
-    if conflicting:
-        (seed / "README.md").write_text("feature's widgets\n")
-    else:
-        (seed / "feature.txt").write_text("a feature\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "the feature", cwd=seed)
-    git("checkout", "-q", "main", cwd=seed)
-    (seed / ("README.md" if conflicting else "main.txt")).write_text("main moved on\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "main moves", cwd=seed)
-    bare = tmp_path / "widgets.git"
-    git("clone", "-q", "--bare", str(seed), str(bare))
-    return bare
 
 
 @pytest.fixture
