@@ -30,6 +30,9 @@ project is its URL-encoded path or its numeric id (``forge.project_ids``):
 A missing or wrong token answers 401 with each forge's body; an unknown project or number, a
 list (paginated) route and any other route answer 404 JSON. ``requests`` records every request
 (headers as sent) and ``pulls`` holds every pull request, numbered per project.
+
+``make_bare_repo(tmp_path)`` builds the repository most tests want (main, and a feature branch
+that merges cleanly, or with ``conflicting=True`` one that does not).
 """
 
 from __future__ import annotations
