@@ -89,7 +89,9 @@ class Connection(BaseModel):
     port: int
     bytes_up: int  # what the proxy sent to the host (the request head it wrote included)
     bytes_down: int  # what the proxy passed back to the client (the 200 to CONNECT not)
-    status: int | None  # the HTTP status, when the proxy saw it (not inside a plain tunnel)
+    # The upstream's HTTP status when the proxy saw it (not inside a plain tunnel), or the
+    # proxy's own 502/504 when it could not reach the host.
+    status: int | None
     credential: str | None  # the NAME of the credential added, never its value
     duration_s: float
     at: float  # when the connection came in
@@ -291,7 +293,8 @@ class EgressProxy:
     ) -> Admission:
         """Admit a client: a door of its own, its requests checked against rule, its
         refusals passed to on_refusal, each allowed connection to on_connection when it
-        ends, and credentials (host -> Credential) added to its requests to those hosts."""
+        ends, and credentials (exact host name or address -> Credential, any port) added to
+        its requests to those hosts."""
         assert self.port is not None, "proxy not started"
         by_host = {h.lower().rstrip("."): c for h, c in (credentials or {}).items()}
         client = _Client(name, "", f"c{secrets.token_hex(8)}", secrets.token_urlsafe(24), rule,

@@ -8,6 +8,7 @@ SSL_CERT_FILE), curl and python inside the sandbox, and job scopes as HostScope 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -195,6 +196,13 @@ async def test_the_proxy_socket_is_not_in_the_sandbox(hosts: Hosts) -> None:
                 "true", hosts.workdir, egress=route, ro_paths=[route.proxy_socket.parent]
             )
     assert result.stdout.splitlines()[0] == "absent", result.stdout
+
+
+async def test_a_forwarder_that_cannot_start_is_reported_as_unavailable(hosts: Hosts) -> None:
+    async with open_route(hosts.home, "job 5", _scope(hosts).refusal) as route:
+        broken = dataclasses.replace(route, door="not-an-address")
+        with pytest.raises(SandboxUnavailable, match="could not create the sandbox"):
+            await run_sandboxed("echo ran", hosts.workdir, egress=broken)
 
 
 async def test_binds_and_workdir_at_place_paths_in_the_sandbox(
