@@ -235,6 +235,8 @@ class Submissions:
             "reasons": decision.reasons,
             "rule_ids": decision.rule_ids,
             "tools_granted": decision.tools_granted,
+            "network_granted": decision.network_granted,
+            "credentials_granted": decision.credentials_granted,
             "approval_required_for": decision.approval_required_for,
             "model": decision.model,
             "model_rule": decision.model_rule,

@@ -46,6 +46,11 @@ class ToolUse:
     def target(self) -> Any:
         return self.box.target
 
+    @property
+    def sandbox(self) -> Any:
+        """The job's SandboxPlan (runtime.sandbox.plan), or None: no environment, no network."""
+        return self.box.sandbox
+
     def count(self, key: str) -> int:
         """The 1-based index of this call among the job's calls of `key` (command-N.log)."""
         self.box.counts[key] = self.box.counts.get(key, 0) + 1
@@ -73,6 +78,7 @@ class Toolbox:
         tools: Iterable[Tool],
         *,
         target: Any = None,
+        sandbox: Any = None,
     ) -> None:
         # A replay's recorder keeps nothing: the same checks run, the job's record is left alone.
         self.recorder = recorder
@@ -82,6 +88,7 @@ class Toolbox:
         self.tree = workspace  # a code or doc job's worktree
         self.limits = limits
         self.target = target
+        self.sandbox = sandbox
         self.actor = recorder.actor
         self.tools = {t.name: t for t in tools}
         self.by_model = {t.model_name: t for t in self.tools.values() if t.model_name}

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.cli import artifacts, audit, db, jobs, policy, routines
+from bot.cli import artifacts, audit, db, env, jobs, policy, routines
 from bot.cli.parser import build_parser
 from bot.cli.render import job_line, render_job
 
@@ -41,6 +41,7 @@ _HANDLERS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
     "artifact": artifacts.cmd_artifact,
     "policy": policy.cmd_policy_check,
     "routines": routines.cmd_routines,
+    "env": env.cmd_env,
 }
 
 

@@ -9,6 +9,7 @@ import getpass
 import os
 
 import bot.cli.db as db
+import bot.cli.env as env
 
 
 def identity(args: argparse.Namespace) -> str:
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
     db.add_parser(sub)
+    env.add_parser(sub)
     add("schema", "print the job schema (JSON Schema)")
     add("serve", "run the service: upgrades the database, then worker (and Slack if configured)")
     add("worker", "run a worker only")

@@ -46,6 +46,12 @@ class Decision(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     rule_ids: list[str] = Field(default_factory=list)
     tools_granted: list[str] = Field(default_factory=list)
+    network_granted: list[str] = Field(
+        default_factory=list, description="hosts the job's commands may reach (the egress proxy)"
+    )
+    credentials_granted: dict[str, str] = Field(
+        default_factory=dict, description="host -> NAME of the variable the proxy sends there"
+    )
     approvals: list[ApprovalGate] = Field(default_factory=list)
     model: str | None = None
     model_rule: str | None = None
@@ -149,6 +155,10 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=[*rule_ids, "grants.tool"],
         )
     tools_granted = [tool for tool in wanted if tool in allowed_tools]
+    network_granted = sorted({host for grant in grants for host in grant.network})
+    credentials_granted = {
+        host: name for grant in grants for host, name in sorted(grant.credentials.items())
+    }
     risk = risk_of(policy, facts.job_type, facts.target)
     sensitivity = getattr(policy.targets_for(facts.job_type).get(facts.target), "sensitivity", None)
     route = next(
@@ -188,6 +198,8 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
         reasons=reasons,
         rule_ids=rule_ids,
         tools_granted=tools_granted,
+        network_granted=network_granted,
+        credentials_granted=credentials_granted,
         approvals=gates,
         model=model,
         model_rule=route.id if route else None,

@@ -29,8 +29,9 @@ from runtime.sandbox import netns
 if TYPE_CHECKING:
     from runtime.sandbox.egress_route import EgressRoute
 
+SHIM_BIN = "/opt/acp/bin"  # `python` -> python3 when the system has no `python` of its own
 BASE_ENV: dict[str, str] = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "PATH": f"/usr/local/bin:/usr/bin:/bin:{SHIM_BIN}",
     "HOME": "/tmp",
     "LANG": "C.UTF-8",
     "TERM": "dumb",
@@ -99,6 +100,8 @@ def _system_mounts() -> list[str]:
         if Path(secret_dir).is_dir() and not Path(secret_dir).is_symlink():
             args += ["--tmpfs", secret_dir]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if os.path.exists("/usr/bin/python3"):
+        args += ["--symlink", "/usr/bin/python3", f"{SHIM_BIN}/python"]
     return args
 
 

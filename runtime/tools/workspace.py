@@ -9,9 +9,13 @@ artifact, its secrets redacted.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runtime.sandbox.bwrap import CommandResult, run_sandboxed
+from runtime.sandbox.egress import Connection, Refusal
+from runtime.sandbox.egress_route import open_route
+from runtime.sandbox.plan import ENV_MOUNT, REPO_MOUNT
+from runtime.sandbox.scope import HostScope
 from runtime.secrets import redact
 from runtime.tools import fs
 from runtime.tools.base import tool
@@ -65,20 +69,52 @@ def _exit_text(result: CommandResult) -> str:
 
 @tool("shell", grant="shell", model_name="run", text=_exit_text)
 async def shell(use: ToolUse, command: str) -> CommandResult:
-    """Run a shell command in the repository (sandboxed, no network).
+    """Run a shell command in the repository at /repo (sandboxed; the network only as the
+    job's grant allows, through a proxy; the target's toolchain, if it has one, at /env).
 
     Args:
         command: a bash command line
     """
     limits = use.limits
     index = use.count("shell")
-    result = await run_sandboxed(
-        command,
-        use.workspace.path,
-        ro_paths=[use.workspace.git_common_dir],
-        timeout_s=limits.command_timeout_s,
-        output_cap=limits.output_cap_bytes,
-    )
+    plan = use.sandbox
+    options: dict[str, Any] = {
+        "ro_paths": [use.workspace.git_common_dir],
+        "timeout_s": limits.command_timeout_s,
+        "output_cap": limits.output_cap_bytes,
+    }
+    connections: list[Connection] = []
+    refused: list[Refusal] = []
+    if plan is None:
+        result = await run_sandboxed(command, use.workspace.path, **options)
+    else:
+        options["workdir_at"] = REPO_MOUNT
+        options["env"] = {"PATH": plan.path}
+        if plan.environment is not None:
+            options["binds"] = [(plan.environment, ENV_MOUNT)]
+        async with open_route(
+            plan.home,
+            use.job.job_id,
+            HostScope(plan.network).refusal,
+            plan.credentials,
+            on_connection=connections.append,
+        ) as route:
+            result = await run_sandboxed(command, use.workspace.path, egress=route, **options)
+            refused = route.refusals_since(0)
+            if route.refused or connections:
+                await asyncio.sleep(0.05)  # connections the command's end cut are counted
+        if refused:
+            told = "".join(f"\nacp: {r.method} {r.host}:{r.port} refused: {r.reason}"
+                           for r in refused)  # fmt: skip
+            result = result.model_copy(update={"stderr": result.stderr + told})
+        for connection in connections:
+            await use.box.recorder.log("network.connection", _connection_data(connection))
+        for refusal in refused:
+            await use.box.recorder.log(
+                "network.refused",
+                {"host": refusal.host, "port": refusal.port, "method": refusal.method,
+                 "reason": refusal.reason, "command_index": index},
+            )  # fmt: skip
     log = redact(
         f"$ {command}\n--- exit {result.exit_code} in {result.duration_s:.2f}s"
         f"{' (timed out)' if result.timed_out else ''}"
@@ -97,6 +133,19 @@ async def shell(use: ToolUse, command: str) -> CommandResult:
     }
     await use.record(data, (ref.sha256,))
     return result
+
+
+def _connection_data(connection: Connection) -> dict[str, Any]:
+    return {
+        "host": connection.host,
+        "port": connection.port,
+        "method": connection.method,
+        "bytes_up": connection.bytes_up,
+        "bytes_down": connection.bytes_down,
+        "status": connection.status,
+        "credential": connection.credential,  # the variable's NAME, never its value
+        "duration_s": round(connection.duration_s, 3),
+    }
 
 
 WORKSPACE_TOOLS = (read_file, list_dir, write_file, shell)

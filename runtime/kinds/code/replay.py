@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from runtime.errors import InvalidTransition
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext
+from runtime.kinds.code.plan import sandbox_plan
 from runtime.kinds.code.repo import mirror_of, repo_url, token
 from runtime.kinds.code.run import agent_loop
 from runtime.sandbox import mirror as mirrors
@@ -68,7 +69,7 @@ async def replay(kind: CodeKind, ctx: JobContext, *, on_base: str | None = None)
         ctx.settings.worktrees_dir,
         start_commit=start,
     )
-    toolbox = ctx.toolbox(tree)
+    toolbox = ctx.toolbox(tree, sandbox=await sandbox_plan(ctx, path, tree.base_commit))
     client = ctx.model(replay=responses)
     replayed_review, replayed_review_sha = "", None
     try:

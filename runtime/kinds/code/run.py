@@ -15,7 +15,9 @@ from runtime.errors import BudgetExceeded, ModelUnavailable, SandboxViolation
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext, NeedsAnswer, NeedsApproval, Outcome, Succeeded
 from runtime.kinds.code import commits
+from runtime.kinds.code.environment import EnvironmentSetupFailed
 from runtime.kinds.code.pending import CodeChange
+from runtime.kinds.code.plan import sandbox_plan
 from runtime.kinds.code.repo import fetched
 from runtime.models import ModelClient, load_litellm
 from runtime.sandbox import worktree as wt
@@ -40,7 +42,12 @@ async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:
     )
     proposed = False
     try:
-        toolbox = ctx.toolbox(tree)
+        try:
+            plan = await sandbox_plan(ctx, path, tree.base_commit)
+        except EnvironmentSetupFailed as failed:
+            log = ctx.recorder.put("setup.log", failed.log.encode())
+            return Failed(reason=failed.message, artifacts=[log])
+        toolbox = ctx.toolbox(tree, sandbox=plan)
         run = run_steps if job.model.model == "direct" else run_model
         ended = await run(kind, ctx, toolbox)
         if ended is not None:
