@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime.jobs import ArtifactRef
 from runtime.kinds.base import JobContext
 from runtime.kinds.code import environment
 from runtime.sandbox.plan import SandboxPlan
 
 
-async def sandbox_plan(ctx: JobContext, mirror: Path, commit: str) -> SandboxPlan:
+async def sandbox_plan(
+    ctx: JobContext, mirror: Path, commit: str
+) -> tuple[SandboxPlan, list[ArtifactRef]]:
+    """The plan, and the artifacts making it left (the setup log of a build made now)."""
     job, target = ctx.job, ctx.target
     env_path = None
+    artifacts: list[ArtifactRef] = []
     if target.environment is not None:
         name = job.spec.target or ""
 
@@ -28,6 +33,7 @@ async def sandbox_plan(ctx: JobContext, mirror: Path, commit: str) -> SandboxPla
         )
         if built:
             log = ctx.recorder.put("setup.log", info.setup_log.read_bytes())
+            artifacts.append(log)
             await ctx.recorder.log(
                 "environment.built",
                 {
@@ -43,9 +49,10 @@ async def sandbox_plan(ctx: JobContext, mirror: Path, commit: str) -> SandboxPla
             await ctx.recorder.log("environment.mounted", {"target": name, "key": info.key})
         env_path = info.path
     decision = job.decision
-    return SandboxPlan(
+    plan = SandboxPlan(
         home=ctx.settings.home,
         environment=env_path,
         network=list(decision.get("network_granted") or []),
         credentials=dict(decision.get("credentials_granted") or {}),
     )
+    return plan, artifacts

@@ -69,7 +69,7 @@ async def replay(kind: CodeKind, ctx: JobContext, *, on_base: str | None = None)
         ctx.settings.worktrees_dir,
         start_commit=start,
     )
-    toolbox = ctx.toolbox(tree, sandbox=await sandbox_plan(ctx, path, tree.base_commit))
+    toolbox = ctx.toolbox(tree, sandbox=(await sandbox_plan(ctx, path, tree.base_commit))[0])
     client = ctx.model(replay=responses)
     replayed_review, replayed_review_sha = "", None
     try:

@@ -43,11 +43,12 @@ async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:
     proposed = False
     try:
         try:
-            plan = await sandbox_plan(ctx, path, tree.base_commit)
+            plan, made = await sandbox_plan(ctx, path, tree.base_commit)
         except EnvironmentSetupFailed as failed:
             log = ctx.recorder.put("setup.log", failed.log.encode())
             return Failed(reason=failed.message, artifacts=[log])
         toolbox = ctx.toolbox(tree, sandbox=plan)
+        toolbox.artifacts.extend(made)
         run = run_steps if job.model.model == "direct" else run_model
         ended = await run(kind, ctx, toolbox)
         if ended is not None:
