@@ -132,7 +132,20 @@ async def cmd_rollback(engine: Engine, args: argparse.Namespace) -> int:
 
     actor = engine.actor("cli", identity(args))
     job = await engine.rollback(parse_job_id(args.job), actor)
-    print(f"{job.job_id} rolled back: revert commit {job.result.get('revert_commit', '')[:12]}")
+    result = job.result
+    if "revert_pull_request" in result:
+        pr = result["revert_pull_request"]
+        print(f"{job.job_id} rolled back: opened revert pull request #{pr['number']} {pr['url']}")
+    elif "pull_request_closed" in result:
+        print(
+            f"{job.job_id} rolled back: closed pull request #{result['pull_request_closed']} "
+            f"and deleted {result.get('branch_deleted', 'its branch')}"
+        )
+    else:
+        where = f" on {result['reverted_on']}" if result.get("reverted_on") else ""
+        print(
+            f"{job.job_id} rolled back: revert commit {result.get('revert_commit', '')[:12]}{where}"
+        )
     return 0
 
 

@@ -230,7 +230,7 @@ def event_line(event: AuditEvent, slack_ids: dict[str, str], job_type: str = "co
             return (
                 f":warning: {told or 'It changed after it was reviewed; it needs a new approval.'}"
             )
-        case "publish.merged" | "publish.pushed":
+        case "publish.merged" | "publish.pushed" | "publish.pull_request":
             return f":rocket: {escape(data.get('reason', 'published'))}"
         case "publish.rolled_back":
             return f":leftwards_arrow_with_hook: Rolled back by {person(actor, slack_ids)}."

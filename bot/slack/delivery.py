@@ -116,7 +116,10 @@ class SlackDelivery:
         if line is None:
             return
         await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
-        if event.kind in ("job.succeeded", "job.failed", "publish.merged", "publish.pushed"):
+        if event.kind in (
+            "job.succeeded", "job.failed", "publish.merged", "publish.pushed",
+            "publish.pull_request",
+        ):  # fmt: skip
             # What the job's kind shows of its end: a result table, the last page and trace,
             # the documents it published.
             await self._results(job, channel, ts, read=event.kind == "job.succeeded")
