@@ -30,6 +30,8 @@ LOCK_WAIT_S = 300.0
 _LOCAL_RECEIVE_PACK = (
     "git -c core.hooksPath=/dev/null -c receive.denyCurrentBranch=updateInstead receive-pack"
 )
+_AUTH_WORDS = ("could not read Username", "Authentication failed", "HTTP Basic: Access denied",
+               "returned error: 401", "returned error: 403")  # fmt: skip
 _PASSED_FOR_SSH = ("SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSH", "HOME")
 
 
@@ -154,8 +156,15 @@ async def _fetch_unlocked(mirror: Path, url: str, branch: str, token: str | None
                 f"branch {branch!r} does not exist in {display(url)}",
                 hint="check the target's base_branch in the policy",
             )
+        said = text[-1] if text else "no message"
+        if any(word in line for line in text for word in _AUTH_WORDS):
+            raise GitCommandFailed(
+                f"{display(url)} wants credentials the fetch did not have ({said})",
+                hint="name the variable holding its token in the target's push_token_env "
+                "(or forge.token_env), and set it in the service's environment",
+            )
         raise GitCommandFailed(
-            f"cannot fetch {branch} from {display(url)}: {text[-1] if text else 'no message'}",
+            f"cannot fetch {branch} from {display(url)}: {said}",
             hint="check the target's url and, for https, its token variable",
         )
     tip = await _rev(mirror, f"refs/remotes/origin/{branch}^{{commit}}")

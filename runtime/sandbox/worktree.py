@@ -1,29 +1,27 @@
-"""Git worktrees for jobs: create, commit, diff, publish (merge or push) and revert.
+"""Git worktrees for jobs: create, commit and diff them, and make the commits publishing needs
+(a merge, a revert, the approved commit with its trailers) without any working tree.
 
 Git runs here with hooks off, no global or system config and none of the service's
-environment (push alone keeps it, for credentials). Publishing never touches a working tree
-except to fast-forward a clean checkout of the base branch; it never trusts files the job wrote.
+environment, and with a deadline on every command. Nothing here fetches or pushes (that is
+runtime.sandbox.mirror's), and nothing trusts files the job wrote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from runtime.errors import (
     AcpError,
-    ApprovalMismatch,
     GitCommandFailed,
     PublishConflict,
     SandboxUnavailable,
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 BRANCH_PREFIX = "acp/"
 SERVICE_NAME = "agent control plane"
 SERVICE_EMAIL = "acp@localhost"
-LOCK_WAIT_S = 300.0
 GIT_TIMEOUT_S = 600.0  # no git command outlives this (a fetch from a hung remote, a huge repo)
 
 # Applied to every git call: nothing a repository or a job can configure runs as a program.
@@ -398,94 +395,6 @@ def _parse_numstat(text: str) -> DiffStat:
     )
 
 
-# --- publishing ------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _publish_lock(common_dir: Path, base_branch: str) -> AsyncIterator[None]:
-    lock_path = common_dir / f"acp-publish-{base_branch.replace('/', '%2F')}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        # Polling, not a blocking flock in a thread: a cancelled waiter must not wake up
-        # later holding the lock.
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AcpError(
-                        f"another publish to {base_branch!r} has held {lock_path} for "
-                        f"{LOCK_WAIT_S:.0f} s",
-                        hint="check for a hung acp process; the lock frees when it exits",
-                    ) from None
-                await asyncio.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
-class _RepoInfo(BaseModel):
-    common_dir: Path
-    checkout: Path | None  # the main working tree, when it has base_branch checked out
-
-
-async def _repo_info(repo_path: Path, base_branch: str) -> _RepoInfo:
-    out = await _git(
-        "rev-parse",
-        "--path-format=absolute",
-        "--git-common-dir",
-        "--is-bare-repository",
-        cwd=repo_path,
-    )
-    common_text, bare = out.splitlines()
-    common_dir = Path(common_text)
-    if bare == "true":
-        return _RepoInfo(common_dir=common_dir, checkout=None)
-    if common_dir.name != ".git":
-        return _RepoInfo(common_dir=common_dir, checkout=None)
-    toplevel = common_dir.parent
-    rc, head_ref, _ = await _run_git("symbolic-ref", "-q", "HEAD", cwd=toplevel, check=False)
-    if rc != 0 or head_ref.strip() != f"refs/heads/{base_branch}":
-        return _RepoInfo(common_dir=common_dir, checkout=None)
-    return _RepoInfo(common_dir=common_dir, checkout=toplevel)
-
-
-async def _checkout_is_clean(checkout: Path) -> bool:
-    rc, out, _ = await _run_git(
-        "status", "--porcelain", "--untracked-files=no", cwd=checkout, check=False
-    )
-    return rc == 0 and out.strip() == ""
-
-
-async def _advance_base(
-    repo_path: Path, info: _RepoInfo, base_branch: str, old: str, new: str, reason: str
-) -> bool:
-    """Compare-and-swap the base branch from old to new; False if it moved meanwhile."""
-    clean = info.checkout is not None and await _checkout_is_clean(info.checkout)
-    rc, _, _ = await _run_git(
-        "update-ref",
-        "-m",
-        reason,
-        f"refs/heads/{base_branch}",
-        new,
-        old,
-        cwd=repo_path,
-        check=False,
-    )
-    if rc != 0:
-        return False
-    if clean and info.checkout is not None:
-        # So that a person looking at the checkout sees what was published.
-        rc, _, err = await _run_git(
-            "read-tree", "-m", "-u", old, new, cwd=info.checkout, check=False
-        )
-        if rc != 0:
-            log.warning("published %s but could not update %s: %s", new, info.checkout, err)
-    return True
-
-
 async def _merge_trees(repo_path: Path, ours: str, theirs: str, what: str) -> str:
     rc, out, err = await _run_git(
         "merge-tree",
@@ -507,146 +416,6 @@ async def _merge_trees(repo_path: Path, ours: str, theirs: str, what: str) -> st
     if rc != 0 or not lines:
         raise GitCommandFailed(f"git merge-tree failed in {repo_path}: {err.strip()}")
     return lines[0].strip()
-
-
-async def _existing_merge(repo_path: Path, base_branch: str, job_head: str) -> str:
-    """The commit on the base branch's first-parent line that brought job_head in."""
-    out = await _git(
-        "rev-list",
-        "--first-parent",
-        "--parents",
-        f"{job_head}..refs/heads/{base_branch}",
-        cwd=repo_path,
-    )
-    for line in out.splitlines():
-        commit, *parents = line.split()
-        if job_head in parents[1:]:
-            return commit
-    return job_head
-
-
-async def publish_merge(
-    repo_path: Path,
-    base_branch: str,
-    job_branch: str,
-    expected_head: str,
-    message: str,
-    *,
-    author_name: str = SERVICE_NAME,
-    author_email: str = SERVICE_EMAIL,
-) -> str:
-    """Merge the approved job branch into base_branch without a working tree; return the merge.
-
-    Raises ApprovalMismatch if the job branch moved since approval, PublishConflict if the
-    change no longer merges. Retrying after a crash returns the merge already made.
-    """
-    repo_path = _resolved(repo_path)
-    info = await _repo_info(repo_path, base_branch)
-    env = _identity(author_name, author_email)
-    async with _publish_lock(info.common_dir, base_branch):
-        rc, _, _ = await _run_git(
-            "merge-base",
-            "--is-ancestor",
-            expected_head,
-            f"refs/heads/{base_branch}",
-            cwd=repo_path,
-            check=False,
-        )
-        if rc == 0:
-            return await _existing_merge(repo_path, base_branch, expected_head)
-        job_head = await _rev(repo_path, f"refs/heads/{job_branch}^{{commit}}")
-        if job_head != expected_head:
-            raise ApprovalMismatch(
-                "the job branch changed since it was approved",
-                hint=f"{job_branch} is now at {job_head or 'nothing'}, approval was for "
-                f"{expected_head}; review and approve the new change",
-            )
-        for _attempt in range(5):
-            old = await _git("rev-parse", "--verify", f"refs/heads/{base_branch}", cwd=repo_path)
-            tree = await _merge_trees(repo_path, old, expected_head, f"{job_branch}")
-            new = await _git(
-                "commit-tree",
-                tree,
-                "-p",
-                old,
-                "-p",
-                expected_head,
-                "-m",
-                message,
-                cwd=repo_path,
-                env=env,
-            )
-            reason = f"acp: merge {job_branch}"
-            if await _advance_base(repo_path, info, base_branch, old, new, reason):
-                return new
-        raise PublishConflict(f"{base_branch} kept moving while publishing; try again")
-
-
-async def publish_push(
-    repo_path: Path, remote: str, job_branch: str, remote_branch: str, expected_head: str
-) -> str:
-    """Push the approved job branch head to remote:remote_branch; return the pushed commit."""
-    repo_path = _resolved(repo_path)
-    job_head = await _rev(repo_path, f"refs/heads/{job_branch}^{{commit}}")
-    if job_head != expected_head:
-        raise ApprovalMismatch(
-            "the job branch changed since it was approved",
-            hint=f"{job_branch} is now at {job_head or 'nothing'}, "
-            f"approval was for {expected_head}",
-        )
-    # The service's environment is kept here on purpose: pushing needs its credentials.
-    # Pushing the sha, not the branch name, so a later move of the branch cannot slip in.
-    rc, _, err = await _run_git(
-        "push",
-        "--porcelain",
-        remote,
-        f"{expected_head}:refs/heads/{remote_branch}",
-        cwd=repo_path,
-        inherit_env=True,
-        check=False,
-    )
-    if rc != 0:
-        if "rejected" in err or "non-fast-forward" in err or "fetch first" in err:
-            raise PublishConflict(
-                f"{remote}/{remote_branch} has commits the job's branch does not",
-                hint=err.strip().splitlines()[-1] if err.strip() else None,
-            )
-        raise GitCommandFailed(f"git push to {remote} failed: {err.strip()}")
-    return expected_head
-
-
-async def revert_merge(repo_path: Path, base_branch: str, merge_commit: str, message: str) -> str:
-    """Add a commit on base_branch that undoes merge_commit (against its first parent).
-
-    No working tree is used. Raises PublishConflict when later changes touch the same lines.
-    Returns the revert commit, or the base head if the change is already undone.
-    """
-    repo_path = _resolved(repo_path)
-    info = await _repo_info(repo_path, base_branch)
-    async with _publish_lock(info.common_dir, base_branch):
-        mainline = await _rev(repo_path, f"{merge_commit}^1")
-        if mainline is None:
-            raise GitCommandFailed(f"{merge_commit} has no parent to revert to")
-        rc, _, _ = await _run_git(
-            "merge-base",
-            "--is-ancestor",
-            merge_commit,
-            f"refs/heads/{base_branch}",
-            cwd=repo_path,
-            check=False,
-        )
-        if rc != 0:
-            raise GitCommandFailed(f"{merge_commit} is not on {base_branch}; nothing to revert")
-        for _attempt in range(5):
-            head = await _git("rev-parse", "--verify", f"refs/heads/{base_branch}", cwd=repo_path)
-            tree = await _revert_tree(repo_path, head, merge_commit, mainline)
-            if tree == await _git("rev-parse", f"{head}^{{tree}}", cwd=repo_path):
-                return head
-            new = await _git("commit-tree", tree, "-p", head, "-m", message, cwd=repo_path)
-            reason = f"acp: revert {merge_commit[:12]}"
-            if await _advance_base(repo_path, info, base_branch, head, new, reason):
-                return new
-        raise PublishConflict(f"{base_branch} kept moving while reverting; try again")
 
 
 async def _revert_tree(repo_path: Path, head: str, merge_commit: str, mainline: str) -> str:
