@@ -7,7 +7,9 @@ OpenAI-compatible stand-in over HTTP. Network only to 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import os
 import shutil
 import ssl
 import subprocess
@@ -26,7 +28,7 @@ from runtime.settings import Settings
 from runtime.worker import Worker
 from tests.standins.model_standin import ModelStandIn, call, say
 from tests.support import package_index
-from tests.support.acp_process import ROOT
+from tests.support.acp_process import ROOT, acp
 
 BUNDLED = ROOT / "policies" / "default.yml"
 SAMPLE = ROOT / "tests" / "fixtures" / "pyproject_sample"
@@ -160,6 +162,18 @@ def command_log(engine: Engine, job, index: int = 1) -> str:
     return engine.artifacts.read(ref.sha256).decode()
 
 
+def cli_env(engine: Engine) -> dict[str, str]:
+    """What `acp` needs to see the engine's home, database and policy."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
+    settings = engine.settings
+    return {
+        **keep,
+        "ACP_HOME": str(settings.home),
+        "ACP_DATABASE_URL": settings.database_url,
+        "ACP_POLICY_DIR": str(settings.policy_dir),
+    }
+
+
 def files_holding(root: Path, secret: str) -> list[Path]:
     """Every file under root whose bytes contain secret."""
     found = []
@@ -186,6 +200,18 @@ async def test_environment_is_built_once_per_key_and_the_job_phase_has_no_networ
     assert index.requested_projects() >= {"acp-demo-helper", "pytest"}
     setup_logs = [a for a in first.artifacts if a.name == "setup.log"]
     assert setup_logs, "the setup log is an artifact of the job that built it"
+    [built] = [e.data for e in await engine.events(first.id) if e.kind == "environment.built"]
+
+    # The operator's view: `acp env show` and `acp env build` (a cache hit: no setup).
+    cli = cli_env(engine)
+    shown = await asyncio.to_thread(acp, cli, "env", "show", "tallyho")
+    assert shown.returncode == 0, shown.stderr
+    assert built["key"][:16] in shown.stdout and "read-only at /env" in shown.stdout
+    assert "setup.log" in shown.stdout and "artifact sha256" in shown.stdout
+    again = await asyncio.to_thread(acp, cli, "env", "build", "tallyho")
+    assert again.returncode == 0 and "tallyho cached" in again.stdout, again
+    none = await asyncio.to_thread(acp, cli, "env", "show", "demo")
+    assert none.returncode != 0 and "declares no environment" in none.stderr
 
     # A second job mounts the same build: no setup runs, the index hears nothing.
     asked = len(index.requests)
