@@ -213,9 +213,13 @@ async def test_push_mode_over_http_pushes_the_branch_with_a_token_never_in_a_url
     assert TOKEN not in config and "http" not in config
 
 
-async def test_pull_request_mode_opens_closes_and_reverts_pull_requests(make_engine, tmp_path):
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+async def test_pull_request_mode_opens_closes_and_reverts_pull_requests(
+    make_engine, tmp_path, kind
+):
     bare, _clone = make_remote(tmp_path)
     async with ForgeStandin(token=TOKEN, repos={"acme/widgets": bare}) as forge:
+        api_url = forge.api_url if kind == "github" else forge.gitlab_api_url
         engine = await make_engine(
             {
                 "widgets": {
@@ -223,8 +227,8 @@ async def test_pull_request_mode_opens_closes_and_reverts_pull_requests(make_eng
                     "base_branch": "main",
                     "publish": "pull_request",
                     "forge": {
-                        "kind": "github",
-                        "api_url": forge.api_url,
+                        "kind": kind,
+                        "api_url": api_url,
                         "project": "acme/widgets",
                         "token_env": TOKEN_ENV,
                     },
@@ -236,8 +240,9 @@ async def test_pull_request_mode_opens_closes_and_reverts_pull_requests(make_eng
         assert done.state is JobState.succeeded, done.result
         pr = done.result["pull_request"]
         [opened] = [p for p in forge.requests if p.method == "POST"]
-        assert opened.json["head"] == job.pending_action.job_branch
-        assert opened.json["base"] == "main"
+        fields = ("head", "base") if kind == "github" else ("source_branch", "target_branch")
+        assert opened.json[fields[0]] == job.pending_action.job_branch
+        assert opened.json[fields[1]] == "main"
         assert git(bare, "rev-parse", "main") == base
         # Rolled back while open: the pull request is closed and its branch deleted.
         rolled = await engine.rollback(done.id, engine.actor("cli", "bob"))
