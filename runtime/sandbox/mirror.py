@@ -113,6 +113,14 @@ async def locked(mirror: Path) -> AsyncIterator[None]:
         os.close(fd)
 
 
+# Never part of a job's change unless the repository already tracks them: what tools leave
+# behind in a checkout (a virtualenv made there, caches, bytecode, node_modules).
+JOB_EXCLUDES = (
+    ".venv/", "venv/", "__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/",
+    ".ruff_cache/", ".tox/", ".nox/", "node_modules/", "*.egg-info/",
+)  # fmt: skip
+
+
 async def ensure(mirror: Path) -> Path:
     """The bare mirror at `mirror`, made (atomically) if it is not there yet."""
     if (mirror / "HEAD").exists():
@@ -123,6 +131,12 @@ async def ensure(mirror: Path) -> Path:
         await _git("init", "--quiet", "--bare", str(building), cwd=mirror.parent)
         # Objects a job made stay until the service prunes them, whatever git's defaults.
         await _git("config", "gc.auto", "0", cwd=building)
+        (building / "info").mkdir(exist_ok=True)
+        (building / "info" / "exclude").write_text(
+            "# agent control plane: never in a job's change unless tracked\n"
+            + "\n".join(JOB_EXCLUDES)
+            + "\n"
+        )
         with contextlib.suppress(OSError):
             os.rename(building, mirror)
     finally:

@@ -328,3 +328,18 @@ async def test_job_branches_do_not_outlive_their_jobs(make_engine, tmp_path):
     CodeKind._swept_at = 0.0
     assert await Worker(engine).sweep_kinds() >= 1
     assert git(mirror, "branch", "--list", "acp/*") == ""
+
+
+async def test_what_tools_leave_in_a_checkout_is_not_part_of_the_change(make_engine, tmp_path):
+    bare, _clone = make_remote(tmp_path)
+    engine = await make_engine({"widgets": {"url": str(bare), "base_branch": "main"}})
+    litter = (
+        "python3 -m venv --without-pip .venv && mkdir -p node_modules/left pkg/__pycache__ "
+        "&& touch node_modules/left/index.js pkg/__pycache__/m.cpython-311.pyc && echo k > kept.txt"
+    )
+    job = await settle(
+        engine,
+        (await engine.submit(f"code widgets: run `{litter}`", engine.actor("cli", "alice"))).id,
+    )
+    assert job.state is JobState.awaiting_approval, job.result
+    assert job.pending_action.stat["files"] == ["kept.txt"]
