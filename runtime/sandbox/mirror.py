@@ -162,6 +162,7 @@ async def _fetch_unlocked(mirror: Path, url: str, branch: str, token: str | None
         env=remote_env(url, token),
         check=False,
         timeout_s=FETCH_TIMEOUT_S,
+        own_group=True,
     )
     if rc != 0:
         text = err.strip().splitlines()
@@ -205,8 +206,9 @@ async def push(
     args.append(f"{commit}:refs/heads/{branch}" if commit else f":refs/heads/{branch}")
     async with locked(mirror):
         rc, out, err = await _run_git(
-            *args, cwd=mirror, env=remote_env(url, token), check=False, timeout_s=FETCH_TIMEOUT_S
-        )
+            *args, cwd=mirror, env=remote_env(url, token), check=False,
+            timeout_s=FETCH_TIMEOUT_S, own_group=True,
+        )  # fmt: skip
         said = f"{out}\n{err}"
         if rc == 0:
             ref = f"refs/remotes/origin/{branch}"
@@ -234,6 +236,19 @@ async def push(
         f"git push to {where} failed: {lines[-1] if lines else 'no message'}",
         hint="check that the remote accepts pushes and, for https, the token variable",
     )
+
+
+async def adopt_branch(mirror: Path, url: str, branch: str, token: str | None = None) -> str | None:
+    """Copy the remote's branch into the mirror as one of its own (a job branch an older
+    release made in the repository itself); its tip, or None if the remote has no such branch."""
+    async with locked(mirror):
+        rc, _, _ = await _run_git(
+            "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
+            f"+refs/heads/{branch}:refs/heads/{branch}",
+            cwd=mirror, env=remote_env(url, token), check=False,
+            timeout_s=FETCH_TIMEOUT_S, own_group=True,
+        )  # fmt: skip
+    return await _rev(mirror, f"refs/heads/{branch}^{{commit}}") if rc == 0 else None
 
 
 async def delete_branch(mirror: Path, branch: str) -> bool:

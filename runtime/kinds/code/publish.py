@@ -13,6 +13,7 @@ exactly the approved tree. A branch that moved after review goes back for review
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import AcpError, ApprovalMismatch, GitCommandFailed, PublishConflict
@@ -67,11 +68,7 @@ async def publish(kind: CodeKind, ctx: JobContext, pending: CodeChange) -> Outco
         remote = _Remote(ctx, pending.repo, target, mirror)
         done = await mirrors.kept(mirror, f"published/{job.job_id}")
         if done is None:
-            job_head = (
-                await wt.branch_head(mirror, pending.job_branch)
-                if await _has_branch(mirror, pending.job_branch)
-                else None
-            )
+            job_head = await _job_head(remote, pending.job_branch)
             if job_head != pending.head_commit:
                 approved = next(
                     (g for g in reversed(job.approvals) if g.decision == "approved"), None
@@ -137,8 +134,17 @@ async def publish(kind: CodeKind, ctx: JobContext, pending: CodeChange) -> Outco
     return ended
 
 
-async def _has_branch(mirror: Path, branch: str) -> bool:
-    return branch in await mirrors.branches(mirror, branch)
+async def _job_head(remote: _Remote, branch: str) -> str | None:
+    """The job branch's tip in the mirror. A job approved under a release that kept job
+    branches in the repository itself has its branch brought into the mirror (and removed
+    from the repository once it is)."""
+    if branch in await mirrors.branches(remote.mirror, branch):
+        return await wt.branch_head(remote.mirror, branch)
+    adopted = await mirrors.adopt_branch(remote.mirror, remote.url, branch, remote.token)
+    if adopted is not None:
+        with contextlib.suppress(AcpError):
+            await remote.push(None, branch, expect=adopted)
+    return adopted
 
 
 async def _drop_branch(mirror: Path, branch: str) -> None:
