@@ -113,12 +113,17 @@ class Submissions:
             )  # fmt: skip
         kind = registry.kind_for(parsed.job_type)
         target = self.policy.targets_for(kind.job_type).get(parsed.target or "")
+        scopes = kind.spec_scopes(target) if target is not None else {}
+        if decision.network_granted:  # the grant's hosts, reached through the egress proxy
+            scopes["network_scope"] = "allowlist"
+            refs = {*scopes.get("credential_refs", []), *decision.credentials_granted.values()}
+            scopes["credential_refs"] = sorted(refs)
         return JobSpec(
             job_type=kind.job_type,
             instruction=parsed.instruction,
             artifact_contract=kind.artifact_contract,
             commands=parsed.commands,
-            **(kind.spec_scopes(target) if target is not None else {}),
+            **scopes,
             **common,
         )
 

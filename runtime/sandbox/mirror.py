@@ -225,11 +225,13 @@ async def push(
         )
     if "unstaged changes" in said or "uncommitted changes" in said or "updateInstead" in said:
         path = local_path(url)
+        changed = await _changed_files(path) if path is not None else []
+        shown = ", ".join(changed[:10]) + (f" and {len(changed) - 10} more" if changed[10:] else "")
         raise CheckoutDirty(
-            f"{where} has {branch} checked out with uncommitted changes, so git's "
-            "updateInstead rule refuses to update it",
-            hint=f"commit or stash the changes in {path or where}, then publish again "
-            "(nothing was written there)",
+            f"{where} has {branch} checked out with uncommitted changes"
+            f"{' to ' + shown if shown else ''}, so git's updateInstead rule refuses to update "
+            "it; nothing was written there",
+            hint=f"commit or stash the changes in {path or where}, then try again",
         )
     lines = [line for line in said.splitlines() if line.strip()]
     raise GitCommandFailed(
@@ -249,6 +251,15 @@ async def adopt_branch(mirror: Path, url: str, branch: str, token: str | None = 
             timeout_s=FETCH_TIMEOUT_S, own_group=True,
         )  # fmt: skip
     return await _rev(mirror, f"refs/heads/{branch}^{{commit}}") if rc == 0 else None
+
+
+async def _changed_files(checkout: Path) -> list[str]:
+    """What a person's checkout has uncommitted (read without taking its index lock)."""
+    rc, out, _ = await _run_git(
+        "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=no",
+        cwd=checkout, check=False, timeout_s=30.0,
+    )  # fmt: skip
+    return [entry[3:] for entry in out.split("\0") if len(entry) > 3] if rc == 0 else []
 
 
 async def delete_branch(mirror: Path, branch: str) -> bool:

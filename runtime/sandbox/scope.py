@@ -63,6 +63,7 @@ class HostScope:
     """The parsed entries of one network list."""
 
     entries: tuple[str, ...] | list[str] = ()
+    what: str = "the job's network scope"  # how a refusal names this list
     _parsed: tuple[_Entry, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class HostScope:
         if self.allows(host, port):
             return None
         granted = ", ".join(self.entries) if self.entries else "none"
-        return f"{host}:{port} is not in the job's network scope (granted: {granted})"
+        return f"{host}:{port} is not in {self.what} (granted: {granted})"
 
     def rule(self):  # -> runtime.sandbox.egress.HostRule
         return self.refusal

@@ -39,9 +39,8 @@ from runtime.sandbox.scope import HostScope
 from runtime.secrets import redact
 from runtime.settings import Settings
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 KEEP_BUILDS = 3  # per target: the newest builds stay, older ones are removed
-_KEY_FILE_MAX = 16 * 1024 * 1024
 _TAIL_LINES = 25
 
 
@@ -84,16 +83,10 @@ async def key_for(mirror: Path, commit: str, spec: EnvironmentSpec) -> str:
         "credentials": sorted(spec.credentials.items()),
     }
     digest.update(json.dumps(head, sort_keys=True).encode())
+    # Blob ids hash the files' content: one git call reads every key file's.
+    blobs = await wt.blob_ids(mirror, commit, sorted(spec.key_files))
     for path in sorted(spec.key_files):
-        try:
-            content = await wt.read_blob(mirror, commit, path, _KEY_FILE_MAX)
-        except ValueError as too_big:
-            raise AcpError(
-                f"the environment's key file {path} is {too_big.args[0]} bytes; keys are read "
-                f"up to {_KEY_FILE_MAX} bytes"
-            ) from None
-        digest.update(f"\0{path}\0".encode())
-        digest.update(b"<missing>" if content is None else hashlib.sha256(content).digest())
+        digest.update(f"\0{path}\0{blobs.get(path, '<missing>')}".encode())
     return digest.hexdigest()
 
 
@@ -159,7 +152,7 @@ async def _build(
     tree = await wt.create_worktree(
         mirror, "env", f"env-{key[:12]}", settings.worktrees_dir, start_commit=commit
     )
-    scope = HostScope(spec.hosts)
+    scope = HostScope(spec.hosts, what=f"the hosts of {name}'s environment setup (its hosts:)")
     connections: list[dict] = []
     lines: list[str] = [f"# environment {name} key {key} at {commit}"]
     try:

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 async def execute(kind: CodeKind, ctx: JobContext) -> Outcome:
     """Run the job's steps; propose the change, or end succeeded (no change) or failed."""
     job, target = ctx.job, ctx.target
+    if target is None:
+        return Failed(
+            reason=f"target {job.spec.target!r} is not in the policy this worker runs with; "
+            "nothing ran. Restart the worker after adding a target, then submit the job again."
+        )
     path, tip = await fetched(ctx.settings, job.spec.target or "", target)
     await ctx.recorder.log("repo.fetched", {"base_branch": target.base_branch, "commit": tip})
     tree = await wt.create_worktree(

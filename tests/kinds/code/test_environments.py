@@ -261,7 +261,7 @@ async def test_setup_reaches_only_its_hosts_and_a_failure_fails_the_job_with_the
     assert job.state is JobState.failed
     reason = next(e.data["reason"] for e in await engine.events(job.id) if e.kind == "job.failed")
     assert "could not be built" in reason and "setup step 2" in reason
-    assert "not in the job's network scope" in reason, reason
+    assert "is not in the hosts of tallyho's environment setup" in reason, reason
     assert decoy.requests == [] and index.requests == []
     assert [a for a in job.artifacts if a.name == "setup.log"]
 

@@ -286,7 +286,7 @@ async def test_a_dirty_checkout_is_never_overwritten_and_a_clean_one_is_updated(
     reason = next(
         e.data["reason"] for e in await engine.events(job.id) if e.kind == "publish.failed"
     )
-    assert "uncommitted changes" in reason and str(clone) in reason
+    assert "uncommitted changes to README.md" in reason and str(clone) in reason
     assert (clone / "README.md").read_text() == "my unsaved edit\n"
     assert git(clone, "rev-parse", "HEAD") == head_before
 
