@@ -27,6 +27,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p = env_sub.add_parser("show", help="key, size, age and setup log of the cached builds")
     p.add_argument("target")
+    p.add_argument("--log", action="store_true", help="print the newest build's setup log")
     p.add_argument("--json", action="store_true")
 
 
@@ -70,6 +71,9 @@ async def cmd_env(engine: Engine, args: argparse.Namespace) -> int:
     if not found:
         print(f"{args.target}: no environment built yet; `acp env build {args.target}`")
         return 1
+    if args.log:
+        print(found[0].setup_log.read_text(errors="replace"), end="")
+        return 0
     _print(found, engine, args, built=None)
     return 0
 

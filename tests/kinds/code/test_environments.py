@@ -210,6 +210,8 @@ async def test_environment_is_built_once_per_key_and_the_job_phase_has_no_networ
     assert "setup.log" in shown.stdout and "artifact sha256" in shown.stdout
     again = await asyncio.to_thread(acp, cli, "env", "build", "tallyho")
     assert again.returncode == 0 and "tallyho cached" in again.stdout, again
+    log = await asyncio.to_thread(acp, cli, "env", "show", "tallyho", "--log")
+    assert "$ python3 -m venv /env" in log.stdout and "--- exit 0" in log.stdout, log
     none = await asyncio.to_thread(acp, cli, "env", "show", "demo")
     assert none.returncode != 0 and "declares no environment" in none.stderr
 
