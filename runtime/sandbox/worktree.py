@@ -99,7 +99,10 @@ async def _run_git(
     inherit_env: bool = False,
     check: bool = True,
     timeout_s: float = GIT_TIMEOUT_S,
+    own_group: bool = False,
 ) -> tuple[int, str, str]:
+    """Run git; own_group (for fetches and pushes, whose helpers and ssh must die with it on a
+    timeout) starts it in a process group of its own, which costs a few ms per call."""
     full_env = {**os.environ, **(env or {})} if inherit_env else _git_env(env)
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -111,7 +114,7 @@ async def _run_git(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=own_group,
         )
     except FileNotFoundError as exc:
         raise SandboxUnavailable("git is not installed", hint="apt-get install git") from exc
@@ -120,7 +123,10 @@ async def _run_git(
     except BaseException as exc:
         # A hung remote or a cancelled job: the git process (and its ssh or helper) goes too.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
+            if own_group:
+                os.killpg(proc.pid, 9)
+            else:
+                proc.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), 5.0)
         if isinstance(exc, TimeoutError):
@@ -502,6 +508,20 @@ async def reverted_tree(repo: Path, head: str, commit: str) -> str | None:
     if tree == await _git("rev-parse", f"{head}^{{tree}}", cwd=repo):
         return None
     return tree
+
+
+async def blob_ids(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The blob id (a hash of the content) of each path that is a file at commit."""
+    if not paths:
+        return {}
+    out = (await _run_git("ls-tree", "-z", commit, "--", *paths, cwd=repo))[1]
+    found = {}
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            found[path] = parts[2]
+    return found
 
 
 async def tree_of(repo: Path, commit: str) -> str:
