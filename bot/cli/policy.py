@@ -31,6 +31,11 @@ async def cmd_policy_check(engine: Engine, args: argparse.Namespace) -> int:
         print(f"  reason      : {reason}")
     print(f"  rules       : {', '.join(d.rule_ids) or '-'}")
     print(f"  tools       : {', '.join(d.tools_granted) or '-'}")
+    print(f"  network     : {', '.join(d.network_granted) or 'none (no host is reachable)'}")
+    for host, variable in d.credentials_granted.items():
+        print(f"  credential  : {host} gets ${variable} (added by the egress proxy)")
+    if d.effect == "allow" and not d.approvals and registry_mutating(parsed["job_type"]):
+        print("  approval    : none: its change publishes as soon as the job ends")
     for gate in d.approvals:
         print(
             f"  approval    : {gate.action} by {', '.join(gate.approvers) or 'nobody'} "
@@ -43,3 +48,10 @@ async def cmd_policy_check(engine: Engine, args: argparse.Namespace) -> int:
         print(f"  steps       : {parsed['commands']}")
     print(f"  policy hash : {check.policy_hash[:16]}  (nothing was run or recorded)")
     return 0
+
+
+def registry_mutating(job_type: str | None) -> bool:
+    """Whether jobs of this type change something when their action is taken."""
+    from runtime.kinds import registry
+
+    return bool(job_type) and registry.known(job_type) and registry.kind_for(job_type).mutating

@@ -32,6 +32,7 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
         f"  rules       : {', '.join(decision.get('rule_ids', [])) or '-'}",
         f"  policy hash : {job.policy_hash[:16]}",
         f"  tools       : {', '.join(job.tools_granted) or '-'}",
+        f"  network     : {', '.join(decision.get('network_granted') or []) or 'none'}",
         f"  model       : {job.model.model} (rule {job.model.route_rule or '-'}), "
         f"{job.model.calls} calls, ${job.model.cost_usd:.4f}",
     ]
@@ -57,6 +58,9 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
             f"approvers: {', '.join(gate.approvers) or '-'}; change {gate.action_hash[:12]}"
             f"{expires})"
         )
+    if job.state.value == "rolled_back" and job.result.get("revert_commit"):
+        on = f" on {job.result['reverted_on']}" if job.result.get("reverted_on") else ""
+        lines.append(f"  rolled back : revert {job.result['revert_commit'][:12]}{on}")
     kind = registry.kind_for(job.spec.job_type)
     waiting = job.state.value == "awaiting_approval"
     shown = kind.evidence(job) if waiting else kind.results(job)

@@ -336,6 +336,14 @@ async def test_granted_hosts_are_reached_with_credentials_the_sandbox_never_sees
     assert files_holding(Path(engine.settings.home), API_TOKEN) == []
     for event in events:
         assert API_TOKEN not in str(event.data)
+    cli = cli_env(engine)
+    checked = await asyncio.to_thread(
+        acp, cli, "policy", "check", "--as", "alice", "code tallyho: run `true`"
+    )
+    assert f"network     : {host}" in checked.stdout, checked.stdout
+    assert f"credential  : localhost gets ${API_TOKEN_ENV}" in checked.stdout
+    shown = await asyncio.to_thread(acp, cli, "show", job.job_id)
+    assert f"network     : {host}" in shown.stdout and API_TOKEN not in shown.stdout
 
 
 BROKEN_FEATURE = '''
