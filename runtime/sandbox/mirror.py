@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runtime.errors import AcpError, GitCommandFailed, PublishConflict
+from runtime.errors import GitCommandFailed, PublishConflict
+from runtime.sandbox.file_lock import file_lock
 from runtime.sandbox.worktree import _git, _rev, _run_git
 
 FETCH_TIMEOUT_S = 300.0
@@ -90,27 +88,9 @@ def remote_env(url: str, token: str | None) -> dict[str, str]:
     return env
 
 
-@contextlib.asynccontextmanager
-async def locked(mirror: Path) -> AsyncIterator[None]:
+def locked(mirror: Path):
     """One fetch or push at a time per mirror, across processes; waits at most LOCK_WAIT_S."""
-    fd = os.open(mirror / "acp-mirror.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AcpError(
-                        f"another fetch or push has held the mirror {mirror} for "
-                        f"{LOCK_WAIT_S:.0f} s",
-                        hint="check for a hung acp process; the lock frees when it exits",
-                    ) from None
-                await asyncio.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
+    return file_lock(mirror / "acp-mirror.lock", LOCK_WAIT_S, "another fetch or push")
 
 
 # Never part of a job's change unless the repository already tracks them: what tools leave

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from runtime.policy import EnvironmentSpec, RepoTarget
 from runtime.sandbox import worktree as wt
 from runtime.sandbox.bwrap import BASE_ENV, run_sandboxed
 from runtime.sandbox.egress_route import open_route
+from runtime.sandbox.file_lock import file_lock
 from runtime.sandbox.plan import ENV_MOUNT, REPO_MOUNT
 from runtime.sandbox.scope import HostScope
 from runtime.secrets import redact
@@ -125,7 +124,8 @@ async def ensure(
         return hit, False
     directory = root(settings, name)
     directory.mkdir(parents=True, exist_ok=True)
-    async with _locked(directory / f".{key}.lock", spec.timeout_s + 60):
+    lock = directory / f".{key}.lock"
+    async with file_lock(lock, spec.timeout_s + 60, "another build of this environment"):
         if not force and (hit := cached(settings, name, key)) is not None:
             return hit, False  # another job built it while this one waited
         info = await _build(settings, name, spec, mirror, commit, key, on_event)
@@ -258,23 +258,3 @@ def _prune(directory: Path, keep: set[str]) -> None:
         pid = half.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(half, ignore_errors=True)
-
-
-@contextlib.asynccontextmanager
-async def _locked(path: Path, wait_s: float) -> AsyncIterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AcpError(
-                        f"another build of this environment has held {path} for {wait_s:.0f} s"
-                    ) from None
-                await asyncio.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
