@@ -154,6 +154,7 @@ async def _build(
     )
     scope = HostScope(spec.hosts, what=f"the hosts of {name}'s environment setup (its hosts:)")
     connections: list[dict] = []
+    told = 0
     lines: list[str] = [f"# environment {name} key {key} at {commit}"]
     try:
         async with open_route(
@@ -188,6 +189,9 @@ async def _build(
                 ]
                 refused = route.refusals_since(mark)
                 lines += [f"acp: refused {r.host}:{r.port}: {r.reason}" for r in refused]
+                if on_event is not None:  # setup's way out is on the record of the job it serves
+                    await _record_network(on_event, connections, refused, index, told)
+                    told = len(connections)
                 if result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     await asyncio.to_thread(_write_log, log_path, lines)
@@ -216,6 +220,19 @@ async def _build(
     await asyncio.to_thread(shutil.rmtree, final, True)  # a forced rebuild replaces the old
     os.rename(staging, final)
     return info
+
+
+async def _record_network(
+    on_event, connections: list[dict], refused: list, step: int, told: int
+) -> None:
+    if connections[told:] or refused:
+        await asyncio.sleep(0.05)  # connections the command's end cut are counted
+    for c in connections[told:]:
+        keep = ("host", "port", "method", "bytes_up", "bytes_down", "status", "credential")
+        await on_event("network.connection", {**{k: c.get(k) for k in keep}, "setup_step": step})
+    for r in refused:
+        data = {"host": r.host, "port": r.port, "method": r.method, "reason": r.reason}
+        await on_event("network.refused", {**data, "setup_step": step})
 
 
 def _failure_data(name: str, key: str, index: int, command: str, why: str) -> dict:

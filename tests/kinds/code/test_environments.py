@@ -198,6 +198,11 @@ async def test_environment_is_built_once_per_key_and_the_job_phase_has_no_networ
     assert "5 passed" in command_log(engine, first), command_log(engine, first)
     assert "environment.built" in await kinds(engine, first.id)
     assert index.requested_projects() >= {"acp-demo-helper", "pytest"}
+    setup_net = [e.data for e in await engine.events(first.id) if e.kind == "network.connection"]
+    assert setup_net and {(c["host"], c["port"]) for c in setup_net} == {
+        ("127.0.0.1", int(host_of(index).split(":")[1]))
+    }, "setup's connections are on the record of the job it was built for"
+    assert all(c["setup_step"] == 2 and c["bytes_down"] > 0 for c in setup_net)
     setup_logs = [a for a in first.artifacts if a.name == "setup.log"]
     assert setup_logs, "the setup log is an artifact of the job that built it"
     [built] = [e.data for e in await engine.events(first.id) if e.kind == "environment.built"]
@@ -266,6 +271,8 @@ async def test_setup_reaches_only_its_hosts_and_a_failure_fails_the_job_with_the
     assert "is not in the hosts of tallyho's environment setup" in reason, reason
     assert decoy.requests == [] and index.requests == []
     assert [a for a in job.artifacts if a.name == "setup.log"]
+    refused = [e.data for e in await engine.events(job.id) if e.kind == "network.refused"]
+    assert refused and refused[0]["port"] == int(host_of(decoy).split(":")[1])
 
 
 class _TokenServer(http.server.BaseHTTPRequestHandler):
