@@ -29,6 +29,8 @@ from runtime.sandbox import netns
 if TYPE_CHECKING:
     from runtime.sandbox.egress_route import EgressRoute
 
+# The system's python starts faster than most virtualenvs' (netns.py needs only the stdlib).
+_NETNS_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 SHIM_BIN = "/opt/acp/bin"  # `python` -> python3 when the system has no `python` of its own
 BASE_ENV: dict[str, str] = {
     "PATH": f"/usr/local/bin:/usr/bin:/bin:{SHIM_BIN}",
@@ -161,7 +163,7 @@ def bwrap_args(
         # runtime/sandbox/netns.py runs as a script (standard library only), outside the
         # sandbox's mounts; it execs bwrap inside the namespace it made.
         prefix = [
-            sys.executable, "-I", "-S", str(Path(netns.__file__).resolve()),
+            _NETNS_PYTHON, "-I", "-S", str(Path(netns.__file__).resolve()),
             "--port", str(egress.port), "--proxy-socket", str(socket_path),
             "--door", egress.door, "--",
         ]  # fmt: skip

@@ -16,15 +16,20 @@ anything else is imported, on every browser launch.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import os
-import shlex
 import socket
 import struct
 import sys
-from pathlib import Path
+
+TYPE_CHECKING = False  # not typing's: importing typing costs tens of ms on every command
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Nothing else at the top: this runs before every sandboxed command with a network route, and
+# each module imported here is paid for on each of them (pathlib, shlex and contextlib cost
+# several ms together); the forwarder imports what it needs once it runs.
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -51,9 +56,9 @@ def enter_network_namespace() -> str:
     uid, gid = os.getuid(), os.getgid()
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
         # The same user inside as outside, so the files this user made stay this user's.
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
         _loopback_up()
         return "user"
     first = ctypes.get_errno()
@@ -67,6 +72,14 @@ def enter_network_namespace() -> str:
         )
     _loopback_up()
     return "root"
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _loopback_up() -> None:
@@ -115,6 +128,7 @@ def _forwarder(
 
 async def _serve(listener: socket.socket, proxy_socket: str, fixed_door: str | None) -> None:
     import asyncio
+    import contextlib
 
     async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -182,7 +196,8 @@ def run(
         print(f"acp netns: the namespace has {interfaces()}, not only lo", file=sys.stderr)
         return EXIT_NO_NAMESPACE
     if report:
-        Path(report).write_text(how)
+        with open(report, "w") as out:
+            out.write(how)
     # Every loopback address: each client's door is an address of its own.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -205,6 +220,9 @@ def wrapper_script(
     """Write an executable that runs program in a namespace whose port PORT leads to
     proxy_socket (for Playwright's executable_path); it leaves directory/namespace saying
     how the namespace was made."""
+    import shlex
+    from pathlib import Path
+
     args = [
         python or sys.executable,
         "-I",
