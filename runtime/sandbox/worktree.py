@@ -488,7 +488,12 @@ async def _git_input(repo: Path, args: list[str], text: str, env: Mapping[str, s
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(text.encode()), GIT_TIMEOUT_S)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(text.encode()), GIT_TIMEOUT_S)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
     if proc.returncode:
         raise GitCommandFailed(f"git {args[0]} failed in {repo}: {err.decode(errors='replace')}")
     return out.decode().strip()
