@@ -123,9 +123,7 @@ async def publish(kind: CodeKind, ctx: JobContext, pending: CodeChange) -> Outco
         await _drop_branch(mirror, pending.job_branch)
         hint = f" ({conflict.hint})" if conflict.hint else ""
         return Failed(reason=f"{conflict.message}{hint}", event="publish.failed")
-    except (GitCommandFailed, AcpError) as error:
-        if isinstance(error, ApprovalMismatch):
-            raise
+    except AcpError as error:  # an unreachable remote or forge, a token not set: nothing moved
         hint = f" ({error.hint})" if error.hint else ""
         return Failed(reason=f"{error.message}{hint}", event="publish.failed")
     await mirrors.keep(mirror, f"published/{job.job_id}", published)
