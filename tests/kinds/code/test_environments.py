@@ -334,11 +334,14 @@ async def test_granted_hosts_are_reached_with_credentials_the_sandbox_never_sees
     assert _TokenServer.seen == [f"Bearer {API_TOKEN}"]
     assert decoy.requests == []
     events = await engine.events(job.id)
-    [connection] = [e.data for e in events if e.kind == "network.connection"]
+    # The job's own command (setup's connections, to the index, carry their setup_step).
+    [connection] = [
+        e.data for e in events if e.kind == "network.connection" and "setup_step" not in e.data
+    ]
     assert connection["host"] == "localhost" and connection["port"] == api_server
     assert connection["credential"] == API_TOKEN_ENV and connection["status"] == 200
     assert connection["bytes_down"] > 0
-    refused = [e.data for e in events if e.kind == "network.refused"]
+    refused = [e.data for e in events if e.kind == "network.refused" and "setup_step" not in e.data]
     assert [(r["host"], r["port"]) for r in refused] == [("127.0.0.1", int(host_of(decoy)[10:]))]
     assert files_holding(Path(engine.settings.home), API_TOKEN) == []
     for event in events:
