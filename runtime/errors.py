@@ -55,6 +55,35 @@ class UnknownPerson(AcpError):
     exit_code = 4
 
 
+# --- authentication (the service API's doors) --------------------------------
+
+
+class Unauthenticated(AcpError):
+    """Raised when a caller of the service API proves no identity: no or an unknown, revoked
+    or expired token, a socket peer whose uid maps to nobody."""
+
+    exit_code = 19
+
+
+class ScopeMissing(AcpError):
+    """Raised when an API token lacks the scope an action needs (a submit token approving)."""
+
+    exit_code = 20
+
+
+class ImpersonationRefused(AcpError):
+    """Raised when `--as` names someone other than the authenticated caller and the policy
+    does not allow impersonation (only the demo policy does)."""
+
+    exit_code = 21
+
+
+class ServiceUnavailable(AcpError):
+    """Raised by the `acp` client when the service is not running or cannot be reached."""
+
+    exit_code = 22
+
+
 # --- policy ----------------------------------------------------------------
 
 
@@ -182,7 +211,9 @@ class PublishConflict(AcpError):
 
 
 class AuditChainBroken(AcpError):
-    """Raised by verify when an event was edited, deleted, reordered or an artifact changed."""
+    """Raised by verify when an event was edited, deleted, reordered or an artifact changed,
+    or when the log no longer extends a signed checkpoint (rewritten, truncated, forked), or a
+    checkpoint's signature fails."""
 
     exit_code = 12
 

@@ -42,6 +42,11 @@ class Person(_Strict):
     team: str | None = None
     roles: list[str] = Field(default_factory=list)
     identities: Identities = Field(default_factory=Identities)
+    service: bool = Field(
+        False,
+        description="a service identity (CI, a routine's runner): authenticates only with an "
+        "API token, never at the terminal or in Slack",
+    )
 
 
 def _known_kinds(values: list[JobType]) -> list[JobType]:
@@ -382,6 +387,49 @@ class Routines(_Strict):
     declared: list[DeclaredRoutine] = Field(default_factory=list)
 
 
+class Authentication(_Strict):
+    """How the service API's doors may be used beyond their own proof of identity."""
+
+    impersonation: bool = Field(
+        False,
+        description="honour `acp ... --as NAME` from any caller at the terminal socket: for "
+        "local demos only; anywhere else it is refused and the kernel's uid decides who acts",
+    )
+    token_max_days: int = Field(90, ge=1, description="the longest an API token may live")
+    token_admin_roles: list[str] = Field(
+        default_factory=list,
+        description="roles whose members may create and revoke tokens for other people and "
+        "for service identities (everyone may manage their own)",
+    )
+
+
+class Witness(_Strict):
+    """One place outside the database that receives every signed checkpoint."""
+
+    directory: str | None = Field(None, description="a directory (another disk, a mount)")
+    http: str | None = Field(None, description="an HTTP endpoint the checkpoint is POSTed to")
+    slack: str | None = Field(None, description="a Slack channel id, posted through the outbox")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Witness:
+        named = [k for k in ("directory", "http", "slack") if getattr(self, k)]
+        if len(named) != 1:
+            raise ValueError("a witness is exactly one of: directory, http, slack")
+        return self
+
+
+class AuditCheckpoints(_Strict):
+    every_events: int = Field(1000, ge=1, description="sign a checkpoint after this many events")
+    every_seconds: float = Field(
+        30, gt=0, description="or after this long, when anything was appended"
+    )
+    witnesses: list[Witness] = Field(default_factory=list)
+
+
+class AuditSpec(_Strict):
+    checkpoints: AuditCheckpoints = Field(default_factory=AuditCheckpoints)
+
+
 class Policy(_Strict):
     version: int = 1
     people: dict[str, Person] = Field(default_factory=dict)
@@ -392,6 +440,8 @@ class Policy(_Strict):
     targets: Targets = Field(default_factory=Targets)
     limits: Limits = Field(default_factory=Limits)
     routines: Routines = Field(default_factory=Routines)
+    authentication: Authentication = Field(default_factory=Authentication)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
 
     def targets_for(self, job_type: JobType | str) -> dict[str, Any]:
         """The targets a job of this kind may name: its kind's section of the policy (a kind
