@@ -53,7 +53,10 @@ async def run_service(engine: Engine) -> int:
         if target.sample:
             path = await ensure_repo(engine.settings, target)
             print(f"sample repo '{name}' at {path}")
+    from bot.api.server import start_api
+
     stop = _stop_event()
+    _protect(engine)
     print(f"acp service: home {engine.settings.home}")
     print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
     if engine.schema_found is not None:
@@ -68,9 +71,16 @@ async def run_service(engine: Engine) -> int:
     tasks = [asyncio.create_task(worker.supervise(engine, stop))]
     closers: list = []
     try:
+        api = await start_api(engine)
+        closers.append(api.close)
+        print(f"  api      : {api.socket_path} (unix socket: callers are who the kernel says)")
+        if api.url:
+            print(f"             {api.url}/api/v1 (HTTP: API tokens only)")
         slack = await _start_slack(engine, stop, tasks, closers)
     except BaseException:
         stop.set()
+        for close in closers:
+            await close()
         await worker.stop()
         raise
     print(f"  slack    : {slack}")
@@ -120,6 +130,26 @@ async def _start_slack(engine: Engine, stop: asyncio.Event, tasks: list, closers
     runner = await start_http(app, host, port)
     closers.append(runner.cleanup)
     return f"HTTP on http://{host}:{port}{EVENTS_PATH}"
+
+
+def _protect(engine: Engine) -> None:
+    """ACP_HOME is reachable (to its socket) but not readable by others, and the database and
+    artifacts only by the service: every other door goes through the API."""
+    import contextlib
+    import stat
+
+    home = engine.settings.home
+    with contextlib.suppress(OSError):
+        if home.stat().st_uid == os.geteuid():
+            os.chmod(home, 0o711)
+    paths = [engine.settings.artifacts_dir, engine.settings.audit_key_file.parent]
+    if engine.db.sqlite_path is not None:
+        db = engine.db.sqlite_path
+        paths += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    for path in paths:
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode
+            os.chmod(path, 0o700 if stat.S_ISDIR(mode) else 0o600)
 
 
 def _safe_url(url: str) -> str:

@@ -95,7 +95,9 @@ class Engine(Submissions, Outcomes, ApprovalGates):
 
     # --- identity --------------------------------------------------------
 
-    def actor(self, door: Door, identity: str) -> Actor:
+    def actor(self, door: Door, identity: str, via: str = "") -> Actor:
+        """A door's identity as a person of the policy; `via` says how the door authenticated
+        it (runtime.identity builds those for the service API's doors)."""
         person = self.policy.person_for(door, identity)
         if person is None:
             known = ", ".join(sorted(self.policy.people)) or "nobody"
@@ -104,7 +106,7 @@ class Engine(Submissions, Outcomes, ApprovalGates):
                 hint=f"people in the policy: {known} (pass --as NAME, or add the identity "
                 f"under people.<name>.identities.{door})",
             )
-        return Actor(person=person, door=door, identity=identity)
+        return Actor(person=person, door=door, identity=identity, via=via)
 
     # --- transactions and events -----------------------------------------
 
@@ -227,6 +229,44 @@ class Engine(Submissions, Outcomes, ApprovalGates):
             )
 
         return await self.locked(job.id, body)
+
+    # --- cancelling ----------------------------------------------------------
+
+    async def cancel(self, job_id: int, actor: Actor, *, reason: str = "") -> JobRecord:
+        """Stop a job that is waiting (queued, for an answer, for approval): its requester or
+        an approver of its pending action may. A running job ends at its time limit."""
+        from runtime.errors import AlreadyDecided
+        from runtime.jobs import TERMINAL_STATES
+
+        waiting = {JobState.needs_clarification, JobState.queued, JobState.awaiting_approval}
+
+        async def body(conn: AsyncConnection, job: JobRecord) -> JobRecord:
+            if job.state in TERMINAL_STATES:
+                raise AlreadyDecided(f"{job.job_id} is already {job.state.value}; nothing changed")
+            if job.state not in waiting:
+                raise InvalidTransition(
+                    f"{job.job_id} is {job.state.value}; only a waiting job (queued, awaiting "
+                    "approval or an answer) can be cancelled",
+                    hint="a running job ends at its time limit (limits.job_time_limit_s)",
+                )
+            approvers = {p for g in job.approvals if g.decision is None for p in g.approvers}
+            if actor.person != job.spec.requester and actor.person not in approvers:
+                raise PolicyDenied(
+                    f"{actor.person} may not cancel {job.job_id}: only its requester "
+                    f"({job.spec.requester}) or an approver of its pending action may",
+                    rule_ids=["cancel.requester_or_approver"],
+                )
+            why = f"cancelled by {actor.person}" + (f": {reason}" if reason else "")
+            return await self.transition(
+                conn, job, JobState.cancelled, actor=actor.label, kind="job.cancelled",
+                data={"reason": why}, result={**job.result, "reason": why},
+            )  # fmt: skip
+
+        try:
+            return await self.locked(job_id, body)
+        except (PolicyDenied, InvalidTransition) as error:
+            await self.record_refusal("cancel.refused", actor.label, error, job_id=job_id)
+            raise
 
     # --- reading -----------------------------------------------------------
 

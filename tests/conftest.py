@@ -64,6 +64,8 @@ def acp_env(tmp_path: Path, db_url: str) -> dict[str, str]:
         ACP_POLICY_DIR=str(BUNDLED_POLICY),
         OPENAI_API_KEY=SECRET_VALUE,
         PYTHONUNBUFFERED="1",
+        # Tests run side by side: the API's HTTP listener takes any free port.
+        ACP_API_LISTEN="127.0.0.1:0",
     )
     return env
 

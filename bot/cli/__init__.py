@@ -1,9 +1,10 @@
-"""The `acp` command: the terminal front door over runtime.engine.
+"""The `acp` command: the terminal front door, a client of the service API.
 
-Parses arguments (parser), calls the engine (jobs, routines, artifacts, audit, policy, db),
-renders (render). No policy here. A user error is one clear line on stderr and a non-zero exit,
-never a traceback. Heavy modules are imported only when used; the service itself (`acp serve`,
-`acp worker`) is assembled in bot.serve.
+Parses arguments (parser), sends the request to the service (client: the Unix socket under
+ACP_HOME, or ACP_URL with ACP_TOKEN) and renders what came back (render). `acp serve` and
+`acp worker` are the service (assembled in bot.serve); `acp db` and `acp env` are operators'
+tools on its machine. No policy here. A user error is one clear line on stderr and a non-zero
+exit, never a traceback. Heavy modules are imported only when used.
 """
 
 from __future__ import annotations
@@ -16,40 +17,57 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.cli import artifacts, audit, db, env, jobs, policy, routines
+from bot.cli import artifacts, audit, db, env, jobs, policy, routines, tokens
 from bot.cli.parser import build_parser
 from bot.cli.render import job_line, render_job
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from bot.cli.client import ServiceClient
 
 __all__ = ["_job_line", "build_parser", "main", "render_job", "run"]
 
 # The name bench/cli_startup.py renders a list with.
 _job_line = job_line
 
-_HANDLERS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+# Commands that are requests to the service API (the service alone writes the database).
+_HANDLERS: dict[str, Callable[[ServiceClient, argparse.Namespace], Awaitable[int]]] = {
     "submit": jobs.cmd_submit,
     "jobs": jobs.cmd_jobs,
     "show": jobs.cmd_show,
     "approve": jobs.cmd_approve,
     "reject": jobs.cmd_reject,
     "answer": jobs.cmd_answer,
+    "cancel": jobs.cmd_cancel,
     "rollback": jobs.cmd_rollback,
     "replay": artifacts.cmd_replay,
     "export-test": artifacts.cmd_export_test,
     "artifact": artifacts.cmd_artifact,
     "policy": policy.cmd_policy_check,
     "routines": routines.cmd_routines,
-    "env": env.cmd_env,
+    "token": tokens.cmd_token,
 }
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from runtime.engine import Engine
-
     if args.command == "db":
         return await db.run(args)
+    if args.command in ("serve", "worker", "env"):
+        return await _in_service(args)
+    from bot.cli.client import ServiceClient
+
+    client = ServiceClient()
+    if getattr(args, "as_user", None):
+        client.as_user = args.as_user
+    if args.command == "audit":
+        return await audit.run(args, client)
+    return await _HANDLERS[args.command](client, args)
+
+
+async def _in_service(args: argparse.Namespace) -> int:
+    """The service itself, its worker, and the operator's environment builds (files under
+    ACP_HOME, no database rows): these open the engine."""
+    from runtime.engine import Engine
+
     if args.command == "serve":
         # The service brings the schema up to date at start, under the upgrade lock.
         engine = await Engine.open(upgrade=True, actor=f"serve:{db.operator()[4:]}")
@@ -64,13 +82,7 @@ async def _run(args: argparse.Namespace) -> int:
             from bot.serve import run_worker
 
             return await run_worker(engine)
-        if args.command == "audit":
-            handler = (
-                audit.cmd_audit_verify if args.audit_command == "verify" else audit.cmd_audit_export
-            )
-        else:
-            handler = _HANDLERS[args.command]
-        return await handler(engine, args)
+        return await env.cmd_env(engine, args)
     finally:
         await engine.close()
 

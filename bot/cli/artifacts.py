@@ -13,39 +13,30 @@ from typing import TYPE_CHECKING
 from bot.cli.render import print_json
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from bot.cli.client import ServiceClient
     from runtime.jobs import JobRecord
 
 
-async def cmd_replay(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
-
-    job = await engine.get(parse_job_id(args.job))
-    report = await engine.replay(job.id, on_base=args.on_base)
+async def cmd_replay(client: ServiceClient, args: argparse.Namespace) -> int:
+    job = await client.get(args.job)
+    report = await client.call("POST", f"/jobs/{job.job_id}/replay", {"on_base": args.on_base})
     if args.json:
-        print_json(report.model_dump())
-    elif report.identical:
+        print_json(report)
+    elif report["identical"]:
         print(
-            f"replay of {job.job_id}: identical ({report.model_responses} recorded model "
-            f"responses, base {report.base_commit[:12]}, no model called)"
+            f"replay of {job.job_id}: identical ({report['model_responses']} recorded model "
+            f"responses, base {report['base_commit'][:12]}, no model called)"
         )
     else:
-        print(f"replay of {job.job_id}: differs (base {report.base_commit[:12]})")
-        print(report.difference.rstrip())
-    return 0 if report.identical else 1
+        print(f"replay of {job.job_id}: differs (base {report['base_commit'][:12]})")
+        print(report["difference"].rstrip())
+    return 0 if report["identical"] else 1
 
 
-async def cmd_export_test(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.errors import BadRequest
-    from runtime.jobs import parse_job_id
-    from runtime.kinds import registry
-
-    job = await engine.get(parse_job_id(args.job))
-    kind = registry.kind_for(job.spec.job_type)
-    target = engine.policy.targets_for(kind.job_type).get(job.spec.target or "")
-    if target is None and kind.target_section:
-        raise BadRequest(f"target '{job.spec.target}' of {job.job_id} is no longer in the policy")
-    script, filename = kind.export_test(job, target)
+async def cmd_export_test(client: ServiceClient, args: argparse.Namespace) -> int:
+    job = await client.get(args.job)
+    made = await client.call("GET", f"/jobs/{job.job_id}/playwright-test")
+    script, filename = made["script"], made["filename"]
     if args.output == "-":
         sys.stdout.write(script)
         return 0
@@ -55,19 +46,18 @@ async def cmd_export_test(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_artifact(engine: Engine, args: argparse.Namespace) -> int:
+async def cmd_artifact(client: ServiceClient, args: argparse.Namespace) -> int:
     from runtime.errors import BadRequest
-    from runtime.jobs import parse_job_id
 
-    job = await engine.get(parse_job_id(args.job))
+    job = await client.get(args.job)
     named = [(a.name, a.sha256) for a in job.artifacts]
     if not any(name == args.name for name, _ in named):
-        named += await _model_call_artifacts(engine, job)
+        named += await _model_call_artifacts(client, job)
     found = [digest for name, digest in named if name == args.name]
     if not found:
         names = ", ".join(dict.fromkeys(name for name, _ in named)) or "none"
         raise BadRequest(f"{job.job_id} has no artifact '{args.name}'", hint=f"it has: {names}")
-    data = engine.artifacts.read(found[-1])
+    data = await client.artifact(found[-1])
     if args.output == "-":
         sys.stdout.buffer.write(data)
         return 0
@@ -78,11 +68,11 @@ async def cmd_artifact(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _model_call_artifacts(engine: Engine, job: JobRecord) -> list[tuple[str, str]]:
+async def _model_call_artifacts(client: ServiceClient, job: JobRecord) -> list[tuple[str, str]]:
     """What each model call sent and got back: on the chain by hash from its model.call event
     (not in the job's artifact list), under the names the model client stored them as."""
     out = []
-    for event in await engine.events(job.id):
+    for event in await client.events(job.id):
         if event.kind == "model.call" and "index" in event.data:
             index = event.data["index"]
             out.append((f"model-request-{index}.json", event.data["request_sha256"]))

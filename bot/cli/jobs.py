@@ -1,6 +1,6 @@
-"""`acp submit | jobs | show | approve | reject | answer | rollback | schema`: a job's life.
-
-Each command calls the engine and renders what it returned; no rule is decided here.
+"""`acp submit | jobs | show | approve | reject | answer | cancel | rollback | schema`: a job's
+life, through the service API (bot.cli.client). Each command sends the request and renders
+what came back; no rule is decided here, and who is acting is the service's to establish.
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from bot.cli.parser import identity
 from bot.cli.render import job_line, print_job, print_json, render_job, review_text
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from bot.cli.client import ServiceClient
     from runtime.jobs import JobRecord
 
 SETTLED_WAIT_S = 120.0
 
 
-async def settle(engine: Engine, job: JobRecord, wait: bool) -> JobRecord:
+async def settle(client: ServiceClient, job: JobRecord, wait: bool) -> JobRecord:
     """Wait while a worker moves the job along, so the person sees where it landed."""
     busy = {"queued", "running", "approved"}
     if not wait or job.state.value not in busy:
         return job
-    if await engine.live_workers() == 0:
+    if await client.live_workers() == 0:
         print(
             f"{job.job_id} is {job.state.value}; no worker is running — start one with `acp serve`",
             file=sys.stderr,
@@ -35,34 +34,38 @@ async def settle(engine: Engine, job: JobRecord, wait: bool) -> JobRecord:
     deadline = time.monotonic() + SETTLED_WAIT_S
     while job.state.value in busy and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-        job = await engine.get(job.id)
+        job = await client.get(job.id)
     return job
 
 
-async def cmd_submit(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import Origin
+async def show_job(client: ServiceClient, job: JobRecord, args: argparse.Namespace) -> int:
+    if not args.json:
+        await client.prefetch(job)
+    return print_job(client, job, args)
 
-    actor = engine.actor("cli", identity(args))
+
+async def cmd_submit(client: ServiceClient, args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.request == "-" else args.request
-    job = await engine.submit(text, actor, Origin.cli)
+    job = await client.submit(text)
     if not args.json:
         print(f"{job.job_id} {job.state.value}", file=sys.stderr)
-    job = await settle(engine, job, not args.no_wait)
-    return print_job(engine, job, args)
+    job = await settle(client, job, not args.no_wait)
+    return await show_job(client, job, args)
 
 
-async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
+async def cmd_show(client: ServiceClient, args: argparse.Namespace) -> int:
     from runtime.kinds import registry
 
-    job = await engine.get(parse_job_id(args.job))
-    calls = [e for e in await engine.events(job.id) if e.kind in ("model.call", "model.fallback")]
+    job = await client.get(args.job)
+    events = await client.events(job.id)
+    calls = [e for e in events if e.kind in ("model.call", "model.fallback")]
     if args.json:
         print_json({**job.model_dump(mode="json"), "model_calls": [e.data for e in calls]})
         return 0
-    print(render_job(engine, job, with_diff=False))
+    await client.prefetch(job)
+    print(render_job(client, job, with_diff=False))
     kind = registry.kind_for(job.spec.job_type)
-    for event in await engine.events(job.id):
+    for event in events:
         told = kind.describe(event.kind, event.data)  # the kind's own timeline (browser steps)
         if told is not None:
             print(f"  {told[0]:<12}: {told[1]}")
@@ -76,18 +79,14 @@ async def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
             f"{d['completion_tokens']} tokens, ${d['cost_usd']:.6f}, {d['latency_ms']:.0f} ms "
             f"(route {d['route_rule']})"
         )
-    for text in review_text(engine, job):
+    for text in review_text(client, job):
         print()
         print(text)
     return 0
 
 
-async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
-    requester = None
-    if args.mine:
-        requester = engine.actor("cli", identity(args)).person
-    states = args.state.split(",") if args.state else None
-    jobs = await engine.jobs(requester=requester, states=states, limit=args.limit)
+async def cmd_jobs(client: ServiceClient, args: argparse.Namespace) -> int:
+    jobs = await client.jobs(mine=args.mine, states=args.state, limit=args.limit)
     if args.json:
         print_json([job.model_dump(mode="json") for job in jobs])
     elif not jobs:
@@ -98,40 +97,32 @@ async def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_approve(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
-
-    actor = engine.actor("cli", identity(args))
-    job = await engine.approve(parse_job_id(args.job), actor, action_hash=args.hash)
-    print(f"{job.job_id} approved by {actor.person}", file=sys.stderr)
-    return print_job(engine, await settle(engine, job, not args.no_wait), args)
+async def cmd_approve(client: ServiceClient, args: argparse.Namespace) -> int:
+    job, who = await client.act(args.job, "approve", hash=args.hash)
+    print(f"{job.job_id} approved by {who}", file=sys.stderr)
+    return await show_job(client, await settle(client, job, not args.no_wait), args)
 
 
-async def cmd_reject(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
-
-    actor = engine.actor("cli", identity(args))
-    job = await engine.reject(
-        parse_job_id(args.job), actor, reason=args.reason or "", action_hash=args.hash
-    )
-    print(f"{job.job_id} rejected by {actor.person}", file=sys.stderr)
-    return print_job(engine, job, args)
+async def cmd_reject(client: ServiceClient, args: argparse.Namespace) -> int:
+    job, who = await client.act(args.job, "reject", reason=args.reason or "", hash=args.hash)
+    print(f"{job.job_id} rejected by {who}", file=sys.stderr)
+    return await show_job(client, job, args)
 
 
-async def cmd_answer(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
-
-    actor = engine.actor("cli", identity(args))
-    job = await engine.answer(parse_job_id(args.job), actor, " ".join(args.answer))
-    job = await settle(engine, job, not args.no_wait)
-    return print_job(engine, job, args)
+async def cmd_answer(client: ServiceClient, args: argparse.Namespace) -> int:
+    job, _ = await client.act(args.job, "answer", answer=" ".join(args.answer))
+    job = await settle(client, job, not args.no_wait)
+    return await show_job(client, job, args)
 
 
-async def cmd_rollback(engine: Engine, args: argparse.Namespace) -> int:
-    from runtime.jobs import parse_job_id
+async def cmd_cancel(client: ServiceClient, args: argparse.Namespace) -> int:
+    job, who = await client.act(args.job, "cancel", reason=args.reason or "")
+    print(f"{job.job_id} cancelled by {who}", file=sys.stderr)
+    return await show_job(client, job, args)
 
-    actor = engine.actor("cli", identity(args))
-    job = await engine.rollback(parse_job_id(args.job), actor)
+
+async def cmd_rollback(client: ServiceClient, args: argparse.Namespace) -> int:
+    job, _ = await client.act(args.job, "rollback")
     result = job.result
     if "revert_pull_request" in result:
         pr = result["revert_pull_request"]

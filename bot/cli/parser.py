@@ -8,8 +8,10 @@ import argparse
 import getpass
 import os
 
+import bot.cli.audit as audit
 import bot.cli.db as db
 import bot.cli.env as env
+import bot.cli.tokens as tokens
 
 
 def identity(args: argparse.Namespace) -> str:
@@ -29,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--as",
                 dest="as_user",
                 metavar="USER",
-                help="act as this person (default: the terminal user)",
+                help="act as this person: honoured only where the policy allows "
+                "impersonation (the demo policy); you are who the service authenticates",
             )
         if read:
             cmd.add_argument("--json", action="store_true", help="print JSON")
@@ -56,15 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("answer", nargs="+")
     p.add_argument("--no-wait", action="store_true")
+    p = add("cancel", "cancel a waiting job (queued, awaiting approval or an answer)",
+            identity=True, read=True)  # fmt: skip
+    p.add_argument("job")
+    p.add_argument("--reason", help="why (recorded)")
     p = add("rollback", "revert a published change", identity=True)
     p.add_argument("job")
-    audit = sub.add_parser("audit", help="verify or export the audit log")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
-    p = audit_sub.add_parser("verify", help="check the hash chain and artifacts")
-    p.add_argument("--json", action="store_true")
-    p = audit_sub.add_parser("export", help="write events as JSON lines")
-    p.add_argument("--job", help="only this job's events")
-    p.add_argument("--output", "-o", help="file to write (default stdout)")
+    audit.add_parser(sub)
     policy = sub.add_parser("policy", help="inspect the policy")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
     p = policy_sub.add_parser("check", help="what would happen to a request (runs nothing)")
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     db.add_parser(sub)
     env.add_parser(sub)
+    tokens.add_parser(sub)
     add("schema", "print the job schema (JSON Schema)")
     add("serve", "run the service: upgrades the database, then worker (and Slack if configured)")
     add("worker", "run a worker only")

@@ -1,5 +1,5 @@
 """How the `acp` command shows things: a job as text (render_job), a job's line in a list
-(job_line), and JSON. Pure formatting over records the engine returned; never changes state.
+(job_line), and JSON. Pure formatting over records the service returned; never changes state.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from bot.cli.client import ServiceClient
     from runtime.jobs import JobRecord
 
 
@@ -17,7 +17,7 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str:
+def render_job(client: ServiceClient, job: JobRecord, *, with_diff: bool = True) -> str:
     from runtime.jobs import TERMINAL_STATES
     from runtime.kinds import registry
 
@@ -80,18 +80,18 @@ def render_job(engine: Engine, job: JobRecord, *, with_diff: bool = True) -> str
     if with_diff:
         for digest in shown.read:
             lines.append("")
-            lines.append(engine.artifacts.read(digest).decode(errors="replace").rstrip())
+            lines.append(client.artifacts.read(digest).decode(errors="replace").rstrip())
     return "\n".join(lines)
 
 
-def review_text(engine: Engine, job: JobRecord) -> list[str]:
+def review_text(client: ServiceClient, job: JobRecord) -> list[str]:
     """What a reviewer reads of a job, as its kind says: a diff, a document diff and preview,
     a result table."""
     from runtime.kinds import registry
 
     kind = registry.kind_for(job.spec.job_type)
     shown = kind.evidence(job) if job.state.value == "awaiting_approval" else kind.results(job)
-    return [engine.artifacts.read(d).decode(errors="replace").rstrip() for d in shown.read]
+    return [client.artifacts.read(d).decode(errors="replace").rstrip() for d in shown.read]
 
 
 def job_line(job: JobRecord) -> str:
@@ -103,9 +103,9 @@ def job_line(job: JobRecord) -> str:
     )
 
 
-def print_job(engine: Engine, job: JobRecord, args: argparse.Namespace) -> int:
+def print_job(client: ServiceClient, job: JobRecord, args: argparse.Namespace) -> int:
     if args.json:
         print_json(job.model_dump(mode="json"))
     else:
-        print(render_job(engine, job))
+        print(render_job(client, job))
     return 0

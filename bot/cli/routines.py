@@ -1,26 +1,25 @@
 """`acp routines add | list | pause | resume | delete | change | run-now | history`.
 
 A routine is proposed, changed and deleted as a job, so the policy decides and gates it like any
-other; the scheduling rules live in runtime.routines.
+other; the scheduling rules live in runtime.routines, reached through the service API.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bot.cli.jobs import settle
-from bot.cli.parser import identity
-from bot.cli.render import print_job, print_json
+from bot.cli.jobs import settle, show_job
+from bot.cli.render import print_json
 
 if TYPE_CHECKING:
-    from runtime.engine import Engine
+    from bot.cli.client import ServiceClient
 
 
-async def cmd_routines(engine: Engine, args: argparse.Namespace) -> int:
+async def cmd_routines(client: ServiceClient, args: argparse.Namespace) -> int:
     """acp routines add|list|pause|resume|delete|run-now|history."""
-    from runtime import routines
-    from runtime.jobs import Origin
+    from runtime.jobs import JobRecord
 
     sub = args.routines_command
     if sub == "add":
@@ -32,59 +31,51 @@ async def cmd_routines(engine: Engine, args: argparse.Namespace) -> int:
             from runtime.errors import BadRequest
 
             raise BadRequest("the schedule may not contain a double quote")
-        actor = engine.actor("cli", identity(args))
-        job = await engine.submit(f'schedule "{options}" {args.request}', actor, Origin.cli)
-        job = await settle(engine, job, not args.no_wait)
-        return print_job(engine, job, args)
+        job = await client.submit(f'schedule "{options}" {args.request}')
+        job = await settle(client, job, not args.no_wait)
+        return await show_job(client, job, args)
     if sub == "list":
-        listed = await routines.routines(engine, include_deleted=args.all)
+        listed = await client.call("GET", "/routines", all="1" if args.all else None)
         if args.json:
-            print_json([
-                {**r.model_dump(mode="json"), "routine_id": r.routine_id,
-                 "next_run": r.next_run(), "last_result": await routines.last_result(engine, r)}
-                for r in listed
-            ])  # fmt: skip
+            shown = ("schedule_text", "next_run_text")
+            print_json([{k: v for k, v in r.items() if k not in shown} for r in listed])
             return 0
         if not listed:
             print('no routines — propose one: acp routines add --as alice "0 9 * * MON" '
                   "'sql payments-replica: top 10 slowest queries'")  # fmt: skip
             return 0
         for r in listed:
-            nxt = r.next_run()
-            when = f"{nxt:%Y-%m-%d %H:%M:%S %Z}" if nxt else "-"
-            last = await routines.last_result(engine, r)
-            print(f"{r.routine_id:<5} {r.state:<8} {r.owner:<10} {r.schedule.text():<32} "
-                  f"next {when:<25} last: {last}")  # fmt: skip
-            print(f"      {r.request[:100]}  (misfire: {r.schedule.misfire}; from {r.source})")
+            print(f"{r['routine_id']:<5} {r['state']:<8} {r['owner']:<10} "
+                  f"{r['schedule_text']:<32} next {r['next_run_text']:<25} "
+                  f"last: {r['last_result']}")  # fmt: skip
+            print(f"      {r['request'][:100]}  (misfire: {r['schedule']['misfire']}; "
+                  f"from {r['source']})")  # fmt: skip
         return 0
-    routine_id = routines.parse_routine_id(args.routine)
+    routine = args.routine
     if sub == "history":
-        firings = await routines.history(engine, routine_id, limit=args.limit)
+        firings = await client.call("GET", f"/routines/{routine}/history", limit=str(args.limit))
         if args.json:
-            print_json([f.model_dump(mode="json") for f in firings])
+            print_json(firings)
             return 0
         for f in firings:
-            job = f"J-{f.job_id}" if f.job_id else "-"
-            detail = f" — {f.detail}" if f.detail else ""
-            print(f"{f.due_at:%Y-%m-%d %H:%M:%S} UTC  {f.outcome:<9} {job:<7}{detail}")
+            job = f"J-{f['job_id']}" if f["job_id"] else "-"
+            detail = f" — {f['detail']}" if f["detail"] else ""
+            due = datetime.fromisoformat(f["due_at"])
+            print(f"{due:%Y-%m-%d %H:%M:%S} UTC  {f['outcome']:<9} {job:<7}{detail}")
         if not firings:
-            print(f"R-{routine_id} has not fired yet")
+            print(f"{routine.upper()} has not fired yet")
         return 0
-    actor = engine.actor("cli", identity(args))
+    body = {"schedule": getattr(args, "schedule", None)}
+    done = await client.call("POST", f"/routines/{routine}/{sub}", body)
     if sub == "run-now":
-        job = await routines.run_now(engine, routine_id, actor)
-        if job is None:
-            print(f"R-{routine_id} did not fire")
+        if done["job"] is None:
+            print(f"{routine.upper()} did not fire")
             return 1
-        print(f"R-{routine_id} fired: {job.job_id} {job.state.value}")
+        job = JobRecord.model_validate(done["job"])
+        print(f"{routine.upper()} fired: {job.job_id} {job.state.value}")
         return 0
     if sub in ("delete", "change"):  # a job, decided and gated like the routine's creation
-        job = await routines.propose_change(
-            engine, routine_id, actor, sub, getattr(args, "schedule", None)
-        )
-        job = await settle(engine, job, not args.no_wait)
-        return print_job(engine, job, args)
-    state = {"pause": "paused", "resume": "active"}[sub]
-    routine = await routines.set_state(engine, routine_id, actor, state)
-    print(f"{routine.routine_id} {routine.state}")
+        job = await settle(client, JobRecord.model_validate(done["job"]), not args.no_wait)
+        return await show_job(client, job, args)
+    print(f"{done['routine']['routine_id']} {done['routine']['state']}")
     return 0

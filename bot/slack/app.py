@@ -58,6 +58,14 @@ def build_app(
         request_verification_enabled=signing_secret is not None,
     )
     seen_events: OrderedDict[str, None] = OrderedDict()
+    # How Slack proved who sent each request: its signature over the body (HTTP), or the
+    # app-level token's own connection (Socket Mode, no signing secret).
+    how = "slack signature" if signing_secret is not None else "slack socket mode"
+
+    def slack_person(user_id: str):
+        from runtime.identity import slack_actor
+
+        return slack_actor(engine.policy, user_id, how=how)
 
     @app.middleware
     async def drop_repeated_events(body: dict[str, Any], next, **_: Any) -> BoltResponse | None:
@@ -109,7 +117,7 @@ def build_app(
     async def handle_command(text: str, command: dict[str, Any], respond: AsyncRespond) -> None:
         word, _, rest = text.partition(" ")
         try:
-            actor = engine.actor("slack", command["user_id"])
+            actor = slack_person(command["user_id"])
             if word.lower() == "status":
                 job = await engine.get(parse_job_id(rest))
                 card = blocks.job_card(job, slack_ids(engine))
@@ -169,7 +177,7 @@ def build_app(
         user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
         try:
             job_id, action_hash = _job_and_hash(action["value"])
-            await engine.approve(job_id, engine.actor("slack", user), action_hash=action_hash)
+            await engine.approve(job_id, slack_person(user), action_hash=action_hash)
         except AcpError as error:
             await ephemeral(channel, user, error)
 
@@ -179,7 +187,7 @@ def build_app(
         user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
         try:
             job_id, action_hash = _job_and_hash(action["value"])
-            verdict = await engine.may_decide(job_id, engine.actor("slack", user), approve=False)
+            verdict = await engine.may_decide(job_id, slack_person(user), approve=False)
             if verdict.effect != "allow":
                 await ephemeral(channel, user, "; ".join(verdict.reasons))
                 return
@@ -196,7 +204,7 @@ def build_app(
         job_id, action_hash, _channel = view["private_metadata"].split("|", 2)
         reason = view["state"]["values"]["reason"]["value"]["value"] or ""
         try:
-            await engine.reject(int(job_id), engine.actor("slack", user), reason=reason,
+            await engine.reject(int(job_id), slack_person(user), reason=reason,
                                 action_hash=action_hash)  # fmt: skip
         except AcpError as error:
             await ack(response_action="errors", errors={"reason": error.message[:150]})
@@ -209,7 +217,7 @@ def build_app(
         user, channel = body["user"]["id"], (body.get("channel") or {}).get("id")
         job_id, _, option = action["value"].partition("|")
         try:
-            await engine.answer(int(job_id), engine.actor("slack", user), option)
+            await engine.answer(int(job_id), slack_person(user), option)
         except AcpError as error:
             await ephemeral(channel, user, error)
 
@@ -232,7 +240,7 @@ def build_app(
         job_id, _, _channel = view["private_metadata"].partition("|")
         answer = view["state"]["values"]["answer"]["value"]["value"] or ""
         try:
-            await engine.answer(int(job_id), engine.actor("slack", body["user"]["id"]), answer)
+            await engine.answer(int(job_id), slack_person(body["user"]["id"]), answer)
         except AcpError as error:
             await ack(response_action="errors", errors={"answer": error.message[:150]})
             return
@@ -242,7 +250,7 @@ def build_app(
     async def on_home(event: dict[str, Any]) -> None:
         user = event["user"]
         try:
-            person = engine.actor("slack", user).person
+            person = slack_person(user).person
         except AcpError as error:
             view = {"type": "home", "blocks": blocks.refusal(error.message, error.hint)}
             await client.views_publish(user_id=user, view=view)

@@ -88,3 +88,31 @@ async def event_row(db: Database, seq: int) -> dict[str, Any] | None:
         query = select(events_table).where(events_table.c.seq == seq)
         row = (await conn.execute(query)).mappings().first()
     return dict(row) if row is not None else None
+
+
+async def last_seq(db: Database) -> int:
+    """The newest event's seq (0 while the log is empty)."""
+    async with db.engine.connect() as conn:
+        head = await chain_head(conn)
+    return head[0] if head else 0
+
+
+async def job_events_after(db: Database, after: int, limit: int = 500) -> list[tuple]:
+    """Events about a job after `after`, oldest first: (seq, job_id, kind, actor, new state or
+    None), for the API's stream of job changes."""
+    import json
+
+    t = events_table
+    query = (
+        select(t.c.seq, t.c.job_id, t.c.kind, t.c.actor, t.c.data)
+        .where(t.c.seq > after, t.c.job_id.is_not(None))
+        .order_by(t.c.seq)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    out = []
+    for seq, job_id, kind, actor, data in rows:
+        state = json.loads(data).get("to") if '"to"' in data else None
+        out.append((seq, job_id, kind, actor, state))
+    return out

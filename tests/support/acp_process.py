@@ -75,5 +75,6 @@ def service_env(home: Path, **extra: str) -> dict[str, str]:
         if not k.startswith(("ACP_", "SLACK_")) and not k.lower().endswith("_proxy")
     }
     env.update(ACP_HOME=str(home / "home"), ACP_DATABASE_URL=f"sqlite+aiosqlite:///{home}/acp.db")
+    env.update(ACP_API_LISTEN="127.0.0.1:0")  # tests run side by side: any free port
     env.update(extra)
     return env

@@ -136,7 +136,7 @@ def test_clarifying_question_answered_from_the_terminal(acp_env, service):
     assert "+something real to change. Try fixing the typo" in answered.stdout
 
 
-def test_user_errors_are_one_line_without_traceback(acp_env):
+def test_user_errors_are_one_line_without_traceback(acp_env, service):
     for args, expected in [
         (("submit", "--as", "alice", ""), "the request is empty"),
         (("submit", "--as", "alice", "code nowhere: run `true`"), "known code targets: demo"),
@@ -152,3 +152,12 @@ def test_user_errors_are_one_line_without_traceback(acp_env):
         assert expected in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_without_the_service_commands_say_how_to_start_it(acp_env):
+    for args in (("jobs",), ("submit", "--as", "alice", "code demo: run `true`"), ("show", "J-1")):
+        result = acp(acp_env, *args)
+        assert result.returncode == 22, (args, result.stderr)
+        assert "the acp service is not running" in result.stderr
+        assert "start it with `acp serve`" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -55,7 +55,7 @@ def test_policy_check_explains_and_runs_nothing(acp_env):
     assert "effect      : allow" in checked.stdout
     assert "approval    : merge by bob" in checked.stdout
     assert "nothing was run or recorded" in checked.stdout
-    assert "no jobs yet" in acp(acp_env, "jobs").stdout
+    assert "decided from the policy files: the service is not running" in checked.stdout
 
 
 def test_schema_prints_the_job_schema(acp_env):

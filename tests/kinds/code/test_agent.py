@@ -25,7 +25,7 @@ import yaml
 from runtime.jobs import JobState
 from runtime.worker import Worker
 from tests.standins.model_standin import ModelStandIn, call, say
-from tests.support.acp_process import ACP, ROOT, acp
+from tests.support.acp_process import ACP, ROOT, Service
 
 MODEL = "gpt-4o-mini"  # the stand-in's model name; litellm knows its price
 LITELLM_MODEL = f"openai/{MODEL}"
@@ -122,6 +122,21 @@ class Rig:
     repo: Path
     env: dict[str, str]
     engines: list[Any] = field(default_factory=list)
+    api: Any = None
+    api_engine: Any = None
+
+    async def serve_api(self) -> None:
+        from bot.api.server import start_api
+
+        if self.api is not None and self.api_engine is self.engines[-1]:
+            return
+        await self.close_api()
+        self.api, self.api_engine = await start_api(self.engines[-1]), self.engines[-1]
+
+    async def close_api(self) -> None:
+        if self.api is not None:
+            await self.api.close()
+            self.api = None
 
     async def engine(self, budgets: dict | None = None, limits: dict | None = None):
         from runtime.engine import Engine
@@ -134,7 +149,9 @@ class Rig:
         return eng
 
     async def acp(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-        """`acp ...` as a subprocess without blocking the loop (the stand-in keeps serving)."""
+        """`acp ...` as a subprocess without blocking the loop (the stand-in keeps serving),
+        talking to the service API over the newest engine."""
+        await self.serve_api()
         proc = await asyncio.create_subprocess_exec(
             *ACP,
             *args,
@@ -157,6 +174,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         ACP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/acp.db",
         ACP_POLICY_DIR=str(tmp_path / "policy"),
         PYTHONUNBUFFERED="1",
+        ACP_API_LISTEN="",
     )
     env[KEY_ENV] = key
     async with ModelStandIn(api_key=key) as standin:
@@ -164,6 +182,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         try:
             yield r
         finally:
+            await r.close_api()
             for eng in r.engines:
                 await eng.close()
 
@@ -259,14 +278,14 @@ async def test_model_fixes_a_failing_test_and_the_job_waits_for_approval(rig: Ri
     assert finished.data["summary"] == "fixed" and finished.data["steps"] == 6
     assert await engine.verify_audit()
 
-    shown = acp(rig.env, "show", job.job_id)
-    assert shown.returncode == 0, shown.stderr
-    assert "6 calls" in shown.stdout
-    call_lines = [line for line in shown.stdout.splitlines() if MODEL in line]
-    assert len(call_lines) >= 7, f"a summary line and one line per call:\n{shown.stdout}"
+    code, shown, err = await rig.acp("show", job.job_id)
+    assert code == 0, err
+    assert "6 calls" in shown
+    call_lines = [line for line in shown.splitlines() if MODEL in line]
+    assert len(call_lines) >= 7, f"a summary line and one line per call:\n{shown}"
     for event in model_calls:
-        assert str(event.data["prompt_tokens"]) in shown.stdout
-        assert str(event.data["completion_tokens"]) in shown.stdout
+        assert str(event.data["prompt_tokens"]) in shown
+        assert str(event.data["completion_tokens"]) in shown
 
 
 async def test_path_outside_the_worktree_and_the_network_are_refused_and_the_loop_goes_on(
@@ -536,16 +555,23 @@ def test_commands_without_a_model_never_import_litellm(tmp_path: Path):
         ACP_HOME=str(tmp_path / "home"),
         ACP_POLICY_DIR=str(BUNDLED.parent),
         PYTHONUNBUFFERED="1",
+        ACP_API_LISTEN="",
     )
     importtime = [sys.executable, "-X", "importtime", "-m", "bot.cli"]
-    for args in (
-        ["submit", "--as", "alice", "--no-wait", "code demo: run `echo hi > hi.txt`"],
-        ["jobs"],
-        ["show", "J-1"],
-    ):
-        done = subprocess.run(
-            [*importtime, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "import time:" in done.stderr
-        assert "litellm" not in done.stderr, f"`acp {args[0]}` imported litellm"
+    service = Service(env).start()
+    try:
+        for args in (
+            ["submit", "--as", "alice", "--no-wait", "code demo: run `echo hi > hi.txt`"],
+            ["jobs"],
+            ["show", "J-1"],
+        ):
+            done = subprocess.run(
+                [*importtime, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert "import time:" in done.stderr
+            assert "litellm" not in done.stderr, f"`acp {args[0]}` imported litellm"
+            assert "sqlalchemy" not in done.stderr, f"`acp {args[0]}` opened the database"
+    finally:
+        service.stop()
