@@ -2,8 +2,8 @@
 and answers JSON. A refusal is the runtime's error as JSON (bot.api.wire), never a traceback.
 
 Scopes a token needs: read (every GET, a policy check, a replay), submit, answer, approve
-(approve and reject), cancel, rollback, routines, tokens. A caller on the Unix socket has them all; the policy still
-decides what its person may do.
+(approve and reject), cancel, rollback, routines, tokens. A caller on the Unix socket has
+them all; the policy still decides what its person may do.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import statistics
 import time
 
@@ -74,16 +75,33 @@ async def test_help_status_audit_and_malformed_requests(rig):
     await rig.response_with("no job J-99")
 
 
-async def test_same_request_same_decision_from_slack_and_terminal(rig):
+async def test_same_request_same_decision_from_slack_socket_and_token(rig):
     await rig.command(FIX)
     await rig.wait_state({"awaiting_approval"})
     terminal = acp(rig.env, "submit", "--as", "alice", "--json", "--no-wait", FIX)
+    token = json.loads(
+        acp(rig.env, "token", "create", "--as", "alice", "--scopes", "submit", "--json").stdout
+    )
+    url = re.search(r"(http://127\.0\.0\.1:\d+)/api/v1", rig.service.output()).group(1)
+    http_env = {**rig.env, "ACP_URL": url, "ACP_TOKEN": token["secret"]}
+    over_http = acp(http_env, "submit", "--json", "--no-wait", FIX)
+    assert over_http.returncode == 0, over_http.stderr
     from_slack, from_cli = rig.job("J-1"), json.loads(terminal.stdout)
+    from_http = json.loads(over_http.stdout)
     assert from_slack["spec"]["origin"] == "slack" and from_cli["spec"]["origin"] == "cli"
-    assert from_slack["spec"]["requester"] == from_cli["spec"]["requester"] == "alice"
-    for key in ("effect", "rule_ids", "reasons", "tools_granted", "approvals", "model"):
-        assert from_slack["decision"][key] == from_cli["decision"][key], key
-    assert from_slack["policy_hash"] == from_cli["policy_hash"]
+    for record in (from_slack, from_cli, from_http):
+        assert record["spec"]["requester"] == "alice"
+        for key in ("effect", "rule_ids", "reasons", "tools_granted", "approvals", "model"):
+            assert record["decision"][key] == from_slack["decision"][key], key
+        assert record["policy_hash"] == from_slack["policy_hash"]
+    received = {
+        e["job_id"]: e["actor"]
+        for e in map(json.loads, acp(rig.env, "audit", "export").stdout.splitlines())
+        if e["kind"] == "job.received"
+    }
+    assert received[1] == f"alice via slack signature {ALICE}"
+    assert received[2].startswith("alice via cli socket uid ") and "impersonation" in received[2]
+    assert received[3] == f"alice via token {token['token']['id']}"
 
 
 async def test_fifty_concurrent_commands_all_ack_within_three_seconds(rig):
