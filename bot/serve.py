@@ -54,7 +54,13 @@ async def run_service(engine: Engine) -> int:
             path = await ensure_repo(engine.settings, target)
             print(f"sample repo '{name}' at {path}")
     from bot.api.server import start_api
+    from runtime.audit.checkpoints import Checkpointer, check_extends
 
+    spec = engine.policy.audit.checkpoints
+    # A database that no longer extends its signed checkpoints was rewritten: refuse it.
+    checked = await check_extends(engine.settings, engine.db, spec)
+    checkpointer = Checkpointer(engine.settings, engine.db, spec)
+    engine.checkpointer = checkpointer  # type: ignore[attr-defined]
     stop = _stop_event()
     _protect(engine)
     print(f"acp service: home {engine.settings.home}")
@@ -65,10 +71,16 @@ async def run_service(engine: Engine) -> int:
         was = engine.schema_found.current or engine.schema_found.describe()
         print(f"  schema   : {migrate.HEAD} (was {was})")
     print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
+    print(f"  audit    : {checked} signed checkpoints extended; signing every "
+          f"{spec.every_events} events or {spec.every_seconds:g}s into "
+          f"{engine.settings.checkpoints_dir} (+{len(spec.witnesses)} witnesses)")  # fmt: skip
     worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"])
     await worker.start(engine)
     print(f"  worker   : process {worker.pid}", flush=True)
-    tasks = [asyncio.create_task(worker.supervise(engine, stop))]
+    tasks = [
+        asyncio.create_task(worker.supervise(engine, stop)),
+        asyncio.create_task(checkpointer.run(stop)),
+    ]
     closers: list = []
     try:
         api = await start_api(engine)

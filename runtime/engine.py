@@ -286,7 +286,10 @@ class Engine(Submissions, Outcomes, ApprovalGates):
         return await audit.events_for(self.db, job_id)
 
     async def verify_audit(self) -> VerifyReport:
-        return await audit.verify(self.db, self.artifacts)
+        """The chain, its artifacts, and every signed checkpoint this service can read."""
+        return await audit.verify(
+            self.db, self.artifacts, settings=self.settings, spec=self.policy.audit.checkpoints
+        )
 
     async def worker_registered(self, worker_id: str) -> bool:
         """Whether the worker with this identity has registered (and not yet left)."""

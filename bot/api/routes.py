@@ -262,7 +262,8 @@ class Api:
         from runtime.audit.prove import prove_job
 
         job = await self.engine.get(self._job_id(request))
-        return _json(await prove_job(self.engine.db, self.engine.settings, job.id))
+        checkpointer = getattr(self.engine, "checkpointer", None)  # the service signs afresh
+        return _json(await prove_job(self.engine.db, self.engine.settings, job.id, checkpointer))
 
     async def audit_key(self, request: web.Request, who: Caller) -> web.Response:
         from runtime.audit.note import public_key_text

@@ -81,6 +81,8 @@ class VerifyReport(BaseModel):
     events: int
     head: str
     artifacts_checked: int
+    checkpoints_checked: int | None = None  # None: no key to check checkpoints with
+    latest_checkpoint: int | None = None
 
 
 async def append(conn: AsyncConnection, db: Database, event: NewEvent) -> AuditEvent:
@@ -139,13 +141,18 @@ _rows = audit_store.chain_rows
 class _ChainWalker:
     """Checks rows in seq order and remembers where it is; the same for every backend."""
 
-    def __init__(self, artifacts: ArtifactStore) -> None:
+    def __init__(self, artifacts: ArtifactStore, sizes: frozenset[int] = frozenset()) -> None:
+        from runtime.audit.merkle import Frontier
+
         self.artifacts = artifacts
         self.expected_seq, self.prev, self.count, self.checked = 1, GENESIS, 0, 0
+        # The Merkle tree over the event hashes, and its root at each checkpoint's size.
+        self.frontier, self.sizes, self.roots = Frontier(), sizes, {}
 
     def feed(self, rows: Sequence[Sequence[Any]]) -> None:
         expected_seq, prev, count = self.expected_seq, self.prev, self.count
         sha256 = hashlib.sha256
+        append, sizes, fromhex = self.frontier.append, self.sizes, bytes.fromhex
         for seq, ts, job_id, kind, actor, arts, data, prev_hash, digest in rows:
             if seq != expected_seq:
                 raise AuditChainBroken(
@@ -175,6 +182,9 @@ class _ChainWalker:
                             seq=seq,
                         )
                     self.checked += 1
+            append(sha256(b"\x00" + fromhex(digest)).digest())
+            if seq in sizes:
+                self.roots[seq] = self.frontier.root()
             prev, expected_seq, count = digest, expected_seq + 1, count + 1
         self.expected_seq, self.prev, self.count = expected_seq, prev, count
 
@@ -182,27 +192,58 @@ class _ChainWalker:
         return VerifyReport(events=self.count, head=self.prev, artifacts_checked=self.checked)
 
 
-def _verify_sqlite(path: Path, artifacts: ArtifactStore) -> VerifyReport:
+def _verify_sqlite(path: Path, walker: _ChainWalker) -> None:
     """One SELECT on a plain sqlite3 connection, in a worker thread.
 
     One statement is one read transaction: a consistent WAL snapshot that takes no write lock,
     so appenders keep going while it runs; and no per-page thread hops or Row objects.
     """
-    walker = _ChainWalker(artifacts)
     with contextlib.closing(audit_store.sqlite_chain_rows(path)) as pages:
         for rows in pages:
             walker.feed(rows)
-    return walker.report()
 
 
-async def verify(db: Database, artifacts: ArtifactStore) -> VerifyReport:
-    """Walk the chain from the first event; raise AuditChainBroken naming the first bad one."""
+async def verify(
+    db: Database,
+    artifacts: ArtifactStore,
+    *,
+    settings: Any = None,
+    checkpoint_dirs: Sequence[Path] = (),
+    public_key: str | None = None,
+    spec: Any = None,
+) -> VerifyReport:
+    """Walk the chain from the first event, then check the log extends every signed checkpoint
+    it can read (ACP_HOME/checkpoints, directory witnesses, `checkpoint_dirs`) with the public
+    key (`public_key`, else the service's own); raise AuditChainBroken naming the first bad
+    event or checkpoint."""
+    from runtime.audit.checkpoints import check_against
+    from runtime.audit.checkpoints import checkpoint_dirs as default_dirs
+    from runtime.audit.note import Verifier, load_signer, read_checkpoints
+
+    dirs = [*(default_dirs(settings, spec) if settings is not None else []), *checkpoint_dirs]
+    found = await asyncio.to_thread(read_checkpoints, dirs)
+    verifier = None
+    if public_key:
+        verifier = Verifier(public_key)
+    elif settings is not None and (signer := load_signer(settings)) is not None:
+        verifier = Verifier(signer.vkey)
+    sizes = frozenset(verifier.open(text, str(p)).size for p, text in found) if verifier else ()
+    walker = _ChainWalker(artifacts, frozenset(sizes))
     if db.sqlite_path is not None:
-        return await asyncio.to_thread(_verify_sqlite, db.sqlite_path, artifacts)
-    walker = _ChainWalker(artifacts)
-    async for rows in _rows(db):
-        walker.feed(rows)
-    return walker.report()
+        await asyncio.to_thread(_verify_sqlite, db.sqlite_path, walker)
+    else:
+        async for rows in _rows(db):
+            walker.feed(rows)
+    report = walker.report()
+    if verifier is None:
+        if found:
+            raise AuditChainBroken(
+                f"{len(found)} checkpoints found but no public key to check them with",
+                hint="pass --key (`acp audit key` on the service prints it)",
+            )
+        return report
+    checked, latest = check_against(found, verifier, walker.roots, report.events)
+    return report.model_copy(update={"checkpoints_checked": checked, "latest_checkpoint": latest})
 
 
 async def events_for(db: Database, job_id: int | None = None) -> list[AuditEvent]:

@@ -408,13 +408,12 @@ class Witness(_Strict):
 
     directory: str | None = Field(None, description="a directory (another disk, a mount)")
     http: str | None = Field(None, description="an HTTP endpoint the checkpoint is POSTed to")
-    slack: str | None = Field(None, description="a Slack channel id, posted through the outbox")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Witness:
-        named = [k for k in ("directory", "http", "slack") if getattr(self, k)]
+        named = [k for k in ("directory", "http") if getattr(self, k)]
         if len(named) != 1:
-            raise ValueError("a witness is exactly one of: directory, http, slack")
+            raise ValueError("a witness is exactly one of: directory, http")
         return self
 
 

@@ -116,3 +116,15 @@ async def job_events_after(db: Database, after: int, limit: int = 500) -> list[t
         state = json.loads(data).get("to") if '"to"' in data else None
         out.append((seq, job_id, kind, actor, state))
     return out
+
+
+async def hashes_after(db: Database, after: int, limit: int = PAGE) -> list[str]:
+    """The chain hashes of the events after `after`, in seq order (the Merkle tree's leaves)."""
+    query = (
+        select(events_table.c.hash)
+        .where(events_table.c.seq > after)
+        .order_by(events_table.c.seq)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(query)).scalars().all())

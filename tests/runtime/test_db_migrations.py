@@ -156,7 +156,8 @@ async def test_downgrade_then_upgrade_keeps_every_record(engine, db_url):
         assert again.model_dump() == before[0]
         events = await reopened.events()
         assert [e.kind for e in events[before[1] :]] == ["schema.downgraded", "schema.upgraded"]
-        assert events[-1].actor == "cli:ops" and events[-1].data["revisions"] == list(AFTER_BASELINE)
+        assert events[-1].actor == "cli:ops"
+        assert events[-1].data["revisions"] == list(AFTER_BASELINE)
         assert await reopened.verify_audit()
     finally:
         await reopened.close()
@@ -200,7 +201,8 @@ async def test_commands_refuse_a_database_behind_and_acp_db_upgrade_brings_it_up
     assert "0001_baseline" in refused.stderr and "acp db upgrade" in refused.stderr
     status = acp(acp_env, "db", "status")
     assert status.returncode == SchemaOutOfDate.exit_code
-    assert f"{len(AFTER_BASELINE)} revision(s) behind" in status.stdout and migrate.HEAD in status.stdout
+    assert f"{len(AFTER_BASELINE)} revision(s) behind" in status.stdout
+    assert migrate.HEAD in status.stdout
 
     upgraded = acp(acp_env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
