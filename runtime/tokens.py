@@ -127,8 +127,9 @@ async def authenticate(db: Database, secret: str) -> TokenInfo:
             f"the API token {info.id} expired at {info.expires_at:%Y-%m-%d %H:%M:%S} UTC",
             hint="create a new one with `acp token create`",
         )
+    # Checked here so a burst mostly reads; the store's condition settles concurrent calls.
     if info.last_used_at is None or now - info.last_used_at >= USED_EVERY:
-        await token_store.mark_used(db, info.id, now)
+        await token_store.mark_used(db, info.id, now, stale_before=now - USED_EVERY)
         info = info.model_copy(update={"last_used_at": now})
     return info
 
@@ -154,10 +155,11 @@ async def revoke_token(db: Database, token_id: str, *, by: str) -> TokenInfo:
     if info.revoked_at is not None:
         return info
     async with db.begin() as conn:
-        await token_store.revoke(conn, token_id, utcnow())
-        await audit.append(conn, db, audit.NewEvent(
-            "token.revoked", by, None, {"token": token_id, "person": info.person}
-        ))  # fmt: skip
+        # Only the revocation that changed the row is recorded: two at once make one event.
+        if await token_store.revoke(conn, token_id, utcnow()):
+            await audit.append(conn, db, audit.NewEvent(
+                "token.revoked", by, None, {"token": token_id, "person": info.person}
+            ))  # fmt: skip
     return await get_token(db, token_id)
 
 

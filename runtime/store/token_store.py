@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runtime.store.database import Database
@@ -38,19 +38,30 @@ async def load_token(db: Database, token_id: str) -> dict[str, Any] | None:
     return _row(found) if found is not None else None
 
 
-async def mark_used(db: Database, token_id: str, at: datetime) -> None:
+async def mark_used(db: Database, token_id: str, at: datetime, *, stale_before: datetime) -> bool:
+    """Set last_used_at unless another call set it since `stale_before`: of a burst of
+    concurrent calls one writes, and the time never moves back. Whether this call wrote."""
+    last_used = tokens_table.c.last_used_at
     async with db.begin() as conn:
-        await conn.execute(
-            update(tokens_table).where(tokens_table.c.id == token_id).values(last_used_at=at)
+        result = await conn.execute(
+            update(tokens_table)
+            .where(
+                tokens_table.c.id == token_id,
+                or_(last_used.is_(None), last_used <= stale_before),
+            )
+            .values(last_used_at=at)
         )
+    return result.rowcount == 1
 
 
-async def revoke(conn: AsyncConnection, token_id: str, at: datetime) -> None:
-    await conn.execute(
+async def revoke(conn: AsyncConnection, token_id: str, at: datetime) -> bool:
+    """Revoke it unless it already is; whether this call did (of two at once, one does)."""
+    result = await conn.execute(
         update(tokens_table)
         .where(tokens_table.c.id == token_id, tokens_table.c.revoked_at.is_(None))
         .values(revoked_at=at)
     )
+    return result.rowcount == 1
 
 
 async def list_tokens(db: Database, person: str | None = None) -> list[dict[str, Any]]:
