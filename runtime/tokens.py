@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from runtime import audit
 from runtime.errors import BadRequest, ScopeMissing, Unauthenticated
+from runtime.policy.schema import parse_duration
 from runtime.store import token_store
 from runtime.store.database import Database
 from runtime.store.job_store import utcnow
@@ -51,12 +52,11 @@ def _digest(secret: str) -> str:
 
 
 def parse_expiry(text: str) -> timedelta:
-    """'30d', '12h', '90m', '45s' as a lifetime."""
-    value = text.strip().lower()
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
-        raise BadRequest(f"'{text}' is not a lifetime", hint="e.g. 30d, 12h, 90m")
-    return timedelta(**{units[value[-1]]: int(value[:-1])})
+    """'30d', '12h', '90m', '45s' as a lifetime (the policy's durations, any case)."""
+    try:
+        return parse_duration(text.lower())
+    except ValueError:
+        raise BadRequest(f"'{text}' is not a token lifetime", hint="e.g. 30d, 12h, 90m") from None
 
 
 async def create_token(
