@@ -42,7 +42,7 @@ async def run_worker(engine: Engine) -> int:
     return 0
 
 
-async def run_service(engine: Engine) -> int:
+async def run_service(engine: Engine, *, workers: bool = True) -> int:
     """The service: front doors in this process, jobs in a supervised worker process.
 
     Keeping sandbox work out of this event loop keeps Slack's acknowledgements fast."""
@@ -74,14 +74,16 @@ async def run_service(engine: Engine) -> int:
     print(f"  audit    : {checked} signed checkpoints extended; signing every "
           f"{spec.every_events} events or {spec.every_seconds:g}s into "
           f"{engine.settings.checkpoints_dir} (+{len(spec.witnesses)} witnesses)")  # fmt: skip
-    worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"])
-    await worker.start(engine)
-    print(f"  worker   : process {worker.pid}", flush=True)
-    tasks = [
-        asyncio.create_task(worker.supervise(engine, stop)),
-        asyncio.create_task(checkpointer.run(stop)),
-    ]
+    worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"]) if workers else None
+    tasks = [asyncio.create_task(checkpointer.run(stop))]
     closers: list = []
+    if worker is not None:
+        await worker.start(engine)
+        print(f"  worker   : process {worker.pid}", flush=True)
+        tasks.append(asyncio.create_task(worker.supervise(engine, stop)))
+        closers.append(worker.stop)
+    else:
+        print("  worker   : none here (--no-worker): run `acp worker` beside it", flush=True)
     try:
         api = await start_api(engine)
         closers.append(api.close)
@@ -91,9 +93,8 @@ async def run_service(engine: Engine) -> int:
         slack = await _start_slack(engine, stop, tasks, closers)
     except BaseException:
         stop.set()
-        for close in closers:
+        for close in reversed(closers):
             await close()
-        await worker.stop()
         raise
     print(f"  slack    : {slack}")
     # Everything loaded so far lives as long as the process. Left in the collector's view, a
@@ -109,9 +110,8 @@ async def run_service(engine: Engine) -> int:
     try:
         await asyncio.gather(*tasks)
     finally:
-        for close in closers:
+        for close in reversed(closers):
             await close()
-        await worker.stop()
     print("acp service stopped")
     return 0
 

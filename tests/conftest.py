@@ -82,3 +82,20 @@ async def engine(acp_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
         yield eng
     finally:
         await eng.close()
+
+
+@pytest.fixture
+def api_thread():
+    """`env = api_thread(env)`: the service API answers `acp` on env's socket for the rest of
+    the test (its own engine, in a thread), for tests that drive an engine in-process."""
+    from tests.support.api import ApiThread
+
+    started: list[ApiThread] = []
+
+    def start(env: dict[str, str]) -> dict[str, str]:
+        started.append(ApiThread(env).__enter__())
+        return env
+
+    yield start
+    for thread in reversed(started):
+        thread.__exit__(None, None, None)

@@ -415,11 +415,15 @@ async def export_lines(engine: Engine, job_id: int | None, fmt: str) -> list[str
     """The audit log (or one job's part of it) as JSON lines: our events, or OCSF."""
     events = await engine.events(job_id)
     if fmt == "ocsf":
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         from runtime.audit.ocsf import ocsf_lines
 
-        return list(ocsf_lines(events, product_version=version("agent-control-plane")))
+        try:
+            ours = version("agent-control-plane")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            ours = "unknown"
+        return list(ocsf_lines(events, product_version=ours))
     if fmt != "jsonl":
         raise BadRequest(f"no export format '{fmt}'", hint="jsonl (the default) or ocsf")
     return [json.dumps(e.model_dump(mode="json"), ensure_ascii=False) for e in events]

@@ -77,7 +77,7 @@ async def _in_service(args: argparse.Namespace) -> int:
         if args.command == "serve":
             from bot.serve import run_service
 
-            return await run_service(engine)
+            return await run_service(engine, workers=not args.no_worker)
         if args.command == "worker":
             from bot.serve import run_worker
 

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_parser(sub)
     tokens.add_parser(sub)
     add("schema", "print the job schema (JSON Schema)")
-    add("serve", "run the service: upgrades the database, then worker (and Slack if configured)")
+    p = add("serve", "run the service: upgrades the database, then API, worker (and Slack)")
+    p.add_argument("--no-worker", action="store_true",
+                   help="serve the API and doors only; run workers with `acp worker`")  # fmt: skip
     add("worker", "run a worker only")
     return parser

@@ -28,7 +28,7 @@ from tests.support.acp_process import acp
 
 
 async def test_replay_of_a_doc_job_runs_the_document_tools_and_is_identical(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_thread
 ) -> None:
     from tests.standins.model_standin import ModelStandIn, call, say
 
@@ -68,6 +68,7 @@ async def test_replay_of_a_doc_job_runs_the_document_tools_and_is_identical(
             assert "12 -> 13" in text_of(engine, job, "document-diff.txt")
             sent = len(standin.requests)
 
+            api_thread(env)
             done = await asyncio.to_thread(acp, env, "replay", job.job_id)
             assert done.returncode == 0, done.stdout + done.stderr
             assert "identical" in done.stdout, done.stdout

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from runtime.jobs import Evidence, EvidenceLine, JobType, PendingAction
 from runtime.kinds.base import JobContext, JobKind, NeedsApproval, Outcome, Succeeded
-from tests.support.acp_process import ROOT, acp, service_env
+from tests.support.acp_process import ROOT, Service, acp, service_env
 
 BUNDLED_POLICY = ROOT / "policies" / "default.yml"
 
@@ -114,7 +114,17 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def test_a_kind_defined_in_a_test_runs_end_to_end_through_the_cli(env, tmp_path: Path):
+@pytest.fixture
+def api(env: dict[str, str]):
+    """The service's API and doors, no worker: the test runs the worker's passes itself."""
+    service = Service(env, "serve", "--no-worker").start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_a_kind_defined_in_a_test_runs_end_to_end_through_the_cli(env, api, tmp_path: Path):
     submitted = run(
         env, "submit", "echo hello: good morning", "--as", "alice", "--json", "--no-wait"
     )

@@ -22,8 +22,9 @@ def acp(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
 class Service:
     """`acp serve` in the background; started, waited for, killed."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.env = env
+        self.args = args or ("serve",)
         self.proc: subprocess.Popen | None = None
         self.log = Path(env["ACP_HOME"]).parent / f"serve-{time.monotonic_ns()}.log"
 
@@ -31,7 +32,7 @@ class Service:
         Path(self.env["ACP_HOME"]).mkdir(parents=True, exist_ok=True)
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [*ACP, "serve"], env=self.env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT
+            [*ACP, *self.args], env=self.env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

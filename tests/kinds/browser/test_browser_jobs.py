@@ -546,13 +546,15 @@ ROOT = Path(__file__).resolve().parents[3]
 ACP = [sys.executable, "-m", "bot.cli"]
 
 
-async def test_exported_test_repeats_the_path_green_on_a_fresh_app(world, tmp_path) -> None:
+async def test_exported_test_repeats_the_path_green_on_a_fresh_app(
+    world, tmp_path, api_thread
+) -> None:
     job = await world.submit(
         "disable user 42 `goto /users` `goto /users/42` `click #go` `expect #status disabled`"
     )
     job = await world.approve(job)
     assert job.state is JobState.succeeded
-    env = cli_env(world)
+    env = api_thread(cli_env(world))
     code, out = await run(*ACP, "export-test", job.job_id, "-o", "path_test.py", env=env,
                           cwd=tmp_path)  # fmt: skip
     assert code == 0, out
@@ -582,10 +584,10 @@ async def test_exported_test_repeats_the_path_green_on_a_fresh_app(world, tmp_pa
     assert code != 0 and "exists" in out and "--force" in out
 
 
-async def test_exported_assertions_fail_when_the_site_differs(world, tmp_path) -> None:
+async def test_exported_assertions_fail_when_the_site_differs(world, tmp_path, api_thread) -> None:
     job = await world.submit("`goto /users/42` `expect #status active`")
     assert job.state is JobState.succeeded
-    env = cli_env(world)
+    env = api_thread(cli_env(world))
     code, out = await run(*ACP, "export-test", job.job_id, "-o", "t.py", env=env, cwd=tmp_path)
     assert code == 0, out
     world.admin.disabled.add(42)
@@ -594,10 +596,12 @@ async def test_exported_assertions_fail_when_the_site_differs(world, tmp_path) -
     assert "to_contain_text" in out or "Locator expected to contain text" in out
 
 
-async def test_export_refuses_a_job_that_did_not_succeed_and_show_lists_steps(world, tmp_path):
+async def test_export_refuses_a_job_that_did_not_succeed_and_show_lists_steps(
+    world, tmp_path, api_thread
+):
     job = await world.submit("`goto /users/42` `click #go`")
     assert job.state is JobState.awaiting_approval
-    env = cli_env(world)
+    env = api_thread(cli_env(world))
     code, out = await run(*ACP, "export-test", job.job_id, env=env, cwd=tmp_path)
     assert code != 0 and "only a browser job that succeeded" in out
     code, out = await run(*ACP, "show", job.job_id, env=env, cwd=tmp_path)

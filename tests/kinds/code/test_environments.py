@@ -314,7 +314,7 @@ def api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]
 
 
 async def test_granted_hosts_are_reached_with_credentials_the_sandbox_never_sees(
-    tmp_path, opened, index, decoy, api_server, monkeypatch
+    tmp_path, opened, index, decoy, api_server, monkeypatch, api_thread
 ):
     monkeypatch.setenv(API_TOKEN_ENV, API_TOKEN)
     bare, _work = sample_remote(tmp_path)
@@ -346,7 +346,7 @@ async def test_granted_hosts_are_reached_with_credentials_the_sandbox_never_sees
     assert files_holding(Path(engine.settings.home), API_TOKEN) == []
     for event in events:
         assert API_TOKEN not in str(event.data)
-    cli = cli_env(engine)
+    cli = api_thread(cli_env(engine))
     checked = await asyncio.to_thread(
         acp, cli, "policy", "check", "--as", "alice", "code tallyho: run `true`"
     )

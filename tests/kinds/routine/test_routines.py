@@ -424,12 +424,13 @@ async def test_changing_and_deleting_a_routine_are_jobs_the_policy_gates(engine)
     assert await routines.routines(engine) == []
 
 
-async def test_acp_routines_commands(tmp_path) -> None:
+async def test_acp_routines_commands(tmp_path, api_thread) -> None:
     from tests.support.acp_process import acp, service_env
 
     policy = write_policy(tmp_path / "policy")
     db_url = f"sqlite+aiosqlite:///{tmp_path}/acp.db"
     env = service_env(tmp_path, ACP_DATABASE_URL=db_url, ACP_POLICY_DIR=str(policy))
+    api_thread(env)
     added = await asyncio.to_thread(
         acp, env, "routines", "add", "--as", "alice", "--tz", "Europe/Paris",
         "0 9 * * MON", REQUEST, "--no-wait",
