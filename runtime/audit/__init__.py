@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from runtime.errors import AuditChainBroken
+from runtime.audit.merkle import event_leaves
+from runtime.errors import AcpError, AuditChainBroken
 from runtime.jobs import ArtifactRef
 from runtime.secrets import redactor
 from runtime.store import audit_store
@@ -28,6 +29,10 @@ from runtime.untrusted import escape_json_text, escape_text
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from runtime.audit.checkpoints import ExtendsCheck
+    from runtime.policy.schema import AuditCheckpoints
+    from runtime.settings import Settings
 
 GENESIS = "0" * 64
 
@@ -139,20 +144,51 @@ _rows = audit_store.chain_rows
 
 
 class _ChainWalker:
-    """Checks rows in seq order and remembers where it is; the same for every backend."""
+    """Checks rows in seq order and remembers where it is; the same for every backend. With an
+    ExtendsCheck it also feeds the rows' leaf hashes to the Merkle tree, up to the largest
+    signed checkpoint."""
 
-    def __init__(self, artifacts: ArtifactStore, sizes: frozenset[int] = frozenset()) -> None:
-        from runtime.audit.merkle import Frontier
-
-        self.artifacts = artifacts
+    def __init__(self, artifacts: ArtifactStore | None, check: ExtendsCheck | None = None) -> None:
+        self.artifacts, self.extends = artifacts, check
         self.expected_seq, self.prev, self.count, self.checked = 1, GENESIS, 0, 0
-        # The Merkle tree over the event hashes, and its root at each checkpoint's size.
-        self.frontier, self.sizes, self.roots = Frontier(), sizes, {}
 
     def feed(self, rows: Sequence[Sequence[Any]]) -> None:
-        expected_seq, prev, count = self.expected_seq, self.prev, self.count
+        if not rows:
+            return
+        digests = [row[8] for row in rows]
+        if self._intact(rows, digests):
+            if self.artifacts is not None:
+                for row in [row for row in rows if row[5]]:
+                    self._check_artifacts(row[0], row[3], row[5])
+        else:
+            self._walk(rows)  # one event at a time, to name the first bad one
+        self.expected_seq += len(rows)
+        self.count += len(rows)
+        self.prev = digests[-1]
+        if self.extends is not None and (wanted := self.extends.wanted):
+            self.extends.feed(event_leaves(digests[:wanted]))
+
+    def _intact(self, rows: Sequence[Sequence[Any]], digests: list[str]) -> bool:
+        """The whole page at once (list comprehensions, no per-row branches): seqs without a
+        gap, each prev_hash the hash before it, each hash recomputed from the fields."""
+        first = rows[0][0]
+        if first != self.expected_seq or rows[-1][0] != first + len(rows) - 1:
+            return False  # seq is the primary key, so sorted and unique: no gap in between
+        if [row[7] for row in rows] != [self.prev, *digests[:-1]]:
+            return False
         sha256 = hashlib.sha256
-        append, sizes, fromhex = self.frontier.append, self.sizes, bytes.fromhex
+        # The same line event_hash() builds, in one f-string per row (short names keep it one).
+        computed = [
+            sha256(
+                f"{p}\n{s}\n{t}\n{'' if j is None else j}\n{k}\n{a}\n{r}\n{d}".encode()
+            ).hexdigest()
+            for s, t, j, k, a, r, d, p, _ in rows
+        ]
+        return computed == digests
+
+    def _walk(self, rows: Sequence[Sequence[Any]]) -> None:
+        expected_seq, prev = self.expected_seq, self.prev
+        sha256 = hashlib.sha256
         for seq, ts, job_id, kind, actor, arts, data, prev_hash, digest in rows:
             if seq != expected_seq:
                 raise AuditChainBroken(
@@ -173,20 +209,20 @@ class _ChainWalker:
                     f"event #{seq} ({kind}) was altered: its content no longer matches its hash",
                     seq=seq,
                 )
-            if arts:
-                for ref in arts.split(" "):
-                    problem = self.artifacts.check(ref)
-                    if problem:
-                        raise AuditChainBroken(
-                            f"artifact {ref[:12]}… referenced by event #{seq} ({kind}) {problem}",
-                            seq=seq,
-                        )
-                    self.checked += 1
-            append(sha256(b"\x00" + fromhex(digest)).digest())
-            if seq in sizes:
-                self.roots[seq] = self.frontier.root()
-            prev, expected_seq, count = digest, expected_seq + 1, count + 1
-        self.expected_seq, self.prev, self.count = expected_seq, prev, count
+            if arts and self.artifacts is not None:
+                self._check_artifacts(seq, kind, arts)
+            prev, expected_seq = digest, expected_seq + 1
+
+    def _check_artifacts(self, seq: int, kind: str, arts: str) -> None:
+        assert self.artifacts is not None
+        for ref in arts.split(" "):
+            problem = self.artifacts.check(ref)
+            if problem:
+                raise AuditChainBroken(
+                    f"artifact {ref[:12]}… referenced by event #{seq} ({kind}) {problem}",
+                    seq=seq,
+                )
+            self.checked += 1
 
     def report(self) -> VerifyReport:
         return VerifyReport(events=self.count, head=self.prev, artifacts_checked=self.checked)
@@ -205,45 +241,53 @@ def _verify_sqlite(path: Path, walker: _ChainWalker) -> None:
 
 async def verify(
     db: Database,
-    artifacts: ArtifactStore,
+    artifacts: ArtifactStore | None,
     *,
-    settings: Any = None,
+    settings: Settings | None = None,
     checkpoint_dirs: Sequence[Path] = (),
     public_key: str | None = None,
-    spec: Any = None,
+    spec: AuditCheckpoints | None = None,
 ) -> VerifyReport:
-    """Walk the chain from the first event, then check the log extends every signed checkpoint
-    it can read (ACP_HOME/checkpoints, directory witnesses, `checkpoint_dirs`) with the public
-    key (`public_key`, else the service's own); raise AuditChainBroken naming the first bad
-    event or checkpoint."""
-    from runtime.audit.checkpoints import check_against
-    from runtime.audit.checkpoints import checkpoint_dirs as default_dirs
-    from runtime.audit.note import Verifier, load_signer, read_checkpoints
+    """Walk the chain from the first event and check the log extends every signed checkpoint
+    it can read: ACP_HOME/checkpoints and the directory witnesses (from `settings` and `spec`)
+    and `checkpoint_dirs`, with `public_key` (a verifier key), else the service's own key.
+    Raise AuditChainBroken naming the first bad event, or the first checkpoint the log no
+    longer extends. An auditor passes a copy of the database, the checkpoint directories and
+    the public key, and no settings; `artifacts` None skips the artifact files."""
+    from runtime.audit import checkpoints
+    from runtime.audit.note import Verifier, load_signer
 
-    dirs = [*(default_dirs(settings, spec) if settings is not None else []), *checkpoint_dirs]
-    found = await asyncio.to_thread(read_checkpoints, dirs)
+    for directory in checkpoint_dirs:
+        if not directory.is_dir():
+            raise AcpError(f"no checkpoint directory {directory}")
+    dirs = [*(checkpoints.checkpoint_dirs(settings, spec) if settings else []), *checkpoint_dirs]
+    files = await asyncio.to_thread(checkpoints.read_checkpoints, dirs)
     verifier = None
     if public_key:
         verifier = Verifier(public_key)
     elif settings is not None and (signer := load_signer(settings)) is not None:
         verifier = Verifier(signer.vkey)
-    sizes = frozenset(verifier.open(text, str(p)).size for p, text in found) if verifier else ()
-    walker = _ChainWalker(artifacts, frozenset(sizes))
+    if verifier is None and files:
+        raise AuditChainBroken(
+            f"{len(files)} checkpoints found but no public key to check them with",
+            hint="pass --key (`acp audit key` on the service prints it)",
+        )
+    check = None
+    if verifier is not None:
+        check = checkpoints.ExtendsCheck(checkpoints.open_checkpoints(files, verifier))
+    walker = _ChainWalker(artifacts, check)
     if db.sqlite_path is not None:
         await asyncio.to_thread(_verify_sqlite, db.sqlite_path, walker)
     else:
         async for rows in _rows(db):
             walker.feed(rows)
     report = walker.report()
-    if verifier is None:
-        if found:
-            raise AuditChainBroken(
-                f"{len(found)} checkpoints found but no public key to check them with",
-                hint="pass --key (`acp audit key` on the service prints it)",
-            )
+    if check is None:
         return report
-    checked, latest = check_against(found, verifier, walker.roots, report.events)
-    return report.model_copy(update={"checkpoints_checked": checked, "latest_checkpoint": latest})
+    check.finish(report.events)
+    return report.model_copy(
+        update={"checkpoints_checked": check.checked, "latest_checkpoint": check.latest}
+    )
 
 
 async def events_for(db: Database, job_id: int | None = None) -> list[AuditEvent]:
