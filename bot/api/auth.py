@@ -18,10 +18,10 @@ from runtime.errors import Unauthenticated
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from runtime.tokens import TokenInfo
 
     from runtime.engine import Engine
     from runtime.identity import Actor
+    from runtime.tokens import TokenInfo
 
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
