@@ -33,6 +33,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p = t_sub.add_parser("revoke", help="stop a token working, now")
     p.add_argument("token", help="token id, e.g. tok_3f2a9c1b")
+    for command in t_sub.choices.values():
+        command.add_argument("--as", dest="as_user", metavar="USER",
+                             help="act as this person: honoured only where the policy allows "
+                             "impersonation")  # fmt: skip
 
 
 def _when(value: str | None) -> str:

@@ -79,9 +79,9 @@ async def test_same_request_same_decision_from_slack_socket_and_token(rig):
     await rig.command(FIX)
     await rig.wait_state({"awaiting_approval"})
     terminal = acp(rig.env, "submit", "--as", "alice", "--json", "--no-wait", FIX)
-    token = json.loads(
-        acp(rig.env, "token", "create", "--as", "alice", "--scopes", "submit", "--json").stdout
-    )
+    created = acp(rig.env, "token", "create", "--as", "alice", "--scopes", "submit", "--json")
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
     url = re.search(r"(http://127\.0\.0\.1:\d+)/api/v1", rig.service.output()).group(1)
     http_env = {**rig.env, "ACP_URL": url, "ACP_TOKEN": token["secret"]}
     over_http = acp(http_env, "submit", "--json", "--no-wait", FIX)
