@@ -62,6 +62,14 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
     checkpointer = Checkpointer(engine.settings, engine.db, spec)
     engine.checkpointer = checkpointer  # type: ignore[attr-defined]
     stop = _stop_event()
+    from runtime.policy_live import PolicyWatcher
+
+    # The policy folder is watched; SIGHUP and `acp policy reload` reload it at once.
+    watcher = PolicyWatcher(engine.policies)
+    engine.policy_watcher = watcher  # type: ignore[attr-defined]
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, watcher.request, "sighup", f"signal SIGHUP to process {os.getpid()}"
+    )
     _protect(engine)
     print(f"acp service: home {engine.settings.home}")
     print(f"  database : {engine.db.dialect} ({_safe_url(engine.db.url)})")
@@ -70,12 +78,13 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
 
         was = engine.schema_found.current or engine.schema_found.describe()
         print(f"  schema   : {migrate.HEAD} (was {was})")
-    print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]})")
+    print(f"  policy   : {engine.settings.policy_dir} (sha256 {engine.loaded.sha256[:16]}; "
+          "watched: edits, SIGHUP and `acp policy reload` load it again)")  # fmt: skip
     print(f"  audit    : {checked} signed checkpoints extended; signing every "
           f"{spec.every_events} events or {spec.every_seconds:g}s into "
           f"{engine.settings.checkpoints_dir} (+{len(spec.witnesses)} witnesses)")  # fmt: skip
     worker = WorkerProcess([sys.executable, "-m", "bot.cli", "worker"]) if workers else None
-    tasks = [asyncio.create_task(checkpointer.run(stop))]
+    tasks = [asyncio.create_task(checkpointer.run(stop)), asyncio.create_task(watcher.run(stop))]
     closers: list = []
     if worker is not None:
         await worker.start(engine)

@@ -35,7 +35,9 @@ from runtime.policy import (
     LoadedPolicy,
     load_policy,
 )
+from runtime.policy_live import PolicyInForce
 from runtime.recorder import JobRecorder, log_event
+from runtime.redecision import Redecisions
 from runtime.settings import Settings
 from runtime.store import job_store, migrate, outbox, worker_store
 from runtime.store.database import Database
@@ -53,14 +55,16 @@ ENDED_UNPUBLISHED = frozenset(
 )
 
 
-class Engine(Submissions, Outcomes, ApprovalGates):
+class Engine(Submissions, Outcomes, ApprovalGates, Redecisions):
     """The runtime's facade. Create with `await Engine.open(settings)`."""
 
     def __init__(self, settings: Settings, db: Database, policy: LoadedPolicy) -> None:
         self.settings = settings
         self.db = db
-        self.loaded = policy
         self.artifacts = ArtifactStore(settings.artifacts_dir)
+        # The policy in force (reloaded by the service, followed by workers); an operation
+        # pins the version it started under (runtime.policy_live).
+        self.policies = PolicyInForce(settings, db, self.artifacts, policy)
         # What open() found when it created or upgraded the schema (None: already current).
         self.schema_found: migrate.SchemaStatus | None = None
 
@@ -84,10 +88,22 @@ class Engine(Submissions, Outcomes, ApprovalGates):
             raise
         engine = cls(settings, db, loaded)
         engine.schema_found = changed
+        try:
+            # The service (the one that may upgrade) records the policy it loaded; any other
+            # process adopts the one in force.
+            await engine.policies.start(record=upgrade)
+        except BaseException:
+            await db.close()
+            raise
         return engine
 
     async def close(self) -> None:
         await self.db.close()
+
+    @property
+    def loaded(self) -> LoadedPolicy:
+        """The policy this operation acts under: the one it pinned, else the one in force."""
+        return self.policies.loaded
 
     @property
     def policy(self):

@@ -130,7 +130,17 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
             JobState.cancelled,
         }
     ),
-    JobState.queued: frozenset({JobState.running, JobState.cancelled, JobState.failed}),
+    # A queued or approved job is decided again when the policy changed before it ran
+    # (runtime.redecision): it may be denied, or stop at a gate the new policy adds.
+    JobState.queued: frozenset(
+        {
+            JobState.running,
+            JobState.cancelled,
+            JobState.failed,
+            JobState.denied,
+            JobState.awaiting_approval,
+        }
+    ),
     JobState.running: frozenset(
         {
             JobState.awaiting_approval,
@@ -144,7 +154,13 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
         {JobState.approved, JobState.rejected, JobState.cancelled, JobState.awaiting_approval}
     ),
     JobState.approved: frozenset(
-        {JobState.running, JobState.succeeded, JobState.failed, JobState.awaiting_approval}
+        {
+            JobState.running,
+            JobState.succeeded,
+            JobState.failed,
+            JobState.awaiting_approval,
+            JobState.denied,
+        }
     ),
     JobState.succeeded: frozenset({JobState.rolled_back}),
 }

@@ -275,6 +275,7 @@ class RoutineScheduler:
         self.scheduler: Any = None
         self.leader = False
         self._tasks: set[asyncio.Task] = set()
+        self._declared_under: str | None = None  # the policy the declared routines follow
 
     # --- the lease ------------------------------------------------------------------------
 
@@ -287,7 +288,7 @@ class RoutineScheduler:
     # --- running --------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await sync_declared(self.engine)
+        await self._sync_declared()
         try:
             while not stop.is_set():
                 try:
@@ -299,7 +300,15 @@ class RoutineScheduler:
         finally:
             await self.stop()
 
+    async def _sync_declared(self) -> None:
+        """The policy's declared routines, again whenever a new policy is in force."""
+        await self.engine.policies.follow()
+        if self._declared_under != self.engine.loaded.sha256:
+            await sync_declared(self.engine)
+            self._declared_under = self.engine.loaded.sha256
+
     async def tick(self) -> None:
+        await self._sync_declared()
         leader = await self._take_lease()
         if leader and not self.leader:
             log.info("%s holds the scheduler lease; starting the scheduler", self.instance)

@@ -27,7 +27,7 @@ from runtime.jobs import (
     RunGate,
 )
 from runtime.kinds import registry
-from runtime.policy import Decision, RequestFacts, decide, decide_routine
+from runtime.policy import Decision, Policy, RequestFacts, decide, decide_routine
 from runtime.store import job_store
 from runtime.store.job_store import DuplicateRequest, utcnow
 from runtime.untrusted import escape_text, has_lone_surrogate
@@ -62,30 +62,38 @@ def request_digest(text: str) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(text.encode(errors="replace")).hexdigest(), "chars": len(text)}
 
 
+def facts_of_request(person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
+    """What the policy is asked about a parsed request."""
+    explicit = bool(parsed.commands)
+    if parsed.job_type is not None:
+        kind = registry.kind_for(parsed.job_type)
+        explicit = kind.has_explicit_steps(parsed.instruction, parsed.commands)
+    return RequestFacts(
+        person=person,
+        job_type=parsed.job_type,
+        target=parsed.target,
+        origin=origin,
+        confidence=parsed.confidence,
+        has_explicit_steps=explicit,
+    )
+
+
+def decide_parsed(policy: Policy, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
+    """The policy's decision on a parsed request (a routine: may this person run the request,
+    and who reviews the routine). Pure: the same for a submission, a check and an example."""
+    facts = facts_of_request(person, parsed, origin)
+    if parsed.schedule:
+        return decide_routine(policy, facts)
+    return decide(policy, facts)
+
+
 class Submissions:
     # Needs the Engine's policy, loaded, db, transition, locked, record_refusal, _event, new_gate.
 
     # --- deciding ----------------------------------------------------------
 
-    def _facts(self, person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
-        explicit = bool(parsed.commands)
-        if parsed.job_type is not None:
-            kind = registry.kind_for(parsed.job_type)
-            explicit = kind.has_explicit_steps(parsed.instruction, parsed.commands)
-        return RequestFacts(
-            person=person,
-            job_type=parsed.job_type,
-            target=parsed.target,
-            origin=origin,
-            confidence=parsed.confidence,
-            has_explicit_steps=explicit,
-        )
-
     def _decide(self, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
-        facts = self._facts(person, parsed, origin)
-        if parsed.schedule:  # a routine: may this person run the request, and who reviews it
-            return decide_routine(self.policy, facts)
-        return decide(self.policy, facts)
+        return decide_parsed(self.policy, person, parsed, origin)
 
     def _spec(
         self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
@@ -149,7 +157,19 @@ class Submissions:
         request_key: str | None = None,
         reply_to: dict[str, Any] | None = None,
     ) -> JobRecord:
-        """Turn a request into a job and decide it. The same request_key never makes two jobs."""
+        """Turn a request into a job and decide it. The same request_key never makes two jobs.
+        Parsed, decided and recorded under one policy, whatever is reloaded meanwhile."""
+        with self.policies.pinned():  # type: ignore[attr-defined]
+            return await self._submit(text, actor, origin, request_key, reply_to)
+
+    async def _submit(
+        self,
+        text: str,
+        actor: Actor,
+        origin: Origin,
+        request_key: str | None,
+        reply_to: dict[str, Any] | None,
+    ) -> JobRecord:
         if request_key:
             async with self.db.engine.connect() as conn:
                 existing = await job_store.job_for_request(conn, request_key)
@@ -349,7 +369,8 @@ class Submissions:
 
         try:
             _refuse_unencodable(answer, "answer")
-            return await self.locked(job_id, body)
+            with self.policies.pinned():  # type: ignore[attr-defined]
+                return await self.locked(job_id, body)
         except (BadRequest, PolicyDenied, UnknownJob) as error:
             await self.record_refusal("answer.refused", actor.label, error, job_id=job_id)
             raise

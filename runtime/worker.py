@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acp.worker")
 SWEEP_S = 5.0
+CLAIM_TRIES = 20
 
 
 class Worker:
@@ -85,24 +86,28 @@ class Worker:
                 if not await self._is_dead(conn, owner):
                     continue
             recovered.append(job.id)
-            phase = job.phase or Phase.execute
-            try:
-                kind = registry.kind_for(job.spec.job_type)
-            except AcpError as error:
-                await self._fail(job, error.message)
-                continue
-            ctx = self.engine.context(job, self.id, phase=phase)
-            if phase in kind.resumable_phases:
-                await self.engine.log(
-                    job.id,
-                    "job.resumed",
-                    self.actor,
-                    {"phase": phase.value, "previous_worker": owner},
-                )
-                await self._guarded(job, self.engine.run_pass(ctx))
-            else:
-                await self._guarded(job, self._recover(kind, ctx, phase, owner))
+            with self._pinned(job):
+                await self._recover_one(job, owner)
         return recovered
+
+    async def _recover_one(self, job: JobRecord, owner: str | None) -> None:
+        phase = job.phase or Phase.execute
+        try:
+            kind = registry.kind_for(job.spec.job_type)
+        except AcpError as error:
+            await self._fail(job, error.message)
+            return
+        ctx = self.engine.context(job, self.id, phase=phase)
+        if phase in kind.resumable_phases:
+            await self.engine.log(
+                job.id,
+                "job.resumed",
+                self.actor,
+                {"phase": phase.value, "previous_worker": owner},
+            )
+            await self._guarded(job, self.engine.run_pass(ctx))
+        else:
+            await self._guarded(job, self._recover(kind, ctx, phase, owner))
 
     async def _recover(self, kind: JobKind, ctx, phase: Phase, owner: str | None) -> JobRecord:
         return await self.engine.apply(ctx, await kind.recover(ctx, phase, owner))
@@ -110,31 +115,51 @@ class Worker:
     # --- the queue -------------------------------------------------------------
 
     async def claim(self) -> JobRecord | None:
-        async with self.engine.db.begin() as conn:
-            # One transaction: the row found (locked on PostgreSQL) and the state change.
-            job_id = await worker_store.next_claimable_job_id(conn)
-            if job_id is None:
-                return None
-            job = await job_store.load_job(conn, job_id)
-            phase = Phase.execute
-            if job.state is JobState.approved and not isinstance(job.pending_action, RunGate):
-                # What an approval starts: a publish, or the kind's approved live action.
-                with contextlib.suppress(AcpError):
-                    phase = registry.kind_for(job.spec.job_type).approved_phase
-            return await self.engine.transition(
-                conn,
-                job,
-                JobState.running,
-                actor=self.actor,
-                kind={Phase.publish: "publish.started", Phase.resume: "job.resumed"}.get(
-                    phase, "job.started"
-                ),
-                data={"worker": self.id, "phase": phase.value},
-                worker_id=self.id,
-                phase=phase,
-            )
+        # A job decided under an older policy is decided again first; one it denies (or stops
+        # at a new gate) is not run, and the next one is tried.
+        for _ in range(CLAIM_TRIES):
+            async with self.engine.db.begin() as conn:
+                # One transaction: the row found (locked on PostgreSQL) and the state change.
+                await self.engine.policies.follow(conn)
+                job_id = await worker_store.next_claimable_job_id(conn)
+                if job_id is None:
+                    return None
+                job = await job_store.load_job(conn, job_id)
+                claimable = job.state
+                job = await self.engine.redecide_before_run(conn, job)
+                if job.state is claimable:
+                    return await self._start(conn, job)
+        return None
+
+    async def _start(self, conn: AsyncConnection, job: JobRecord) -> JobRecord:
+        phase = Phase.execute
+        if job.state is JobState.approved and not isinstance(job.pending_action, RunGate):
+            # What an approval starts: a publish, or the kind's approved live action.
+            with contextlib.suppress(AcpError):
+                phase = registry.kind_for(job.spec.job_type).approved_phase
+        return await self.engine.transition(
+            conn,
+            job,
+            JobState.running,
+            actor=self.actor,
+            kind={Phase.publish: "publish.started", Phase.resume: "job.resumed"}.get(
+                phase, "job.started"
+            ),
+            data={"worker": self.id, "phase": phase.value, "policy_hash": job.policy_hash},
+            worker_id=self.id,
+            phase=phase,
+        )
+
+    def _pinned(self, job: JobRecord):
+        """A pass acts under the policy the job records, whatever is reloaded meanwhile."""
+        policies = self.engine.policies
+        return policies.pinned(policies.version(job.policy_hash))
 
     async def process(self, job: JobRecord) -> JobRecord:
+        with self._pinned(job):
+            return await self._process(job)
+
+    async def _process(self, job: JobRecord) -> JobRecord:
         try:
             registry.kind_for(job.spec.job_type)
         except AcpError as error:

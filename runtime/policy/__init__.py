@@ -15,7 +15,7 @@ from runtime.policy.decide import (
     decide_routine_management,
     risk_of,
 )
-from runtime.policy.load import LoadedPolicy, load_policy
+from runtime.policy.load import LoadedPolicy, load_bundle, load_policy, load_sources
 from runtime.policy.schema import (
     ApprovalRule,
     ApproverSet,
@@ -34,6 +34,7 @@ from runtime.policy.schema import (
     Models,
     Person,
     Policy,
+    PolicyExample,
     RepoTarget,
     Role,
     Routines,
@@ -65,6 +66,7 @@ __all__ = [
     "Models",
     "Person",
     "Policy",
+    "PolicyExample",
     "RepoTarget",
     "RequestFacts",
     "Role",
@@ -78,7 +80,9 @@ __all__ = [
     "decide_approval",
     "decide_routine",
     "decide_routine_management",
+    "load_bundle",
     "load_policy",
+    "load_sources",
     "parse_duration",
     "risk_of",
 ]

@@ -28,44 +28,97 @@ class LoadedPolicy:
     sha256: str
     files: tuple[Path, ...]
     lines: dict[tuple[Any, ...], tuple[str, int]] = field(default_factory=dict, compare=False)
+    # Each file's name and bytes, in load order: what the hash is over, and what is stored.
+    sources: tuple[tuple[str, bytes], ...] = field(default=(), compare=False, repr=False)
+
+    def bundle(self) -> bytes:
+        """The policy as one artifact: each file's name and bytes, NUL-separated. Its sha256
+        is the policy's hash, so the artifact store holds every version under its hash."""
+        return b"".join(name.encode() + b"\0" + raw + b"\0" for name, raw in self.sources)
 
 
+_LISTS = ("approvals", "expect")  # sections whose items several files may add to
 _MERGED_MAPPINGS = ("people", "roles", "targets", "clarification", "models", "limits", "routines")
 
 
-def load_policy(directory: Path) -> LoadedPolicy:
-    """Read every *.yml / *.yaml in `directory`; a malformed file fails with file and line."""
+def load_policy(directory: Path, *, examples: bool = True) -> LoadedPolicy:
+    """Read every *.yml / *.yaml in `directory`; a malformed file fails with file and line, and
+    so does a failing example (`expect:`) unless `examples` is False."""
     directory = Path(directory)
     if not directory.is_dir():
         raise PolicyFileError(
             f"policy directory {directory} does not exist",
             hint="set ACP_POLICY_DIR to a folder of policy YAML files",
         )
-    files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+    files = policy_files(directory)
     if not files:
         raise PolicyFileError(f"no policy files (*.yml) in {directory}")
+    sources = []
+    for path in files:
+        try:
+            sources.append((path.name, path.read_bytes()))
+        except OSError as error:
+            raise PolicyFileError(f"{path}: cannot be read: {error.strerror}") from None
+    return load_sources(sources, directory, examples=examples)
+
+
+def policy_files(directory: Path) -> list[Path]:
+    return sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+
+
+def load_bundle(data: bytes, where: Path | str, *, examples: bool = False) -> LoadedPolicy:
+    """A stored policy (LoadedPolicy.bundle) back as a LoadedPolicy; its errors name `where`."""
+    parts = data.split(b"\0")
+    if len(parts) % 2 != 1 or parts[-1] != b"":
+        raise PolicyFileError(f"{where}: not a stored policy bundle")
+    sources = [(parts[i].decode(), parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+    return load_sources(sources, Path(where), examples=examples)
+
+
+def load_sources(
+    sources: list[tuple[str, bytes]], directory: Path, *, examples: bool = True
+) -> LoadedPolicy:
+    """Files given as (name, bytes), merged into one Policy with its hash; errors name
+    directory/name and the line."""
+    if not sources:
+        raise PolicyFileError(f"no policy files (*.yml) in {directory}")
+    for name, _ in sources:
+        if "/" in name or name.startswith(".") or not name.endswith((".yml", ".yaml")):
+            raise PolicyFileError(f"'{name}' is not a policy file name (name.yml, no folders)")
     digest = hashlib.sha256()
     merged: dict[str, Any] = {}
     lines: dict[tuple[Any, ...], tuple[str, int]] = {}
     owner: dict[tuple[str, ...], str] = {}
-    for path in files:
-        raw = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+    files = []
+    for name, raw in sources:
+        path = Path(directory) / name
+        files.append(path)
+        digest.update(name.encode() + b"\0" + raw + b"\0")
         data, file_lines = _parse_yaml(path, raw)
         _validate_fragment(path, data, file_lines)
         _merge(path, data, merged, owner, file_lines)
         for key, where in file_lines.items():
-            if key and key[0] == "approvals" and len(key) > 1 and isinstance(key[1], int):
-                offset = len(merged.get("approvals", [])) - len(data.get("approvals", []))
-                lines[("approvals", key[1] + offset, *key[2:])] = where
+            if key and key[0] in _LISTS and len(key) > 1 and isinstance(key[1], int):
+                offset = len(merged.get(key[0], [])) - len(data.get(key[0], []))
+                lines[(key[0], key[1] + offset, *key[2:])] = where
             else:
                 lines.setdefault(key, where)
     try:
         policy = Policy.model_validate(merged)
     except ValidationError as exc:
         raise _validation_error(exc, lines, default=str(files[0])) from None
-    loaded = LoadedPolicy(policy=policy, sha256=digest.hexdigest(), files=tuple(files), lines=lines)
+    loaded = LoadedPolicy(
+        policy=policy,
+        sha256=digest.hexdigest(),
+        files=tuple(files),
+        lines=lines,
+        sources=tuple(sources),
+    )
     _check_references(loaded)
+    if examples and policy.expect:
+        from runtime.policy.examples import check_examples
+
+        check_examples(loaded)
     return loaded
 
 
@@ -138,8 +191,8 @@ def _merge(
     path: Path, data: dict[str, Any], merged: dict[str, Any], owner: dict, lines: dict
 ) -> None:
     for section, value in data.items():
-        if section == "approvals":
-            merged.setdefault("approvals", []).extend(value or [])
+        if section in ("approvals", "expect"):
+            merged.setdefault(section, []).extend(value or [])
         elif section in _MERGED_MAPPINGS and isinstance(value, dict):
             into = merged.setdefault(section, {})
             for key, item in value.items():

@@ -429,6 +429,44 @@ class AuditSpec(_Strict):
     checkpoints: AuditCheckpoints = Field(default_factory=AuditCheckpoints)
 
 
+class PolicyExample(_Strict):
+    """One example the policy must decide as written (`expect:`), run at every load: a policy
+    whose examples fail is refused. Like a test beside the rules it checks."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    as_: str = Field(alias="as", description="the person who asks")
+    request: str = Field(description="the request as typed, e.g. 'code demo: run `make test`'")
+    origin: Origin = Origin.cli
+    effect: Literal["allow", "deny", "needs_clarification"] | None = Field(
+        None, description="the decision's effect (default: allow when approvals are named)"
+    )
+    approvals: list[str] | None = Field(
+        None, description="the approval rule ids that gate it, exactly (empty: none)"
+    )
+    approvers: dict[str, list[str]] | None = Field(
+        None, description="approval rule id -> the people who may approve it, exactly"
+    )
+    rules: list[str] = Field(
+        default_factory=list, description="rule ids the decision must use (grants, routes)"
+    )
+    model: str | None = Field(None, description="the model route's model ('direct', a model)")
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _says_something(self) -> PolicyExample:
+        said = (self.effect, self.approvals, self.approvers, self.model)
+        if all(v is None for v in said) and not self.rules:
+            raise ValueError(
+                "an example needs what to expect: effect, approvals, approvers, rules or model"
+            )
+        return self
+
+    @property
+    def expected_effect(self) -> str:
+        return self.effect or "allow"
+
+
 class Policy(_Strict):
     version: int = 1
     people: dict[str, Person] = Field(default_factory=dict)
@@ -441,6 +479,9 @@ class Policy(_Strict):
     routines: Routines = Field(default_factory=Routines)
     authentication: Authentication = Field(default_factory=Authentication)
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    expect: list[PolicyExample] = Field(
+        default_factory=list, description="examples the policy must decide as written"
+    )
 
     def targets_for(self, job_type: JobType | str) -> dict[str, Any]:
         """The targets a job of this kind may name: its kind's section of the policy (a kind

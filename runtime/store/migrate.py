@@ -43,7 +43,7 @@ VERSION_TABLE = "acp_schema_version"
 BASELINE = "0001_baseline"
 # The newest revision in migrations/versions (a test keeps the two equal): openers compare
 # against it without importing Alembic, which costs a CLI command ~100 ms.
-HEAD = "0003_api_tokens"
+HEAD = "0004_policy_loads"
 
 # Tables in our database that another component makes and owns: APScheduler's job store.
 UNMANAGED_TABLES = frozenset({"apscheduler_jobs"})

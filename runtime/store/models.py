@@ -182,3 +182,19 @@ class ApiTokenRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PolicyLoadRow(Base):
+    """One policy put in force: its hash (the artifact holding its files has the same sha256),
+    when, from where (startup, the folder, SIGHUP, a reload request, a policy job) and by whom.
+    The newest row is the policy in force for every process of the service."""
+
+    __tablename__ = "policy_loads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_hash: Mapped[str] = mapped_column(String(64), index=True)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[str]] = mapped_column(JSON)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -31,7 +31,7 @@ from tests.support.acp_process import ACP, ROOT, acp
 
 FIX = 'code demo: run `sed -i "s/teh/the/" README.md`'
 # Every revision after the baseline, oldest first.
-AFTER_BASELINE = ("0002_pending_outbox_team_spend", "0003_api_tokens")
+AFTER_BASELINE = ("0002_pending_outbox_team_spend", "0003_api_tokens", "0004_policy_loads")
 FUTURE = "9999_from_a_later_release"
 
 
