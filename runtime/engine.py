@@ -91,7 +91,7 @@ class Engine(Submissions, Outcomes, ApprovalGates, Redecisions):
         try:
             # The service (the one that may upgrade) records the policy it loaded; any other
             # process adopts the one in force.
-            await engine.policies.start(record=upgrade)
+            await engine.policies.start(record=upgrade, actor=actor)
         except BaseException:
             await db.close()
             raise

@@ -59,7 +59,8 @@ class Outcomes:
         """What a kind gets for one pass over `job`: never this Engine, nothing that writes the
         job's state. A context that does not keep (a replay) leaves the job's record alone."""
         kind = registry.kind_for(job.spec.job_type)
-        targets = self.policy.targets_for(kind.job_type) if kind.target_section else {}
+        loaded = self.loaded  # one version for the whole context
+        targets = loaded.policy.targets_for(kind.job_type) if kind.target_section else {}
 
         async def remember(result: dict[str, Any]) -> JobRecord:
             return await self.save_progress(job.id, result=result)
@@ -67,7 +68,7 @@ class Outcomes:
         return JobContext(
             job=job,
             target=targets.get(job.spec.target or ""),
-            policy=self.policy,
+            policy=loaded.policy,
             settings=self.settings,
             recorder=self.recorder(job.id, actor or f"worker:{worker_id}", keeps=keeps),
             worker_id=worker_id,
@@ -76,6 +77,7 @@ class Outcomes:
             remember_fn=remember,
             toolbox_fn=_toolbox,
             model_fn=_model_client,
+            policy_hash=loaded.sha256,
         )
 
     def approved_action(self, job: JobRecord) -> PendingAction:

@@ -137,14 +137,14 @@ class PolicyInForce:
             self._lock = asyncio.Lock()
         return self._lock
 
-    async def start(self, *, record: bool) -> None:
+    async def start(self, *, record: bool, actor: str = "acp") -> None:
         """At process start: the service records the policy it loaded if it is not the one in
         force already; a worker adopts the one in force (what the service last loaded)."""
         async with self.db.engine.connect() as conn:
             row = await policy_store.in_force(conn)
         if record:
             if row is None or row["policy_hash"] != self.current.loaded.sha256:
-                await self.put_in_force(self.current.loaded, "startup", "acp")
+                await self.put_in_force(self.current.loaded, "startup", actor)
             else:
                 self.current = InForce(
                     self.current.loaded, row["loaded_at"], row["source"], row["actor"], row["id"]
@@ -159,44 +159,13 @@ class PolicyInForce:
         actor: str,
         *,
         job_id: int | None = None,
-        conn: AsyncConnection | None = None,
         detail: dict[str, Any] | None = None,
     ) -> InForce:
-        """Store, record and swap in a validated policy (one transaction for the row and its
-        event; `conn`: inside the caller's)."""
-        ref = self.artifacts.put("policy.bundle", loaded.bundle(), "application/octet-stream")
-        assert ref.sha256 == loaded.sha256
+        """Store, record and swap in a validated policy."""
         previous = self.current.loaded.sha256
-        now = utcnow()
-        row = {
-            "policy_hash": loaded.sha256,
-            "loaded_at": now,
-            "source": source,
-            "actor": actor,
-            "files": [p.name for p in loaded.files],
-            "job_id": job_id,
-        }
-        data = {
-            "policy_hash": loaded.sha256,
-            "previous": previous if previous != loaded.sha256 else None,
-            "source": source,
-            "changed_by": actor,
-            "files": row["files"],
-            **(detail or {}),
-        }
-
-        async def write(c: AsyncConnection) -> int:
-            load_id = await policy_store.record_load(c, row)
-            await audit.append(
-                c, self.db, NewEvent("policy.loaded", actor, job_id, data, (ref.sha256,))
-            )
-            return load_id
-
-        if conn is not None:
-            load_id = await write(conn)
-        else:
-            async with self.db.begin() as c:
-                load_id = await write(c)
+        load_id, now = await record_load(
+            self.db, self.artifacts, loaded, source, actor, previous, job_id=job_id, detail=detail
+        )
         self._swap(InForce(loaded, now, source, actor, load_id))
         return self.current
 
@@ -302,6 +271,39 @@ class PolicyInForce:
         return tuple(out)
 
 
+async def record_load(
+    db: Database,
+    artifacts: ArtifactStore,
+    loaded: LoadedPolicy,
+    source: str,
+    actor: str,
+    previous: str | None,
+    *,
+    job_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> tuple[int, datetime]:
+    """Store a validated policy's files by its hash and record it in force, with its
+    `policy.loaded` event, in one transaction. Every process follows the newest record."""
+    ref = artifacts.put("policy.bundle", loaded.bundle(), "application/octet-stream")
+    assert ref.sha256 == loaded.sha256
+    now = utcnow()
+    files = [p.name for p in loaded.files]
+    row = {"policy_hash": loaded.sha256, "loaded_at": now, "source": source, "actor": actor,
+           "files": files, "job_id": job_id}  # fmt: skip
+    data = {
+        "policy_hash": loaded.sha256,
+        "previous": previous if previous != loaded.sha256 else None,
+        "source": source,
+        "changed_by": actor,
+        "files": files,
+        **(detail or {}),
+    }
+    async with db.begin() as conn:
+        load_id = await policy_store.record_load(conn, row)
+        await audit.append(conn, db, NewEvent("policy.loaded", actor, job_id, data, (ref.sha256,)))
+    return load_id, now
+
+
 def _file_authors(loaded: LoadedPolicy) -> str | None:
     """Who wrote the policy files, as far as the filesystem says (their owners)."""
     names = set()
@@ -310,7 +312,7 @@ def _file_authors(loaded: LoadedPolicy) -> str | None:
             names.add(pwd.getpwuid(os.stat(path).st_uid).pw_name)
     if not names:
         return None
-    return f"filesystem (files owned by {', '.join(sorted(names))})"
+    return f"{', '.join(sorted(names))} (owner of the policy files)"
 
 
 class PolicyWatcher:
@@ -331,7 +333,9 @@ class PolicyWatcher:
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        seen = self.policies.folder_state()
+        # Unknown at first: the folder is read once (a no-op when it holds the policy in force),
+        # so an edit made while the service was starting is not missed.
+        seen: tuple | None = None
         pending: tuple | None = None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

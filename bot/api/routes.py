@@ -1,9 +1,9 @@
 """The service API's endpoints: each authenticates the caller (bot.api.auth), calls the engine
 and answers JSON. A refusal is the runtime's error as JSON (bot.api.wire), never a traceback.
 
-Scopes a token needs: read (every GET, a policy check, a replay), submit, answer, approve
-(approve and reject), cancel, rollback, routines, tokens. A caller on the Unix socket has
-them all; the policy still decides what its person may do.
+Scopes a token needs: read (every GET, a policy check or simulation, a replay), submit,
+answer, approve (approve and reject), cancel, rollback, routines, tokens. A caller on the Unix
+socket has them all; the policy still decides what its person may do.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class Api:
     def endpoint(self, scope: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
         async def run(request: web.Request) -> web.StreamResponse:
             try:
+                if request.method != "GET":
+                    # A policy a job (or another process) put in force is the one this acts
+                    # under, even between two of the watcher's looks.
+                    await self.engine.policies.follow()
                 who = await caller(self.engine, request, scope)
                 return await handler(request, who)
             except AcpError as error:
@@ -112,6 +116,11 @@ class Api:
             web.get(f"{p}/audit/prove/{{job}}", e("read", self.audit_prove)),
             web.get(f"{p}/audit/key", e("read", self.audit_key)),
             web.post(f"{p}/policy/check", e("read", self.policy_check)),
+            web.post(f"{p}/policy/simulate", e("read", self.policy_simulate)),
+            web.post(f"{p}/policy/explain", e("read", self.policy_explain)),
+            web.get(f"{p}/policy", e("read", self.policy_show)),
+            web.post(f"{p}/policy/reload", e("submit", self.policy_reload)),
+            web.post(f"{p}/policy/propose", e("submit", self.policy_propose)),
             web.get(f"{p}/routines", e("read", self.list_routines)),
             web.get(f"{p}/routines/{{routine}}/history", e("read", self.routine_history)),
             web.post(f"{p}/routines/{{routine}}/{{verb}}", e("routines", self.routine_verb)),
@@ -276,6 +285,71 @@ class Api:
         body = await _body(request)
         check = self.engine.check(_field(body, "request"), who.actor)
         return _json(check.model_dump(mode="json"))
+
+    async def policy_simulate(self, request: web.Request, who: Caller) -> web.Response:
+        """A proposed policy (its files) tried on the jobs recorded since a time: runs nothing,
+        writes nothing but its `policy.simulated` event."""
+        from runtime.policy.simulate import proposed_sources, simulate, since_time
+        from runtime.store.history_store import all_recorded_jobs
+
+        body = await _body(request)
+        since = _field(body, "since", required=False) or "30d"
+        since_at = since_time(since)
+        proposed = proposed_sources(body.get("files"), _field(body, "where", required=False))
+        async with self.engine.db.engine.connect() as conn:
+            rows = await all_recorded_jobs(conn, since_at)
+        report = await asyncio.to_thread(
+            simulate, rows, proposed.policy, proposed_hash=proposed.sha256,
+            in_force_hash=self.engine.loaded.sha256, since=since, since_at=since_at,
+        )  # fmt: skip
+        await self.engine.log(None, "policy.simulated", who.actor.label, report.summary())
+        return _json(report.model_dump(mode="json"))
+
+    async def policy_explain(self, request: web.Request, who: Caller) -> web.Response:
+        """Rule by rule, how the policy in force decides a request of the caller's."""
+        from runtime.policy.explain import explain
+
+        body = await _body(request)
+        loaded = self.engine.loaded
+        explained = explain(loaded.policy, who.actor.person, _field(body, "request"))
+        explained.policy_hash = loaded.sha256
+        return _json(explained.model_dump(mode="json"))
+
+    async def policy_show(self, request: web.Request, who: Caller) -> web.Response:
+        """The policy in force: its hash, since when, from where and by whom; --history."""
+        from runtime.store import policy_store
+
+        policies = self.engine.policies
+        await policies.follow()
+        limit = 50 if request.query.get("history") in ("1", "true") else 1
+        async with self.engine.db.engine.connect() as conn:
+            loads = await policy_store.history(conn, limit)
+        policy = policies.current.loaded.policy
+        return _json({
+            **policies.current.describe(), "folder": str(self.engine.settings.policy_dir),
+            "people": len(policy.people), "roles": len(policy.roles),
+            "approval_rules": len(policy.approvals), "examples": len(policy.expect),
+            "history": loads,
+        })  # fmt: skip
+
+    async def policy_reload(self, request: web.Request, who: Caller) -> web.Response:
+        """Read the policy folder again now; a refused one is the error (the old stays)."""
+        result = await self.engine.policies.reload("reload", who.actor.label)
+        if result.error is not None:
+            raise result.error
+        return _json({"changed": result.changed, "previous": result.previous,
+                      **result.in_force.describe()})  # fmt: skip
+
+    async def policy_propose(self, request: web.Request, who: Caller) -> web.Response:
+        """A policy job for the files sent: reviewed, then written and put in force."""
+        from runtime.policy_change import propose
+
+        body = await _body(request)
+        files = body.get("files")
+        if not isinstance(files, dict):
+            raise BadRequest("the request body needs 'files': {file name: its text}")
+        job = await propose(self.engine, files, who.actor)
+        return _json(job.model_dump(mode="json"), 201, who)
 
     # --- routines ----------------------------------------------------------------------
 

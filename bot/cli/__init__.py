@@ -42,7 +42,7 @@ _HANDLERS: dict[str, Callable[[ServiceClient, argparse.Namespace], Awaitable[int
     "replay": artifacts.cmd_replay,
     "export-test": artifacts.cmd_export_test,
     "artifact": artifacts.cmd_artifact,
-    "policy": policy.cmd_policy_check,
+    "policy": policy.cmd_policy,
     "routines": routines.cmd_routines,
     "token": tokens.cmd_token,
 }

@@ -11,6 +11,7 @@ import os
 import bot.cli.audit as audit
 import bot.cli.db as db
 import bot.cli.env as env
+import bot.cli.policy as policy
 import bot.cli.tokens as tokens
 
 
@@ -66,12 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rollback", "revert a published change", identity=True)
     p.add_argument("job")
     audit.add_parser(sub)
-    policy = sub.add_parser("policy", help="inspect the policy")
-    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
-    p = policy_sub.add_parser("check", help="what would happen to a request (runs nothing)")
-    p.add_argument("--as", dest="as_user", metavar="USER")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("request")
+    policy.add_parser(sub)
     p = add("replay", "re-run a model job from its recorded responses; compare the diff", read=True)
     p.add_argument("job")
     p.add_argument("--on-base", help="replay on this branch's tip instead of the recorded base")

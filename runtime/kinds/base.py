@@ -144,6 +144,7 @@ class JobContext:
     remember_fn: Callable[[dict[str, Any]], Awaitable[JobRecord]]
     toolbox_fn: Callable[..., Toolbox]
     model_fn: Callable[..., ModelClient]
+    policy_hash: str = ""  # the version of `policy` this pass acts under
 
     @property
     def actor(self) -> str:

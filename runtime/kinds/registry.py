@@ -22,6 +22,7 @@ BUILT_IN = (
     "runtime.kinds.browser.kind:BrowserKind",
     "runtime.kinds.doc.kind:DocKind",
     "runtime.kinds.routine.kind:RoutineKind",
+    "runtime.kinds.policy.kind:PolicyKind",
 )
 
 _kinds: dict[JobType, JobKind] = {}

@@ -9,6 +9,8 @@ Decision with human-readable reasons and the ids of the rules they used. Deny by
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
@@ -66,7 +68,18 @@ class Decision(BaseModel):
 
 
 def _matches(name: str | None, patterns: Iterable[str]) -> bool:
-    return name is not None and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    """Whether `name` matches one of the shell globs (case-sensitive)."""
+    if name is None:
+        return False
+    return _globs(tuple(patterns)).match(name) is not None
+
+
+@functools.lru_cache(maxsize=8192)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """The globs as one compiled pattern: a policy's lists are few and asked often."""
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def risk_of(
@@ -98,7 +111,6 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             question="What kind of job is this?",
             options=_requestable(),
         )
-    granted_targets = _granted_targets(policy, person, facts.job_type)
     if facts.target is None:
         mutating = registry.kind_for(facts.job_type).mutating
         rule = "clarification.mutating_without_target" if mutating else "clarification.no_target"
@@ -108,7 +120,7 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             rule_ids=[rule],
             clarify_field="target",
             question=f"Which target should this {facts.job_type.value} job work on?",
-            options=granted_targets,
+            options=_granted_targets(policy, person, facts.job_type),
         )
     if facts.confidence < threshold:
         return Decision(

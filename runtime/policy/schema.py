@@ -8,7 +8,9 @@ Models only: never reads a file and never decides a request. Unknown fields are 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -318,10 +321,11 @@ class Targets(BaseModel):
             }
         return self
 
-    def section(self, name: str) -> dict[str, Any]:
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A section's targets by name: a read-only view (no copy; decide() reads it often)."""
         if name in ("repos", "databases", "sites"):
-            return dict(getattr(self, name))
-        return dict((self.model_extra or {}).get(name, {}))
+            return MappingProxyType(getattr(self, name))
+        return MappingProxyType((self.model_extra or {}).get(name, {}))
 
     def sections(self) -> list[str]:
         return ["repos", "databases", "sites", *(self.model_extra or {})]
@@ -436,7 +440,15 @@ class PolicyExample(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     as_: str = Field(alias="as", description="the person who asks")
-    request: str = Field(description="the request as typed, e.g. 'code demo: run `make test`'")
+    request: str | None = Field(
+        None, description="the request as typed, e.g. 'code demo: run `make test`'"
+    )
+    job_type: JobType | None = Field(
+        None,
+        description="instead of a request: a job of this type (one no request names, e.g. "
+        "policy), on `target`, decided with its steps explicit",
+    )
+    target: str | None = Field(None, description="with job_type: the job's target")
     origin: Origin = Origin.cli
     effect: Literal["allow", "deny", "needs_clarification"] | None = Field(
         None, description="the decision's effect (default: allow when approvals are named)"
@@ -455,6 +467,14 @@ class PolicyExample(_Strict):
 
     @model_validator(mode="after")
     def _says_something(self) -> PolicyExample:
+        if (self.request is None) == (self.job_type is None):
+            raise ValueError("an example needs a request, or a job_type and target, not both")
+        if self.job_type is not None:
+            _known_kinds([self.job_type])
+            if self.target is None:
+                raise ValueError("an example with job_type needs its target")
+        elif self.target is not None:
+            raise ValueError("an example's target goes with job_type; a request names its own")
         said = (self.effect, self.approvals, self.approvers, self.model)
         if all(v is None for v in said) and not self.rules:
             raise ValueError(
@@ -482,8 +502,11 @@ class Policy(_Strict):
     expect: list[PolicyExample] = Field(
         default_factory=list, description="examples the policy must decide as written"
     )
+    # Indexes built on first use (identities, approvers, merged targets): a Policy is never
+    # changed after it is loaded, so they stay true for its life.
+    _cache: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
-    def targets_for(self, job_type: JobType | str) -> dict[str, Any]:
+    def targets_for(self, job_type: JobType | str) -> Mapping[str, Any]:
         """The targets a job of this kind may name: its kind's section of the policy (a kind
         with no section of its own, e.g. routines, names the targets of any section)."""
         from runtime.kinds import registry
@@ -491,13 +514,16 @@ class Policy(_Strict):
         section = registry.kind_for(job_type).target_section
         if section is not None:
             return self.targets.section(section)
-        return {
-            name: target
-            for each in self.targets.sections()
-            for name, target in self.targets.section(each).items()
-        }
+        found = self._cache.get("all_targets")
+        if found is None:
+            found = self._cache["all_targets"] = MappingProxyType({
+                name: target
+                for each in self.targets.sections()
+                for name, target in self.targets.section(each).items()
+            })  # fmt: skip
+        return found
 
-    def targets_in(self, section: str) -> dict[str, Any]:
+    def targets_in(self, section: str) -> Mapping[str, Any]:
         return self.targets.section(section)
 
     def all_target_names(self) -> list[str]:
@@ -507,17 +533,27 @@ class Policy(_Strict):
         """The person a door's identity (terminal user, Slack user id) belongs to."""
         if identity in self.people and door == "cli":
             return identity
-        for name, person in self.people.items():
-            if identity in getattr(person.identities, door):
-                return name
-        return None
+        index = self._cache.get(("identities", door))
+        if index is None:
+            index = {}
+            for name, person in self.people.items():
+                for each in getattr(person.identities, door):
+                    index.setdefault(each, name)
+            self._cache[("identities", door)] = index
+        return index.get(identity)
 
     def approvers_for(self, rule: ApprovalRule) -> list[str]:
-        names = set(rule.approvers.people)
-        for name, person in self.people.items():
-            if set(person.roles) & set(rule.approvers.roles):
-                names.add(name)
-        return sorted(names)
+        """The people who may approve under `rule`: named, or holding one of its roles."""
+        key = ("approvers", id(rule))
+        found = self._cache.get(key)
+        if found is None:
+            names = set(rule.approvers.people)
+            roles = set(rule.approvers.roles)
+            for name, person in self.people.items():
+                if roles.intersection(person.roles):
+                    names.add(name)
+            found = self._cache[key] = sorted(names)
+        return list(found)
 
 
 def parse_duration(text: str) -> timedelta:

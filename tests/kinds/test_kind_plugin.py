@@ -177,14 +177,17 @@ def test_without_the_kind_its_policy_is_refused_with_what_there_is(tmp_path: Pat
     env = {k: v for k, v in env.items() if k != "ACP_KINDS"}  # the echo kind is not loaded
     done = acp(env, "policy", "check", "--as", "alice", "echo hello: hi")
     assert done.returncode != 0
-    assert "unknown job type echo (job types: code, sql, browser, doc, schedule)" in done.stderr
+    assert "unknown job type echo (job types: code, sql, browser, doc, schedule, policy)" in (
+        done.stderr
+    )
     policy = yaml.safe_load(BUNDLED_POLICY.read_text())
     policy["targets"]["echoes"] = {"hello": {"greeting": "hi"}}
     (tmp_path / "policy" / "default.yml").write_text(yaml.safe_dump(policy))
     done = acp(env, "policy", "check", "--as", "alice", "code demo: run `true`")
     assert done.returncode != 0
-    assert "no job kind reads targets.echoes (target sections: databases, repos, sites)" in (
-        done.stderr
+    assert (
+        "no job kind reads targets.echoes (target sections: databases, policies, repos, sites)"
+        in (done.stderr)
     ), done.stderr
 
 

@@ -111,9 +111,9 @@ async def test_a_release_database_upgrades_and_keeps_every_record(release_home):
             == (expected["audit"]["verify"]["artifacts_checked"])
         )
         rows = {t: n for t, n in now["table_rows"].items() if t != migrate.VERSION_TABLE}
-        # Tables later releases added start empty (api_tokens: 0003).
+        # Tables later releases added start empty (api_tokens: 0003, policy_loads: 0004).
         assert rows == {**expected["table_rows"], "audit_events": len(recorded) + 1,
-                        "api_tokens": 0}  # fmt: skip
+                        "api_tokens": 0, "policy_loads": 0}  # fmt: skip
     finally:
         await engine.close()
     verified = acp(env, "audit", "verify")

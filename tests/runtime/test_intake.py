@@ -163,7 +163,7 @@ def test_unknown_job_type_suggests_one_and_lists_the_types(bundled: Policy) -> N
         parse_request("cod demo: fix the typo", bundled)
 
     assert "unknown job type 'cod'; did you mean 'code'?" in caught.value.message
-    assert "browser, code, doc, schedule, sql" in (caught.value.hint or "")
+    assert "browser, code, doc, policy, schedule, sql" in (caught.value.hint or "")
 
 
 def test_grammar_with_nothing_to_do_is_refused(bundled: Policy) -> None:

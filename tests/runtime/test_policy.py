@@ -447,14 +447,15 @@ def _approve(policy: Policy, approver: str) -> Decision:
 def test_approver_removed_from_role_in_changed_policy_is_refused(tmp_path: Path) -> None:
     assert _approve(load_policy(BUNDLED).policy, "bob").effect == "allow"
     text = (BUNDLED / "default.yml").read_text()
-    bobs = "roles: [engineer, demo-approver, reports-approver]"
+    bobs = "roles: [engineer, demo-approver, reports-approver, security-approver]"
     assert bobs in text
-    changed = text.replace(bobs, "roles: [engineer, reports-approver]").replace(
+    changed = text.replace(bobs, "roles: [engineer, reports-approver, security-approver]").replace(
         "    roles: [analyst]", "    roles: [analyst, demo-approver]"
     )
     write_policy(tmp_path, changed, "default.yml")
 
-    decision = _approve(load_policy(tmp_path).policy, "bob")
+    # (examples=False: the bundled examples pin down bob's approvals, which this changes)
+    decision = _approve(load_policy(tmp_path, examples=False).policy, "bob")
 
     assert decision.effect == "deny"
     assert "approval.not_approver" in decision.rule_ids
@@ -465,11 +466,14 @@ def test_rule_without_any_approver_is_not_reported_as_gone(tmp_path: Path) -> No
     text = (BUNDLED / "default.yml").read_text()
     write_policy(
         tmp_path,
-        text.replace("roles: [engineer, demo-approver, reports-approver]", "roles: [engineer]"),
+        text.replace(
+            "roles: [engineer, demo-approver, reports-approver, security-approver]",
+            "roles: [engineer]",
+        ),
         "default.yml",
     )
 
-    decision = _approve(load_policy(tmp_path).policy, "bob")
+    decision = _approve(load_policy(tmp_path, examples=False).policy, "bob")
 
     assert decision.effect == "deny"
     assert "gone" not in decision.reasons[0]
