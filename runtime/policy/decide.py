@@ -227,7 +227,19 @@ def _requestable() -> list[str]:
 def approval_gates(
     policy: Policy, job_type: JobType, target: str | None
 ) -> tuple[list[ApprovalGate], list[str], list[str]]:
-    """The approval gates the policy puts on this job type and target, with why."""
+    """The approval gates the policy puts on this job type and target, with why. Asked once
+    per job type and target of a policy (it never changes once loaded), then remembered."""
+    cache = policy._cache.setdefault("gates", {})
+    found = cache.get((job_type, target))
+    if found is None:
+        found = cache[(job_type, target)] = _approval_gates(policy, job_type, target)
+    gates, rule_ids, reasons = found
+    return list(gates), list(rule_ids), list(reasons)
+
+
+def _approval_gates(
+    policy: Policy, job_type: JobType, target: str | None
+) -> tuple[list[ApprovalGate], list[str], list[str]]:
     gates: list[ApprovalGate] = []
     rule_ids: list[str] = []
     reasons: list[str] = []

@@ -130,7 +130,7 @@ def _parse_yaml(path: Path, raw: bytes) -> dict[str, Any]:
         found = _parse_fresh(path, raw)
         _PARSED[key] = found
         while len(_PARSED) > _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
+            _VALID.pop(id(_PARSED.pop(next(iter(_PARSED)))), None)
     return found
 
 
@@ -232,12 +232,17 @@ def _validate_fragment(path: Path, data: dict[str, Any], lines: Mapping, *, alon
         raise PolicyFileError(
             f"{path}:{line}: unknown section '{unknown[0]}'", hint=f"sections are: {known}"
         )
-    if alone:
-        return  # the merged policy is this file: validated once, below
+    if alone or id(data) in _VALID:
+        return  # the merged policy is this file (validated below), or these bytes passed before
     try:
         Policy.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(exc, lines, default=str(path)) from None
+    _VALID[id(data)] = data  # keeps the parsed data alive, so its id stays its own
+
+
+# Parsed files whose sections passed validation on their own, by id of the cached data.
+_VALID: dict[int, dict[str, Any]] = {}
 
 
 def _validation_error(exc: ValidationError, lines: Mapping, *, default: str) -> PolicyFileError:

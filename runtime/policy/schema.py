@@ -547,13 +547,22 @@ class Policy(_Strict):
         key = ("approvers", id(rule))
         found = self._cache.get(key)
         if found is None:
+            members = self._role_members()
             names = set(rule.approvers.people)
-            roles = set(rule.approvers.roles)
-            for name, person in self.people.items():
-                if roles.intersection(person.roles):
-                    names.add(name)
+            for role in rule.approvers.roles:
+                names.update(members.get(role, ()))
             found = self._cache[key] = sorted(names)
         return list(found)
+
+    def _role_members(self) -> dict[str, list[str]]:
+        members = self._cache.get("role_members")
+        if members is None:
+            members = {}
+            for name, person in self.people.items():
+                for role in person.roles:
+                    members.setdefault(role, []).append(name)
+            self._cache["role_members"] = members
+        return members
 
 
 def parse_duration(text: str) -> timedelta:
