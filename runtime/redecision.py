@@ -21,35 +21,15 @@ if TYPE_CHECKING:
     from runtime.policy import Decision
 
 
-def decision_changes(before: dict[str, Any], after: Decision) -> dict[str, Any]:
-    """What a new decision changes for a job, as the audit records it."""
-    changes: dict[str, Any] = {}
-    if before.get("effect") != after.effect:
-        changes["effect"] = [before.get("effect"), after.effect]
-    old_gates = {g["action"]: g for g in before.get("approvals", [])}
-    new_gates = {g.action: g for g in after.approvals}
-    added = sorted(set(new_gates) - set(old_gates))
-    removed = sorted(set(old_gates) - set(new_gates))
-    if added:
-        changes["approvals_added"] = [f"{a} ({new_gates[a].rule_id})" for a in added]
-    if removed:
-        changes["approvals_removed"] = [f"{a} ({old_gates[a]['rule_id']})" for a in removed]
-    approvers = {
-        action: {"before": old_gates[action].get("approvers", []), "after": gate.approvers}
-        for action, gate in new_gates.items()
-        if action in old_gates and sorted(old_gates[action].get("approvers", [])) != gate.approvers
-    }
-    if approvers:
-        changes["approvers"] = approvers
-    for name, new in (
-        ("tools_granted", after.tools_granted),
-        ("network_granted", after.network_granted),
-    ):
-        if sorted(before.get(name) or []) != sorted(new):
-            changes[name] = [before.get(name) or [], new]
-    if before.get("model") != after.model:
-        changes["model"] = [before.get("model"), after.model]
-    return changes
+def decision_changes(before: dict[str, Any], after: Decision) -> list[dict[str, str]]:
+    """What a new decision changes for a job, as the audit records it: the same changes, in the
+    same words, as `acp policy simulate` reports (runtime.policy.simulate.compare)."""
+    from runtime.policy.simulate import compare
+
+    return [
+        {"kind": kind, "rule": rule, "detail": detail}
+        for kind, rule, detail, _, _ in compare(before, after)
+    ]
 
 
 class Redecisions:
