@@ -1,7 +1,8 @@
-"""Proposing a policy change: the proposed files, validated at once (file:line on a bad one),
-stored by their hash, and a `policy` job decided by the policy in force (who may propose, which
-approval rule gates it). The job's kind (runtime.kinds.policy) shows the diff and simulation and
-applies the change once approved.
+"""Changing the policy: what a proposed policy would do to the jobs recorded so far (the
+simulation `acp policy simulate` and every policy job show), and proposing it: the files
+validated at once (file:line on a bad one), stored by their hash, and a `policy` job decided by
+the policy in force (who may propose, which approval rule gates it). The job's kind
+(runtime.kinds.policy) shows the diff and simulation and applies the change once approved.
 """
 
 from __future__ import annotations
@@ -17,9 +18,31 @@ from runtime.store.job_store import utcnow
 if TYPE_CHECKING:
     from runtime.engine import Engine
     from runtime.identity import Actor
+    from runtime.policy import LoadedPolicy
+    from runtime.policy.simulate import SimulationReport
+    from runtime.store.database import Database
 
 POLICY_KIND = JobType("policy")
 MAX_FILES = 64
+
+
+async def simulate_recorded(
+    db: Database, proposed: LoadedPolicy, *, in_force_hash: str, since: str = "30d"
+) -> SimulationReport:
+    """Every job recorded since `since` decided again under `proposed` and compared with its
+    recorded decision. Reads rows, runs and writes nothing (the caller records the event)."""
+    import asyncio
+
+    from runtime.policy.simulate import simulate, since_time
+    from runtime.store.history_store import all_recorded_jobs
+
+    since_at = since_time(since)
+    async with db.engine.connect() as conn:
+        rows = await all_recorded_jobs(conn, since_at)
+    return await asyncio.to_thread(
+        simulate, rows, proposed.policy, proposed_hash=proposed.sha256,
+        in_force_hash=in_force_hash, since=since, since_at=since_at,
+    )  # fmt: skip
 
 
 def _sources(files: dict[str, str]) -> list[tuple[str, bytes]]:

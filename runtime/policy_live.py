@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from runtime.store.database import Database
 
 log = logging.getLogger("acp.policy")
+RELOAD_TIMEOUT_S = 60.0  # a reload that cannot finish is refused; the old policy serves on
 
 # (owner id, the policy one operation acts under); see PolicyInForce.pinned.
 _PINNED: contextvars.ContextVar[tuple[int, LoadedPolicy] | None] = contextvars.ContextVar(
@@ -190,8 +191,18 @@ class PolicyInForce:
         async with self._guard():
             previous = self.current.loaded.sha256
             try:
-                loaded = await asyncio.to_thread(load_policy, self.settings.policy_dir)
-                await self._prepare(loaded)
+                async with asyncio.timeout(RELOAD_TIMEOUT_S):
+                    loaded = await asyncio.to_thread(load_policy, self.settings.policy_dir)
+                    await self._prepare(loaded)
+            except TimeoutError:
+                late = PolicyFileError(
+                    f"reading and checking {self.settings.policy_dir} took over "
+                    f"{RELOAD_TIMEOUT_S:g} s (a stuck disk, a sample repository that will not "
+                    "clone); the policy in force stays",
+                    hint="`acp policy reload` tries again",
+                )
+                await self._refuse(late, source, actor)
+                return ReloadResult(False, self.current, previous, late)
             except PolicyFileError as error:
                 await self._refuse(error, source, actor)
                 return ReloadResult(False, self.current, previous, error)

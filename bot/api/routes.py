@@ -289,19 +289,15 @@ class Api:
     async def policy_simulate(self, request: web.Request, who: Caller) -> web.Response:
         """A proposed policy (its files) tried on the jobs recorded since a time: runs nothing,
         writes nothing but its `policy.simulated` event."""
-        from runtime.policy.simulate import proposed_sources, simulate, since_time
-        from runtime.store.history_store import all_recorded_jobs
+        from runtime.policy.simulate import proposed_sources
+        from runtime.policy_change import simulate_recorded
 
         body = await _body(request)
         since = _field(body, "since", required=False) or "30d"
-        since_at = since_time(since)
         proposed = proposed_sources(body.get("files"), _field(body, "where", required=False))
-        async with self.engine.db.engine.connect() as conn:
-            rows = await all_recorded_jobs(conn, since_at)
-        report = await asyncio.to_thread(
-            simulate, rows, proposed.policy, proposed_hash=proposed.sha256,
-            in_force_hash=self.engine.loaded.sha256, since=since, since_at=since_at,
-        )  # fmt: skip
+        report = await simulate_recorded(
+            self.engine.db, proposed, in_force_hash=self.engine.loaded.sha256, since=since
+        )
         await self.engine.log(None, "policy.simulated", who.actor.label, report.summary())
         return _json(report.model_dump(mode="json"))
 

@@ -350,3 +350,37 @@ async def _until(check, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
+
+
+async def test_a_reload_that_cannot_finish_is_refused_and_the_old_policy_serves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import os
+
+    from runtime import policy_live
+
+    folder = tmp_path / "policy"
+    ping_policy(folder, ["alpha"])
+    engine = await open_service(tmp_path, folder)
+    monkeypatch.setattr(policy_live, "RELOAD_TIMEOUT_S", 0.5)
+    stuck = folder / "stuck.yml"
+    os.mkfifo(stuck)  # reading it blocks until someone writes: a disk that never answers
+    try:
+        before = engine.loaded.sha256
+        started = asyncio.get_running_loop().time()
+        result = await engine.policies.reload("reload", "test")
+        took = asyncio.get_running_loop().time() - started
+        assert result.error is not None and "took over 0.5 s" in result.error.message
+        assert took < 5 and engine.loaded.sha256 == before
+        job = await engine.submit("ping alpha: still served", engine.actor("cli", "alice"))
+        assert job.state is JobState.queued
+        assert await _count(engine, "policy.reload_refused") == 1
+    finally:
+        await asyncio.to_thread(_release, stuck)
+        await engine.close()
+
+
+def _release(fifo: Path) -> None:
+    """Open the FIFO for writing and close it: the reader a refused reload left behind ends."""
+    with open(fifo, "wb"):
+        pass

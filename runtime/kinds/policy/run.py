@@ -74,20 +74,12 @@ async def execute(ctx: JobContext) -> Outcome:
 async def _simulation(ctx: JobContext, proposed: LoadedPolicy) -> tuple[str, dict]:
     """What the change would do to the last 30 days of recorded jobs (runtime.policy.simulate):
     the same report `acp policy simulate` prints."""
-    import asyncio
-
-    from runtime.policy.simulate import simulate, since_time
     from runtime.policy.simulate_text import render
-    from runtime.store.history_store import all_recorded_jobs
+    from runtime.policy_change import simulate_recorded
 
-    since = SIMULATED_SINCE
-    since_at = since_time(since)
-    async with ctx.db.engine.connect() as conn:
-        rows = await all_recorded_jobs(conn, since_at)
-    report = await asyncio.to_thread(
-        simulate, rows, proposed.policy, proposed_hash=proposed.sha256,
-        in_force_hash=ctx.policy_hash, since=since, since_at=since_at,
-    )  # fmt: skip
+    report = await simulate_recorded(
+        ctx.db, proposed, in_force_hash=ctx.policy_hash, since=SIMULATED_SINCE
+    )
     data = report.model_dump(mode="json")
     simulation = ctx.recorder.put("simulation.txt", render(data).encode())
     await ctx.recorder.log("policy.simulated", report.summary(), artifacts=(simulation.sha256,))
