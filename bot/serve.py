@@ -61,6 +61,10 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
     checked = await check_extends(engine.settings, engine.db, spec)
     checkpointer = Checkpointer(engine.settings, engine.db, spec)
     engine.checkpointer = checkpointer  # type: ignore[attr-defined]
+    # A reloaded policy's checkpoint cadence and witnesses apply from the next checkpoint on.
+    engine.policies.listeners.append(
+        lambda old, new: setattr(checkpointer, "spec", new.loaded.policy.audit.checkpoints)
+    )
     stop = _stop_event()
     from runtime.policy_live import PolicyWatcher
 

@@ -116,6 +116,22 @@ async def test_policy_edits_reach_every_door_of_a_running_service(tmp_path: Path
         third = await until_hash_changes(env, second["policy_hash"])
         assert third["source"] in ("sighup", "filesystem")
 
+        # The audit section too: a witness added by a reload receives the next checkpoint.
+        witness = tmp_path / "witness"
+        witness.mkdir()
+        policy.write_text(
+            policy.read_text() + f"audit:\n  checkpoints:\n    every_events: 1\n    witnesses:\n"
+            f"      - directory: {witness}\n"
+        )
+        fourth = await until_hash_changes(env, third["policy_hash"])
+        ok = acp(env, "submit", "--as", "alice", "--no-wait", "code demo: run `true`")
+        assert ok.returncode == 0, ok.stderr
+        deadline = time.monotonic() + 20
+        while not any(witness.iterdir()):
+            assert time.monotonic() < deadline, "the reloaded witness got no checkpoint"
+            await asyncio.sleep(0.2)
+        third = fourth
+
         history = acp(env, "policy", "show", "--history")
         assert history.returncode == 0
         assert third["policy_hash"][:16] in history.stdout
