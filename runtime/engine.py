@@ -19,6 +19,7 @@ from runtime.errors import (
     AcpError,
     InvalidTransition,
     PolicyDenied,
+    PolicyFileError,
     UnknownJob,
     UnknownPerson,
 )
@@ -35,7 +36,7 @@ from runtime.policy import (
     LoadedPolicy,
     load_policy,
 )
-from runtime.policy_live import PolicyInForce
+from runtime.policy_live import PolicyInForce, in_force_policy
 from runtime.recorder import JobRecorder, log_event
 from runtime.redecision import Redecisions
 from runtime.settings import Settings
@@ -78,11 +79,24 @@ class Engine(Submissions, Outcomes, ApprovalGates, Redecisions):
         (`acp serve`); otherwise SchemaOutOfDate. One from a newer release: SchemaFromTheFuture.
         """
         settings = settings or Settings.from_env()
-        loaded = load_policy(settings.policy_dir)
+        folder_error: PolicyFileError | None = None
+        try:
+            loaded: LoadedPolicy | None = load_policy(settings.policy_dir)
+        except PolicyFileError as error:
+            if upgrade:
+                raise  # the service starts only on a policy folder it can read
+            loaded, folder_error = None, error
         settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
         try:
             changed = await migrate.prepare(db, may_upgrade=upgrade, actor=actor)
+            if loaded is None:
+                # A worker (re)started while the folder holds a policy the service refused:
+                # it works under the policy in force, as the service does.
+                loaded = await in_force_policy(settings, db)
+                if loaded is None:
+                    assert folder_error is not None
+                    raise folder_error
         except BaseException:
             await db.close()
             raise

@@ -282,6 +282,21 @@ class PolicyInForce:
         return tuple(out)
 
 
+async def in_force_policy(settings: Settings, db: Database) -> LoadedPolicy | None:
+    """The policy the database records in force, read back from the artifact store; None when
+    no policy was recorded (or its files are not in the store)."""
+    async with db.engine.connect() as conn:
+        row = await policy_store.in_force(conn)
+    if row is None:
+        return None
+    try:
+        data = ArtifactStore(settings.artifacts_dir).read(row["policy_hash"])
+    except OSError:
+        return None
+    loaded = load_bundle(data, settings.policy_dir, examples=False)
+    return loaded if loaded.sha256 == row["policy_hash"] else None
+
+
 async def record_load(
     db: Database,
     artifacts: ArtifactStore,

@@ -384,3 +384,35 @@ def _release(fifo: Path) -> None:
     """Open the FIFO for writing and close it: the reader a refused reload left behind ends."""
     with open(fifo, "wb"):
         pass
+
+
+async def test_a_worker_restarted_while_the_folder_is_broken_works_under_the_policy_in_force(
+    tmp_path: Path,
+):
+    from runtime.errors import PolicyFileError
+
+    folder = tmp_path / "policy"
+    ping_policy(folder, ["alpha"])
+    service = await open_service(tmp_path, folder)
+    try:
+        (folder / "policy.yml").write_text("people: [\n")
+        assert (await service.policies.reload("filesystem", "filesystem")).error is not None
+        # The supervisor restarts a crashed worker: it must not need the broken folder.
+        worker_engine = await Engine.open(service.settings)
+        try:
+            assert worker_engine.loaded.sha256 == service.loaded.sha256
+            job = await service.submit("ping alpha: hi", service.actor("cli", "alice"))
+            done = await Worker(worker_engine).run_once()
+            assert done is not None and done.id == job.id and done.state is JobState.succeeded
+        finally:
+            await worker_engine.close()
+        # The service itself does not start on a folder it cannot read.
+        with pytest.raises(PolicyFileError, match=r"policy\.yml:2"):
+            await open_service(tmp_path, folder)
+    finally:
+        await service.close()
+    # Nor does any process when no policy was ever put in force.
+    fresh = Settings(home=tmp_path / "other", database_url=f"sqlite+aiosqlite:///{tmp_path}/o.db",
+                     policy_dir=folder)  # fmt: skip
+    with pytest.raises(PolicyFileError):
+        await Engine.open(fresh)
