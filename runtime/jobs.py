@@ -314,6 +314,16 @@ class ApprovalRequest(BaseModel):
     reason: str | None = None
 
 
+class ContextItem(BaseModel):
+    """Material a door attaches to a request (the Slack thread it was asked in): kept as an
+    artifact on the chain, given to the model as untrusted data."""
+
+    name: str = Field(pattern=r"^[\w.\-]{1,80}$", description="e.g. slack-thread.txt")
+    source: str = Field(description="where it came from, e.g. slack thread C0123/1712.0001")
+    text: str
+    facts: dict[str, Any] = Field(default_factory=dict, description="counts, caps, who wrote it")
+
+
 class ArtifactRef(BaseModel):
     name: str
     sha256: str

@@ -49,3 +49,27 @@ def redactor(environ: dict[str, str] | None = None) -> Callable[[str], str]:
 def redact(text: str, environ: dict[str, str] | None = None) -> str:
     """Replace secret values with [redacted:NAME] and URL passwords with ***."""
     return redactor(environ)(text)
+
+
+# Credentials people paste into chat: well-known token shapes, redacted wherever untrusted text
+# (a Slack thread, a page) is kept as context. Prefixes are the issuers' own.
+_TOKEN_SHAPES = re.compile(
+    r"\b(?:"
+    r"xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|xapp-[A-Za-z0-9-]{10,}"  # Slack app-level
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|glpat-[A-Za-z0-9_\-]{20,}"  # GitLab
+    r"|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"  # OpenAI, Anthropic
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|AIza[0-9A-Za-z_\-]{35}"  # Google API key
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"  # a JWT
+    r")"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{20,}=*"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+)
+
+
+def redact_tokens(text: str) -> str:
+    """`redact` plus any credential-shaped token (Slack, GitHub, GitLab, OpenAI, AWS, Google,
+    JWTs, bearer headers, private keys), whatever its origin: for untrusted text kept as context."""
+    return _TOKEN_SHAPES.sub("[redacted:token]", redact(text))

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from runtime.agent import CONTEXT_PREFIX
 from runtime.errors import AlreadyDecided, BadRequest, PolicyDenied, UnknownJob, UnknownTarget
 from runtime.identity import Actor
 from runtime.intake import ParsedRequest, parse_request
 from runtime.jobs import (
     Clarification,
+    ContextItem,
     JobRecord,
     JobSpec,
     JobState,
@@ -156,11 +158,13 @@ class Submissions:
         *,
         request_key: str | None = None,
         reply_to: dict[str, Any] | None = None,
+        context: list[ContextItem] | None = None,
     ) -> JobRecord:
         """Turn a request into a job and decide it. The same request_key never makes two jobs.
-        Parsed, decided and recorded under one policy, whatever is reloaded meanwhile."""
+        Parsed, decided and recorded under one policy, whatever is reloaded meanwhile. Context
+        (a Slack thread) is stored on the chain and given to the model as untrusted data."""
         with self.policies.pinned():  # type: ignore[attr-defined]
-            return await self._submit(text, actor, origin, request_key, reply_to)
+            return await self._submit(text, actor, origin, request_key, reply_to, context or [])
 
     async def _submit(
         self,
@@ -169,6 +173,7 @@ class Submissions:
         origin: Origin,
         request_key: str | None,
         reply_to: dict[str, Any] | None,
+        context: list[ContextItem],
     ) -> JobRecord:
         if request_key:
             async with self.db.engine.connect() as conn:
@@ -202,11 +207,17 @@ class Submissions:
             },
             model=ModelUse(model=decision.model or "direct", route_rule=decision.model_rule),
             reply_to=reply_to,
+            artifacts=[
+                self.artifacts.put(f"{CONTEXT_PREFIX}{item.name}", item.text.encode())  # type: ignore[attr-defined]
+                for item in context
+            ],
             created_at=now,
             updated_at=now,
         )
         try:
-            return await self._insert_and_decide(record, decision, actor, text, origin, request_key)
+            return await self._insert_and_decide(
+                record, decision, actor, text, origin, request_key, context
+            )
         except DuplicateRequest:
             # The same request arrived twice at once (a door's retry); the first one won.
             async with self.db.engine.connect() as conn:
@@ -230,6 +241,7 @@ class Submissions:
         text: str,
         origin: Origin,
         request_key: str | None,
+        context: list[ContextItem] = (),  # type: ignore[assignment]
     ) -> JobRecord:
         async with self.db.begin() as conn:
             # A routine's owner may have left the policy: the job is still recorded (denied).
@@ -249,6 +261,12 @@ class Submissions:
                     "policy_hash": self.loaded.sha256,
                 },
             )
+            for item, ref in zip(context, job.artifacts, strict=False):
+                await self._event(
+                    conn, "context.attached", actor.label, job.id,
+                    {"name": ref.name, "source": item.source, "bytes": ref.size, **item.facts},
+                    (ref.sha256,),
+                )  # fmt: skip
             job = await self._apply_decision(conn, job, decision, actor.label)
         return job
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -34,6 +35,13 @@ def slack_ids(engine: Engine) -> dict[str, str]:
         for name, person in engine.policy.people.items()
         if person.identities.slack
     }
+
+
+def _without_mention(text: str, bot_user_id: str | None) -> str:
+    """The request in a message that mentions the app: its mentions of the app taken out."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    return " ".join(text.split()) if "\n" not in text else text.strip()
 
 
 def make_client(token: str, api_url: str | None = None) -> AsyncWebClient:
@@ -245,6 +253,77 @@ def build_app(
             await ack(response_action="errors", errors={"answer": error.message[:150]})
             return
         await ack()
+
+    # --- mentions and direct messages: the same intake and policy as /agent ------------------
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], context: dict[str, Any]) -> None:
+        await handle_message(event, context.get("bot_user_id"))
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: dict[str, Any]) -> None:
+        # A direct message to the app (people's own messages; no edits, joins or bot posts).
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        await handle_message(event, context.get("bot_user_id"))
+
+    async def handle_message(event: dict[str, Any], bot_user_id: str | None) -> None:
+        from bot.slack.context import thread_context, thread_messages
+
+        user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+        if not user or not channel or not ts:
+            return
+        text = _without_mention(event.get("text") or "", bot_user_id)
+        thread_ts = event.get("thread_ts")
+        try:
+            if text.partition(" ")[0].lower() in ("", "help"):
+                await client.chat_postEphemeral(
+                    channel=channel, user=user, text="How to use the agent",
+                    blocks=blocks.help_blocks(), thread_ts=thread_ts,
+                )  # fmt: skip
+                return
+            actor = slack_person(user)
+            context = []
+            if thread_ts and thread_ts != ts:
+                limits = engine.policy.slack
+                try:
+                    above, seen = await thread_messages(
+                        client, channel, thread_ts, before=ts,
+                        wanted=limits.thread_context_messages,
+                    )  # fmt: skip
+                except (TimeoutError, SlackApiError) as error:
+                    why = getattr(error, "response", {}) or {}
+                    await ephemeral(channel, user, "I could not read the thread above "
+                                    f"({why.get('error', 'no answer in time')}); the job has "
+                                    "none of it as context.")  # fmt: skip
+                else:
+                    person_of = engine.policy.person_for
+                    context.append(thread_context(
+                        above, limits, lambda uid: person_of("slack", uid),
+                        source=f"slack thread {channel}/{thread_ts}", seen=seen,
+                    ))  # fmt: skip
+            await engine.submit(
+                text,
+                actor,
+                Origin.slack,
+                # Slack redelivers events: one message is one job.
+                request_key=f"slack-message:{channel}:{ts}",
+                reply_to={
+                    "door": "slack",
+                    "channel": channel,
+                    "user": user,
+                    "thread_ts": thread_ts or ts,
+                },
+                context=context,
+            )
+        except AcpError as error:
+            hint = error.hint
+            if hint is None and isinstance(error, BadRequest):
+                hint = f"for example: {blocks.EXAMPLE}"
+            await client.chat_postEphemeral(
+                channel=channel, user=user, text=error.message,
+                blocks=blocks.refusal(error.message, hint), thread_ts=thread_ts,
+            )  # fmt: skip
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any]) -> None:

@@ -75,10 +75,14 @@ class SlackDelivery:
         card = blocks.job_card(job, ids)
         if thread is None:
             channel = (job.reply_to or {}).get("channel")
+            # Asked in a thread (a mention): the card and everything after it go there.
+            root = (job.reply_to or {}).get("thread_ts")
             posted = await self.client.chat_postMessage(
-                channel=channel, text=blocks.card_text(job), blocks=card
+                channel=channel, text=blocks.card_text(job), blocks=card, thread_ts=root
             )
             thread = {"channel": posted["channel"], "ts": posted["ts"]}
+            if root:
+                thread["root"] = root
             await outbox.remember_thread(self.engine.db, job.id, DOOR, thread)
         else:
             await self.client.chat_update(
@@ -92,7 +96,7 @@ class SlackDelivery:
     async def _reply(
         self, job: JobRecord, event: audit.AuditEvent, thread: dict, ids: dict
     ) -> None:
-        channel, ts = thread["channel"], thread["ts"]
+        channel, ts = thread["channel"], thread.get("root") or thread["ts"]
         if event.kind == "approval.requested":
             diff = self._diff_text(job)
             inline = diff if diff is not None and len(diff) <= blocks.TEXT_LIMIT - 20 else None

@@ -407,6 +407,17 @@ class Authentication(_Strict):
     )
 
 
+class SlackDoor(_Strict):
+    """What the Slack door may take from a conversation into a job."""
+
+    thread_context_messages: int = Field(
+        20, ge=0, le=1000, description="at most this many thread messages above a mention"
+    )
+    thread_context_bytes: int = Field(
+        16_000, ge=0, le=1_000_000, description="and at most this many bytes of them (UTF-8)"
+    )
+
+
 class Witness(_Strict):
     """One place outside the database that receives every signed checkpoint."""
 
@@ -499,6 +510,7 @@ class Policy(_Strict):
     routines: Routines = Field(default_factory=Routines)
     authentication: Authentication = Field(default_factory=Authentication)
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    slack: SlackDoor = Field(default_factory=SlackDoor)
     expect: list[PolicyExample] = Field(
         default_factory=list, description="examples the policy must decide as written"
     )

@@ -876,6 +876,29 @@ class SlackStandIn:
             }
         }
 
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent then the replies, oldest first, paged by `limit` and `cursor`
+        (Slack's cursor pagination). A channel the bot is not a member of: not_in_channel."""
+        self._require(args, "ts")
+        channel = self._channel(args)
+        info = self.channels.get(channel)
+        if info is not None and not info.get("is_member", True):
+            raise SlackError("not_in_channel")
+        ts = str(args["ts"])
+        parent = self.messages.get((channel, ts))
+        if parent is None:
+            raise SlackError("thread_not_found")
+        thread = [self._public(parent), *(self._public(m) for m in self.thread(channel, ts))]
+        limit = max(1, min(int(args.get("limit") or 1000), 1000))
+        start = int(args.get("cursor") or 0)
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        return {
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "user")
         user = str(args["user"])

@@ -76,7 +76,7 @@ async def run_steps(
         except AcpError as error:
             return await endings.failed(run, step.text(), error, index=index)
     if then_model:
-        return await model.run_model(run, model.opening(run.job, run.site))
+        return await model.run_model(run, model.opening(run.job, run.site, run.ctx.recorder.read))
     return await endings.complete(run, f"{len(steps)} step(s) taken")
 
 

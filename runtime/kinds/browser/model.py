@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from runtime.agent import opening_messages, run_agent, tool_result, transcript_artifact
+from runtime.agent import job_context, opening_messages, run_agent, tool_result, transcript_artifact
 from runtime.errors import BudgetExceeded, ModelUnavailable
 from runtime.jobs import JobRecord
 from runtime.kinds.base import JobContext, NeedsAnswer, Outcome
@@ -37,12 +37,13 @@ SYSTEM_PROMPT = (
 )
 
 
-def opening(job: JobRecord, site: SiteTarget) -> list[dict[str, Any]]:
+def opening(job: JobRecord, site: SiteTarget, read: Any = None) -> list[dict[str, Any]]:
     return opening_messages(
         job.spec.target or "",
         job.spec.instruction,
         job.answers,
         SYSTEM_PROMPT,
+        context=job_context(job, read) if read is not None else [],
         start=site.start_url(),
         credentials=", ".join(sorted(site.credentials)) or "none",
     )

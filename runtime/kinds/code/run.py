@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runtime.agent import AgentOutcome, opening_messages, run_agent, transcript_artifact
+from runtime.agent import (
+    AgentOutcome,
+    job_context,
+    opening_messages,
+    run_agent,
+    transcript_artifact,
+)
 from runtime.errors import BudgetExceeded, ModelUnavailable, SandboxViolation
 from runtime.jobs import JobRecord
 from runtime.kinds.base import Failed, JobContext, NeedsAnswer, NeedsApproval, Outcome, Succeeded
@@ -131,6 +137,7 @@ async def agent_loop(
         job.spec.instruction,
         job.answers,
         kind.system_prompt,
+        context=job_context(job, toolbox.recorder.read),
     )
     return await run_agent(
         toolbox,
