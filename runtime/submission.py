@@ -64,8 +64,10 @@ def request_digest(text: str) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(text.encode(errors="replace")).hexdigest(), "chars": len(text)}
 
 
-def facts_of_request(person: str, parsed: ParsedRequest, origin: Origin) -> RequestFacts:
-    """What the policy is asked about a parsed request."""
+def facts_of_request(
+    person: str, parsed: ParsedRequest, origin: Origin, channel: str | None = None
+) -> RequestFacts:
+    """What the policy is asked about a parsed request (and the Slack channel it came from)."""
     explicit = bool(parsed.commands)
     if parsed.job_type is not None:
         kind = registry.kind_for(parsed.job_type)
@@ -77,13 +79,23 @@ def facts_of_request(person: str, parsed: ParsedRequest, origin: Origin) -> Requ
         origin=origin,
         confidence=parsed.confidence,
         has_explicit_steps=explicit,
+        channel=channel,
     )
 
 
-def decide_parsed(policy: Policy, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
+def slack_channel(reply_to: dict[str, Any] | None) -> str | None:
+    """The Slack channel a job answers in: where it was asked (or where a routine reports)."""
+    if reply_to and reply_to.get("door") == "slack":
+        return reply_to.get("channel")
+    return None
+
+
+def decide_parsed(
+    policy: Policy, person: str, parsed: ParsedRequest, origin: Origin, channel: str | None = None
+) -> Decision:
     """The policy's decision on a parsed request (a routine: may this person run the request,
     and who reviews the routine). Pure: the same for a submission, a check and an example."""
-    facts = facts_of_request(person, parsed, origin)
+    facts = facts_of_request(person, parsed, origin, channel)
     if parsed.schedule:
         return decide_routine(policy, facts)
     return decide(policy, facts)
@@ -94,8 +106,10 @@ class Submissions:
 
     # --- deciding ----------------------------------------------------------
 
-    def _decide(self, person: str, parsed: ParsedRequest, origin: Origin) -> Decision:
-        return decide_parsed(self.policy, person, parsed, origin)
+    def _decide(
+        self, person: str, parsed: ParsedRequest, origin: Origin, channel: str | None = None
+    ) -> Decision:
+        return decide_parsed(self.policy, person, parsed, origin, channel)
 
     def _spec(
         self, person: str, parsed: ParsedRequest, origin: Origin, decision: Decision
@@ -188,7 +202,7 @@ class Submissions:
                 "request.refused", actor.label, error, request=request_digest(text or "")
             )
             raise
-        decision = self._decide(actor.person, parsed, origin)
+        decision = self._decide(actor.person, parsed, origin, slack_channel(reply_to))
         now = utcnow()
         job_type_known = parsed.job_type is not None
         record = JobRecord(
@@ -363,7 +377,9 @@ class Submissions:
             if job.clarification.field == "agent":
                 return await self._answer_model(conn, job, actor, answer.strip())
             parsed = self._parsed_with_answer(job, answer.strip())
-            decision = self._decide(job.spec.requester, parsed, job.spec.origin)
+            decision = self._decide(
+                job.spec.requester, parsed, job.spec.origin, slack_channel(job.reply_to)
+            )
             spec = self._spec(job.spec.requester, parsed, job.spec.origin, decision)
             await self._event(
                 conn,

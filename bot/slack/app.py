@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -21,11 +22,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import blocks
 from runtime.engine import Engine
 from runtime.errors import AcpError, BadRequest
-from runtime.jobs import Origin, parse_job_id
+from runtime.jobs import JobState, Origin, parse_job_id
 
 log = logging.getLogger("acp.slack")
 
 DEFAULT_API_URL = "https://slack.com/api/"
+MEMBERSHIP_TTL_S = 60.0
 
 
 def slack_ids(engine: Engine) -> dict[str, str]:
@@ -35,6 +37,11 @@ def slack_ids(engine: Engine) -> dict[str, str]:
         for name, person in engine.policy.people.items()
         if person.identities.slack
     }
+
+
+def _wrong_channel(job: Any) -> bool:
+    """Denied for where it was asked (slack.channels): its card is not posted there."""
+    return "slack.channel" in (job.decision.get("rule_ids") or [])
 
 
 def _without_mention(text: str, bot_user_id: str | None) -> str:
@@ -146,6 +153,13 @@ def build_app(
                     text=f"Audit trail of {job.job_id}",
                     blocks=blocks.audit_blocks(job, events),
                 )
+            elif not await can_post_in(command["channel_id"]):
+                await respond(
+                    response_type="ephemeral",
+                    text="I am not in this private channel, so the job's card and approvals "
+                    "could not be posted here. Invite me with `/invite @agent` and ask again "
+                    "(nothing was submitted).",
+                )
             else:
                 trigger = command.get("trigger_id")
                 job = await engine.submit(
@@ -160,11 +174,17 @@ def build_app(
                         "user": command["user_id"],
                     },
                 )
-                await respond(
-                    response_type="ephemeral",
-                    text=f"Accepted as {job.job_id} ({job.state.value}); "
-                    "follow it in the thread of its card.",
-                )
+                if job.state is JobState.denied:
+                    said = f"{job.job_id} was denied: {job.result.get('reason') or 'by policy'}"
+                    await respond(
+                        response_type="ephemeral", text=said, blocks=blocks.refusal(said, None)
+                    )
+                else:
+                    await respond(
+                        response_type="ephemeral",
+                        text=f"Accepted as {job.job_id} ({job.state.value}); "
+                        "follow it in the thread of its card.",
+                    )
         except AcpError as error:
             hint = error.hint
             if hint is None and isinstance(error, BadRequest):
@@ -174,6 +194,27 @@ def build_app(
                 text=error.message,
                 blocks=blocks.refusal(error.message, hint),
             )
+
+    membership: dict[str, tuple[float, bool]] = {}
+
+    async def can_post_in(channel: str) -> bool:
+        """Whether the app can post a job's card here: any public channel (chat:write.public)
+        and DM, a private channel only once invited. Asked of Slack at most once a minute."""
+        if channel.startswith("D"):
+            return True
+        known = membership.get(channel)
+        if known is not None and time.monotonic() - known[0] < MEMBERSHIP_TTL_S:
+            return known[1]
+        try:
+            async with asyncio.timeout(5):
+                info = (await client.conversations_info(channel=channel))["channel"]
+            able = bool(info.get("is_member") or not info.get("is_private"))
+        except SlackApiError as error:
+            able = error.response.get("error") not in ("channel_not_found", "not_in_channel")
+        except TimeoutError:
+            return True  # Slack is slow: try to post; the delivery retries and logs
+        membership[channel] = (time.monotonic(), able)
+        return able
 
     def _job_and_hash(value: str) -> tuple[int, str]:
         job_id, _, action_hash = value.partition("|")
@@ -302,7 +343,7 @@ def build_app(
                         above, limits, lambda uid: person_of("slack", uid),
                         source=f"slack thread {channel}/{thread_ts}", seen=seen,
                     ))  # fmt: skip
-            await engine.submit(
+            job = await engine.submit(
                 text,
                 actor,
                 Origin.slack,
@@ -316,6 +357,9 @@ def build_app(
                 },
                 context=context,
             )
+            if job.state is JobState.denied and _wrong_channel(job):
+                reason = job.result.get("reason") or "the policy does not allow it here"
+                await ephemeral(channel, user, f"{job.job_id} was denied: {reason}")
         except AcpError as error:
             hint = error.hint
             if hint is None and isinstance(error, BadRequest):

@@ -70,6 +70,8 @@ class SlackDelivery:
 
     async def deliver(self, item: OutboxItem) -> None:
         job = await self.engine.get(item.job_id)
+        if "slack.channel" in (job.decision.get("rule_ids") or []):
+            return  # asked where the policy does not allow it: told privately, no card there
         ids = slack_ids(self.engine)
         thread = await outbox.thread_of(self.engine.db, job.id, DOOR)
         card = blocks.job_card(job, ids)

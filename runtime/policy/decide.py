@@ -32,6 +32,7 @@ class RequestFacts(BaseModel):
     origin: Origin = Origin.cli
     confidence: float = 1.0
     has_explicit_steps: bool = True
+    channel: str | None = Field(None, description="the Slack channel it was asked in, if any")
 
 
 class ApprovalGate(BaseModel):
@@ -156,6 +157,9 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
             ],
             rule_ids=["grants.none"],
         )
+    where = channel_refusal(policy, facts)
+    if where is not None:
+        return where
     allowed_tools = sorted({tool for grant in grants for tool in grant.tools})
     wanted = facts.tools or list(registry.kind_for(facts.job_type).tools)
     missing = [tool for tool in wanted if tool not in allowed_tools]
@@ -217,6 +221,35 @@ def decide(policy: Policy, facts: RequestFacts) -> Decision:
         model_rule=route.id if route else None,
         risk=risk,
     )
+
+
+def channel_refusal(policy: Policy, facts: RequestFacts) -> Decision | None:
+    """A request covered by a slack.channels rule, asked elsewhere: refused, saying where to
+    ask. Slack requests carry their channel; other doors are refused only by `only_slack`."""
+    rules = [
+        rule
+        for rule in policy.slack.channels
+        if (not rule.job_types or facts.job_type in rule.job_types)
+        and _matches(facts.target, rule.targets)
+    ]
+    if not rules:
+        return None
+    allowed = sorted({c for rule in rules for c in rule.channels})
+    ids = [rule.id for rule in rules]
+    places = ", ".join("direct messages to the app" if c == "dm" else f"<#{c}>" for c in allowed)
+    what = f"{facts.job_type.value if facts.job_type else '?'} jobs on '{facts.target}'"
+    # A routine's firing that reports to a channel is held to it like a request asked there.
+    if facts.origin is Origin.slack or (facts.origin is Origin.schedule and facts.channel):
+        here = "dm" if (facts.channel or "").startswith("D") else facts.channel
+        if here in allowed:
+            return None
+        where = f"<#{facts.channel}>" if facts.channel else "this conversation"
+        reason = f"{what} are asked in Slack only in {places}, not in {where}"
+    else:
+        if not any(rule.only_slack for rule in rules):
+            return None
+        reason = f"{what} are asked only in Slack, in {places}"
+    return Decision(effect="deny", reasons=[reason], rule_ids=[*ids, "slack.channel"])
 
 
 def _requestable() -> list[str]:

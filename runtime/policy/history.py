@@ -29,6 +29,7 @@ def facts_of_job(
     commands: list[str],
     classifier: dict[str, Any],
     decision: dict[str, Any],
+    channel: str | None = None,
 ) -> RequestFacts | None:
     """The facts a job was decided on, from its record's fields; None for a job the policy
     does not decide from a request (a routine's change or deletion, a policy change)."""
@@ -51,6 +52,7 @@ def facts_of_job(
         origin=Origin(origin),
         confidence=1.0 if settled else float(classifier.get("confidence", 1.0)),
         has_explicit_steps=kind.has_explicit_steps(instruction, commands),
+        channel=channel,
     )
 
 
@@ -68,8 +70,16 @@ def redecide(policy: Policy, job: JobRecord) -> Decision | None:
         commands=spec.commands,
         classifier=job.classifier,
         decision=job.decision,
+        channel=_channel(job),
     )
     return decide(policy, facts) if facts is not None else None
+
+
+def _channel(job: Any) -> str | None:
+    reply_to = getattr(job, "reply_to", None)
+    if reply_to and reply_to.get("door") == "slack":
+        return reply_to.get("channel")
+    return None
 
 
 def _redecide_routine(policy: Policy, job: JobRecord) -> Decision | None:
@@ -96,5 +106,6 @@ def _redecide_routine(policy: Policy, job: JobRecord) -> Decision | None:
         origin=job.spec.origin,
         confidence=1.0,
         has_explicit_steps=explicit,
+        channel=_channel(job),
     )
     return decide_routine(policy, facts)

@@ -361,3 +361,32 @@ def _check_references(loaded: LoadedPolicy) -> None:
                     f"site '{name}': credential '{secret}' must name an environment variable "
                     f"(e.g. ADMIN_PASSWORD), not hold a value",
                 )
+
+    if policy.slack.channels:
+        _check_routine_channels(loaded, fail)
+
+
+def _check_routine_channels(loaded: LoadedPolicy, fail: Any) -> None:
+    """A declared routine reports only to a channel its request may be asked in."""
+    from runtime.errors import AcpError
+    from runtime.intake import parse_request
+    from runtime.jobs import Origin
+    from runtime.policy.decide import RequestFacts, channel_refusal
+
+    policy = loaded.policy
+    for index, routine in enumerate(policy.routines.declared):
+        if not routine.slack_channel:
+            continue
+        try:
+            parsed = parse_request(routine.request, policy)
+        except AcpError:
+            continue  # its firings are refused with the reason; nothing to say about channels
+        facts = RequestFacts(person=routine.owner, job_type=parsed.job_type, target=parsed.target,
+                             origin=Origin.schedule, channel=routine.slack_channel)  # fmt: skip
+        refused = channel_refusal(policy, facts)
+        if refused is not None:
+            raise fail(
+                ("routines", "declared", index, "slack_channel"),
+                f"routine '{routine.name}' reports to {routine.slack_channel}: "
+                f"{refused.reasons[0]}",
+            )

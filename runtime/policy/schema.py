@@ -407,14 +407,46 @@ class Authentication(_Strict):
     )
 
 
+class SlackChannelRule(_Strict):
+    """Where in Slack requests of some kinds and targets may be made (and routines report)."""
+
+    id: str
+    job_types: KindNames = Field(default_factory=list, description="empty: every type")
+    targets: list[str] = Field(default_factory=lambda: ["*"])
+    channels: list[str] = Field(
+        min_length=1,
+        description="Slack channel ids (C0123ABCD, G0123ABCD) where they may be asked, and "
+        "'dm' for direct messages to the app",
+    )
+    only_slack: bool = Field(
+        False, description="also refuse these requests from every other door (the terminal)"
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if c != "dm" and not re.fullmatch(r"[CGD][A-Z0-9]{4,}", c)]
+        if bad:
+            raise ValueError(
+                f"'{bad[0]}' is not a Slack channel id (like C0123ABCD; a channel's name can "
+                "change, its id does not: channel details -> About -> Channel ID) nor 'dm'"
+            )
+        return value
+
+
 class SlackDoor(_Strict):
-    """What the Slack door may take from a conversation into a job."""
+    """What the Slack door may take from a conversation into a job, and where it may be asked."""
 
     thread_context_messages: int = Field(
         20, ge=0, le=1000, description="at most this many thread messages above a mention"
     )
     thread_context_bytes: int = Field(
         16_000, ge=0, le=1_000_000, description="and at most this many bytes of them (UTF-8)"
+    )
+    channels: list[SlackChannelRule] = Field(
+        default_factory=list,
+        description="requests a rule covers may be made in Slack only in its channels; "
+        "requests no rule covers, anywhere",
     )
 
 

@@ -136,14 +136,16 @@ def simulate(
     jobs_of: defaultdict[_Key, list[str]] = defaultdict(list)
     considered = skipped = changed = 0
     for row in rows:  # the hot loop: over 100,000 jobs, most of them asked alike before
-        id_, requester, job_type, target, origin, instruction, commands, schedule, cl, dec = row
+        id_, requester, job_type, target, origin, instruction, commands, schedule, cl, dec, chan = (
+            row
+        )
         considered += 1
         reads = reads_text.get(job_type)
         if reads is None:
             reads = reads_text[job_type] = _reads_text(job_type)
         # The text matters only to a kind that reads explicitness from it (and to a routine).
         text = (instruction, tuple(commands)) if reads else bool(commands)
-        key = (requester, job_type, target, origin, text, schedule, id(cl), id(dec))
+        key = (requester, job_type, target, origin, text, schedule, id(cl), id(dec), chan)
         found = seen.get(key)
         if found is None:
             found = seen[key] = sim.job_changes(row)
@@ -226,7 +228,8 @@ class _Simulation:
     def decision_of(self, row: RecordedJob) -> Decision | None:
         if row.job_type == JobType.schedule:
             key: tuple[Any, ...] = ("schedule", row.requester, row.origin, row.instruction,
-                                    row.schedule, row.classifier.get("method"))  # fmt: skip
+                                    row.schedule, row.classifier.get("method"),
+                                    row.channel)  # fmt: skip
             if key not in self.decisions:
                 self.decisions[key] = _redecide_routine(self.proposed, row)
             return self.decisions[key]
@@ -240,13 +243,14 @@ class _Simulation:
                 commands=list(row.commands),
                 classifier=row.classifier,
                 decision=row.decision,
+                channel=row.channel,
             )
         except ValueError:  # an origin this code does not know: not decided again
             return None
         if facts is None:
             return None
         key = (facts.person, facts.job_type, facts.target, tuple(facts.tools), facts.origin,
-               facts.confidence, facts.has_explicit_steps)  # fmt: skip
+               facts.confidence, facts.has_explicit_steps, facts.channel)  # fmt: skip
         if key not in self.decisions:
             self.decisions[key] = decide(self.proposed, facts)
         return self.decisions[key]
@@ -266,7 +270,10 @@ def _redecide_routine(policy: Policy, row: RecordedJob) -> Decision | None:
         )
     except (ValueError, AcpError):
         return None
-    job = SimpleNamespace(spec=spec, classifier=row.classifier, decision=row.decision)
+    reply_to = {"door": "slack", "channel": row.channel} if row.channel else None
+    job = SimpleNamespace(
+        spec=spec, classifier=row.classifier, decision=row.decision, reply_to=reply_to
+    )
     return redecide(policy, job)  # type: ignore[arg-type]  # reads spec, classifier, decision
 
 

@@ -40,6 +40,7 @@ class RecordedJob(NamedTuple):
     schedule: str | None
     classifier: dict[str, Any]
     decision: dict[str, Any]
+    channel: str | None = None  # the Slack channel it was asked in (or a routine reports to)
 
 
 def _query(since: datetime | None):
@@ -55,6 +56,8 @@ def _query(since: datetime | None):
         c.spec["schedule"].as_string(),
         cast(c.classifier, Text),
         cast(c.decision, Text),
+        c.reply_to["door"].as_string(),
+        c.reply_to["channel"].as_string(),
     ).order_by(c.id)
     if since is not None:
         query = query.where(c.created_at >= since)
@@ -95,7 +98,8 @@ async def recorded_jobs(
     result = await conn.stream(_query(since).execution_options(yield_per=batch))
     async for part in result.partitions(batch):
         out = []
-        for id_, requester, job_type, target, origin, text, commands, schedule, cl, dec in part:
+        for (id_, requester, job_type, target, origin, text, commands, schedule, cl, dec,
+             door, channel) in part:  # fmt: skip
             # The hot loop of a simulation over 100,000 jobs: plain lookups, no calls on a hit.
             if (steps := known_commands(commands, missing)) is missing:
                 steps = commands_of.decode(commands)
@@ -104,7 +108,8 @@ async def recorded_jobs(
             if (decision := known_decision(dec, missing)) is missing:
                 decision = decision_of.decode(dec)
             out.append(new(RecordedJob, (id_, requester, job_type, target, origin, text or "",
-                                         steps, schedule, classifier, decision)))  # fmt: skip
+                                         steps, schedule, classifier, decision,
+                                         channel if door == "slack" else None)))  # fmt: skip
         yield out
 
 

@@ -861,7 +861,10 @@ class SlackStandIn:
     def _m_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
         if channel in self.channels:
-            return {"channel": self.channels[channel]}
+            info = self.channels[channel]
+            if info.get("is_private") and not info.get("is_member", True):
+                raise SlackError("channel_not_found")  # as Slack answers a bot not invited
+            return {"channel": info}
         return {
             "channel": {
                 "id": channel,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.doors.slack.rig import ALICE, BOB, CAROL, CHANNEL, SECRET, SlackRig, http_env
-from tests.standins.slack_signing import event_callback, post_signed
+from tests.doors.slack.rig import ALICE, BOB, CAROL, CHANNEL, FORM, SECRET, SlackRig, http_env
+from tests.standins.slack_signing import event_callback, post_signed, slash_command
 from tests.standins.slack_standin import SlackStandIn
 from tests.support.acp_process import ROOT, acp
 
@@ -170,3 +170,51 @@ def _in_thread(standin: SlackStandIn, root: str, words: str, channel: str = CHAN
         if words in json.dumps(message):
             return message
     return None
+
+
+CHANNEL_RULES = {
+    "channels": [
+        {"id": "demo.channels", "job_types": ["code"], "targets": ["demo"],
+         "channels": ["C0TEST", "dm"]},
+    ]
+}  # fmt: skip
+
+
+async def test_channel_scoping_and_a_private_channel_the_app_is_not_in(tmp_path: Path):
+    folder = capped_policy(tmp_path / "p", 20)
+    policy = yaml.safe_load((folder / "default.yml").read_text())
+    policy["slack"].update(CHANNEL_RULES)
+    (folder / "default.yml").write_text(yaml.safe_dump(policy, sort_keys=False))
+    standin = await SlackStandIn().start()
+    standin.channels["G0SECRET1"] = {"id": "G0SECRET1", "is_private": True, "is_member": False}
+    standin.channels["C0OTHER12"] = {"id": "C0OTHER12", "is_private": False, "is_member": True}
+    env = http_env(tmp_path, standin, ACP_POLICY_DIR=str(folder))
+    rig = SlackRig(env, standin)
+    await asyncio.to_thread(rig.start)
+    try:
+        # Allowed here (C0TEST is the rig's channel).
+        status, _, _ = await rig.command("code demo: run `ls`")
+        assert status == 200
+        await rig.response_with("Accepted as J-1")
+        # Another channel: refused, saying where to ask instead.
+        body = slash_command("code demo: run `ls`", user_id=ALICE, channel_id="C0OTHER12",
+                             response_url=standin.response_url())  # fmt: skip
+        status, _, _ = await post_signed(rig.url, body, SECRET, content_type=FORM)
+        assert status == 200
+        refused = await rig.response_with("only in <#C0TEST>, direct messages to the app")
+        assert "not in <#C0OTHER12>" in json.dumps(refused)
+        # The terminal is not a Slack channel: the rule does not bind it.
+        done = acp(env, "submit", "--as", "alice", "--no-wait", "code demo: run `ls`")
+        assert done.returncode == 0 and "queued" in done.stderr + done.stdout
+        # A private channel the app was not invited to: told to invite it; no job is made.
+        body = slash_command("code demo: run `ls`", user_id=ALICE, channel_id="G0SECRET1",
+                             response_url=standin.response_url())  # fmt: skip
+        status, _, _ = await post_signed(rig.url, body, SECRET, content_type=FORM)
+        assert status == 200
+        await rig.response_with("Invite me with `/invite @agent`")
+        jobs = json.loads(acp(env, "jobs", "--json").stdout)
+        assert len(jobs) == 3  # J-1 (here), J-2 (denied in C0OTHER12), J-3 (the terminal)
+        assert {j["state"] for j in jobs if j["id"] == 2} == {"denied"}
+    finally:
+        await asyncio.to_thread(rig.stop)
+        await standin.stop()
