@@ -1,10 +1,12 @@
-"""Slash-command ack latency: `acp serve` (HTTP mode) against a bare Bolt app that only acks.
+"""Ack latency of slash commands (or, with --kind mention, of app_mention events): `acp serve`
+(HTTP mode) against a bare Bolt app that only acks.
 
 Both run as their own process behind the same aiohttp adapter, against the same Slack Web API
 stand-in on 127.0.0.1, under the same load: sequential requests, then bursts of concurrent
 ones. Budget: p99 <= 25 ms sequential on loopback, and ours within 1.3x of the bare app.
 
     .venv/bin/python bench/slack_ack.py [--rounds 5] [--burst 50] [--sequential 100]
+                                        [--kind command|mention]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.standins.slack_signing import post_signed, slash_command  # noqa: E402
+from tests.standins.slack_signing import event_callback, post_signed, slash_command  # noqa: E402
 
 SECRET = "bench-signing-secret"
 USER = "U0ALICE001"  # alice: every command becomes a code job that runs and waits for approval
@@ -67,6 +69,10 @@ BARE_APP = textwrap.dedent(
         @app.command("/agent")
         async def only_ack(ack):
             await ack()
+
+        @app.event("app_mention")
+        async def mentioned(event):  # Bolt acks an event before its listener runs
+            pass
 
         await start_http(app, "127.0.0.1", int(os.environ["ACP_PORT"]))
         print("ready", flush=True)
@@ -114,10 +120,21 @@ class StandIn:
         self.proc.wait(10)
 
 
+KIND = "command"
+_TS = iter(range(1, 10**9))
+
+
 async def one(session, url: str, standin: StandIn, text: str) -> float:
-    body = slash_command(text, user_id=USER, channel_id="C0BENCH",
-                         response_url=standin.response_url())  # fmt: skip
-    status, _, elapsed = await post_signed(url, body, SECRET, session=session)
+    if KIND == "mention":  # "@agent <request>" in a channel: an Events API delivery
+        event = {"type": "app_mention", "user": USER, "text": f"<@U0BOT> {text}",
+                 "ts": f"1700000000.{next(_TS):06d}", "channel": "C0BENCH"}  # fmt: skip
+        status, _, elapsed = await post_signed(
+            url, event_callback(event), SECRET, content_type="application/json", session=session
+        )
+    else:
+        body = slash_command(text, user_id=USER, channel_id="C0BENCH",
+                             response_url=standin.response_url())  # fmt: skip
+        status, _, elapsed = await post_signed(url, body, SECRET, session=session)
     if status != 200:
         raise RuntimeError(f"ack failed with HTTP {status}")
     return elapsed
@@ -146,7 +163,11 @@ async def main() -> None:
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.5,
                         help="seconds between the sequential run and the burst")  # fmt: skip
+    parser.add_argument("--kind", choices=["command", "mention"], default="command")
     args = parser.parse_args()
+    global KIND
+    KIND = args.kind
+    print(f"acks of {'slash commands' if KIND == 'command' else 'app_mention events'}")
 
     per_run = 5 + args.sequential + args.burst
     standin = StandIn(count=per_run * args.rounds * 2 + 10)
