@@ -39,7 +39,16 @@ class LoadedPolicy:
 
 
 _LISTS = ("approvals", "expect")  # sections whose items several files may add to
-_MERGED_MAPPINGS = ("people", "roles", "targets", "clarification", "models", "limits", "routines")
+_MERGED_MAPPINGS = (
+    "people",
+    "roles",
+    "targets",
+    "clarification",
+    "models",
+    "limits",
+    "routines",
+    "slack",
+)
 
 
 def load_policy(directory: Path, *, examples: bool = True) -> LoadedPolicy:
