@@ -30,6 +30,7 @@ from runtime.jobs import (
 )
 from runtime.kinds import registry
 from runtime.policy import Decision, Policy, RequestFacts, decide, decide_routine
+from runtime.policy.history import slack_channel
 from runtime.store import job_store
 from runtime.store.job_store import DuplicateRequest, utcnow
 from runtime.untrusted import escape_text, has_lone_surrogate
@@ -81,13 +82,6 @@ def facts_of_request(
         has_explicit_steps=explicit,
         channel=channel,
     )
-
-
-def slack_channel(reply_to: dict[str, Any] | None) -> str | None:
-    """The Slack channel a job answers in: where it was asked (or where a routine reports)."""
-    if reply_to and reply_to.get("door") == "slack":
-        return reply_to.get("channel")
-    return None
 
 
 def decide_parsed(

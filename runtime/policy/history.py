@@ -75,11 +75,15 @@ def redecide(policy: Policy, job: JobRecord) -> Decision | None:
     return decide(policy, facts) if facts is not None else None
 
 
-def _channel(job: Any) -> str | None:
-    reply_to = getattr(job, "reply_to", None)
+def slack_channel(reply_to: dict[str, Any] | None) -> str | None:
+    """The Slack channel a job answers in: where it was asked (or where a routine reports)."""
     if reply_to and reply_to.get("door") == "slack":
         return reply_to.get("channel")
     return None
+
+
+def _channel(job: Any) -> str | None:
+    return slack_channel(getattr(job, "reply_to", None))
 
 
 def _redecide_routine(policy: Policy, job: JobRecord) -> Decision | None:
