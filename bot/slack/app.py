@@ -308,7 +308,11 @@ def build_app(
             return
         await handle_message(event, context.get("bot_user_id"))
 
-    async def handle_message(event: dict[str, Any], bot_user_id: str | None) -> None:
+    async def handle_message(
+        event: dict[str, Any], bot_user_id: str | None, *, door: dict[str, Any] | None = None
+    ) -> None:
+        """A message that asks for a job (a mention, a DM, the assistant panel); `door` adds
+        to the job's reply_to (the assistant thread it came from)."""
         from bot.slack.context import thread_context, thread_messages
 
         user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
@@ -354,6 +358,7 @@ def build_app(
                     "channel": channel,
                     "user": user,
                     "thread_ts": thread_ts or ts,
+                    **(door or {}),
                 },
                 context=context,
             )
@@ -368,6 +373,16 @@ def build_app(
                 channel=channel, user=user, text=error.message,
                 blocks=blocks.refusal(error.message, hint), thread_ts=thread_ts,
             )  # fmt: skip
+
+    # --- the assistant panel: suggested prompts, messages as requests ------------------------
+    from bot.slack.assistant import build_assistant
+
+    app.use(build_assistant(lambda: engine.policy, slack_person, handle_message))
+
+    # --- the message shortcut "Send to agent…" --------------------------------------------------
+    from bot.slack.shortcut import register_shortcut
+
+    register_shortcut(app, engine, client, person_of=slack_person, can_post_in=can_post_in)
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any]) -> None:

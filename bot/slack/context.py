@@ -22,11 +22,17 @@ PAGE = 200
 
 
 async def thread_messages(
-    client: AsyncWebClient, channel: str, thread_ts: str, *, before: str, wanted: int
+    client: AsyncWebClient,
+    channel: str,
+    thread_ts: str,
+    *,
+    before: str,
+    wanted: int,
+    through: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The thread's messages older than `before` (the mention), oldest first, keeping at most
-    the newest `wanted` of them while paging through (Slack pages with cursors); and how many
-    there were."""
+    """The thread's messages older than `before` (the mention; `through`: and that message
+    too), oldest first, keeping at most the newest `wanted` of them while paging through (Slack
+    pages with cursors); and how many there were."""
     kept: list[dict[str, Any]] = []
     total = 0
     cursor: str | None = None
@@ -36,7 +42,8 @@ async def thread_messages(
                 channel=channel, ts=thread_ts, limit=PAGE, cursor=cursor
             )
             for message in page.get("messages", []):
-                if float(message.get("ts", "0")) < float(before):
+                ts = str(message.get("ts", "0"))
+                if float(ts) < float(before) or (through and ts == before):
                     kept.append(message)
                     total += 1
             kept = kept[-wanted:] if wanted else []

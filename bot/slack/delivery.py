@@ -94,6 +94,11 @@ class SlackDelivery:
         if event is None:
             return
         await self._reply(job, event, thread, ids)
+        if (job.reply_to or {}).get("assistant"):
+            # Asked in the assistant panel: its status line and title follow the job.
+            from bot.slack.assistant import follow_job
+
+            await follow_job(self.client, job, event, ids)
 
     async def _reply(
         self, job: JobRecord, event: audit.AuditEvent, thread: dict, ids: dict

@@ -300,6 +300,11 @@ class JobKind:
     def narrate(self, event_kind: str) -> str | None:
         return self.narration.get(event_kind)
 
+    def suggestion(self, target: str) -> tuple[str, str] | None:
+        """A prompt a door may offer someone granted this kind on `target`: (its title, the
+        request it sends), e.g. ("Top slow queries on db", "sql db: top 10 slowest queries")."""
+        return None
+
     def describe(self, event_kind: str, data: dict[str, Any]) -> tuple[str, str] | None:
         """A (label, text) line a door shows for one of this kind's events in a job's
         timeline (a browser step), or None."""

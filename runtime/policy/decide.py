@@ -354,6 +354,30 @@ def decide_routine_management(
     )
 
 
+def requestable_for(
+    policy: Policy, person: str, *, channel: str | None = None
+) -> list[tuple[JobType, str]]:
+    """What `person` may ask for by a typed request: (kind, target) pairs their grants cover,
+    of kinds a request can name, less those the channel rules refuse where they are asked
+    (`channel`: a Slack channel id, D… for a direct message). Doors offer these as choices;
+    the engine still decides each request."""
+    who = policy.people.get(person)
+    if who is None:
+        return []
+    found: list[tuple[JobType, str]] = []
+    for kind in registry.kinds():
+        if not kind.requestable:
+            continue
+        for target in _granted_targets(policy, who, kind.job_type):
+            facts = RequestFacts(
+                person=person, job_type=kind.job_type, target=target, origin=Origin.slack,
+                channel=channel,
+            )  # fmt: skip
+            if channel is None or channel_refusal(policy, facts) is None:
+                found.append((kind.job_type, target))
+    return found
+
+
 def _granted_targets(policy: Policy, person: Person, job_type: JobType) -> list[str]:
     names = policy.targets_for(job_type)
     patterns = [

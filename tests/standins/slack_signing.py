@@ -277,6 +277,37 @@ def view_submission(
     return _payload_body(payload)
 
 
+def message_shortcut(
+    callback_id: str,
+    message: dict[str, Any],
+    *,
+    user_id: str,
+    channel_id: str,
+    response_url: str,
+    trigger_id: str | None = None,
+    team_id: str = "T0TEST",
+    user_name: str | None = None,
+) -> bytes:
+    """``payload=<json>`` body of a message shortcut (``type: message_action``): someone chose
+    the app's shortcut from a message's "More actions" menu; ``message`` is that message."""
+    payload = {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": _action_ts(),
+        "team": _team(team_id),
+        "user": _user(user_id, user_name, team_id),
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id or new_trigger_id(),
+        "response_url": response_url,
+        "message_ts": message["ts"],
+        "message": {"type": "message", **message},
+    }
+    return _payload_body(payload)
+
+
 def event_callback(
     event: dict[str, Any],
     *,
@@ -371,6 +402,7 @@ __all__ = [
     "JSON",
     "block_action",
     "event_callback",
+    "message_shortcut",
     "new_trigger_id",
     "post_signed",
     "sign",

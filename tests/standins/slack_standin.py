@@ -902,6 +902,37 @@ class SlackStandIn:
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
+    # --- the assistant panel (assistant.threads.*), as Slack checks them ----------------------
+
+    def _assistant_thread(self, args: dict[str, Any]) -> tuple[str, str]:
+        self._require(args, "channel_id", "thread_ts")
+        channel, ts = str(args["channel_id"]), str(args["thread_ts"])
+        if not channel.startswith("D"):
+            raise SlackError("invalid_channel")  # assistant threads live in the app's DM
+        return channel, ts
+
+    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        if "status" not in args:
+            raise SlackError("invalid_arguments")
+        return {}
+
+    def _m_assistant_threads_setTitle(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        self._require(args, "title")
+        return {}
+
+    def _m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise SlackError("invalid_arguments")  # Slack takes one to four prompts
+        if not all(isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts):
+            raise SlackError("invalid_arguments")
+        return {}
+
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "user")
         user = str(args["user"])

@@ -55,6 +55,9 @@ class BrowserKind(JobKind):
         "approval.invalidated": "The page changed after it was reviewed; it needs a new approval.",
     }
 
+    def suggestion(self, target: str) -> tuple[str, str] | None:
+        return (f"Check {target}", f"browser {target}: open the home page and take a screenshot")
+
     def toolset(self) -> tuple[Tool, ...]:
         from runtime.kinds.browser.tools import BROWSER_TOOLS
 

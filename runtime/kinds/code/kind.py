@@ -46,6 +46,9 @@ class CodeKind(JobKind):
     system_prompt: ClassVar[str] = SYSTEM_PROMPT
     reviews_documents: ClassVar[bool] = False  # a replay compares document diffs too
 
+    def suggestion(self, target: str) -> tuple[str, str] | None:
+        return (f"Run the {target} tests", f"code {target}: run the tests and tell me what fails")
+
     def toolset(self) -> tuple[Tool, ...]:
         from runtime.tools.workspace import WORKSPACE_TOOLS
 

@@ -54,6 +54,9 @@ class DocKind(CodeKind):
     system_prompt = DOC_SYSTEM_PROMPT
     reviews_documents = True
 
+    def suggestion(self, target: str) -> tuple[str, str] | None:
+        return (f"Summarize a file into {target}", f"doc {target}: summarize the attached file")
+
     def toolset(self) -> tuple[Tool, ...]:
         from runtime.tools.documents import DOCUMENT_TOOLS
         from runtime.tools.workspace import WORKSPACE_TOOLS

@@ -28,6 +28,9 @@ class SqlKind(JobKind):
         "For example: `SELECT status, count(*) FROM orders GROUP BY 1` or 'top 10 slowest queries'"
     )
 
+    def suggestion(self, target: str) -> tuple[str, str] | None:
+        return (f"Top slow queries on {target}", f"sql {target}: top 10 slowest queries")
+
     def has_explicit_steps(self, instruction: str, steps: list[str]) -> bool:
         """A SQL job runs without a model when it is a statement or a standard diagnostic."""
         from runtime.kinds.sql.statements import looks_like_sql
