@@ -156,4 +156,3 @@ async def follow_job(
         )
     except SlackApiError as error:
         log.info("assistant panel of %s refused: %s", job.job_id, error.response.get("error"))
-
