@@ -1,12 +1,13 @@
-"""Ack latency of slash commands (or, with --kind mention, of app_mention events): `acp serve`
-(HTTP mode) against a bare Bolt app that only acks.
+"""Ack latency of slash commands (or, with --kind mention, of app_mention events; with --kind
+shortcut, of the "Send to agent…" message shortcut): `acp serve` (HTTP mode) against a bare
+Bolt app that only acks.
 
 Both run as their own process behind the same aiohttp adapter, against the same Slack Web API
 stand-in on 127.0.0.1, under the same load: sequential requests, then bursts of concurrent
 ones. Budget: p99 <= 25 ms sequential on loopback, and ours within 1.3x of the bare app.
 
     .venv/bin/python bench/slack_ack.py [--rounds 5] [--burst 50] [--sequential 100]
-                                        [--kind command|mention]
+                                        [--kind command|mention|shortcut]
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.standins.slack_signing import event_callback, post_signed, slash_command  # noqa: E402
+from tests.standins.slack_signing import (  # noqa: E402
+    event_callback,
+    message_shortcut,
+    post_signed,
+    slash_command,
+)
 
 SECRET = "bench-signing-secret"
 USER = "U0ALICE001"  # alice: every command becomes a code job that runs and waits for approval
@@ -68,6 +74,10 @@ BARE_APP = textwrap.dedent(
 
         @app.command("/agent")
         async def only_ack(ack):
+            await ack()
+
+        @app.shortcut("acp_send_to_agent")
+        async def shortcut(ack):
             await ack()
 
         @app.event("app_mention")
@@ -131,6 +141,13 @@ async def one(session, url: str, standin: StandIn, text: str) -> float:
         status, _, elapsed = await post_signed(
             url, event_callback(event), SECRET, content_type="application/json", session=session
         )
+    elif KIND == "shortcut":  # "Send to agent…" on a message: acked, then a modal opened
+        message = {"user": "U0BOB00001", "text": text, "ts": f"1700000000.{next(_TS):06d}"}
+        url_back = standin.response_url()
+        body = message_shortcut(
+            "acp_send_to_agent", message, user_id=USER, channel_id="C0BENCH", response_url=url_back
+        )
+        status, _, elapsed = await post_signed(url, body, SECRET, session=session)
     else:
         body = slash_command(text, user_id=USER, channel_id="C0BENCH",
                              response_url=standin.response_url())  # fmt: skip
@@ -163,11 +180,13 @@ async def main() -> None:
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--gap", type=float, default=0.5,
                         help="seconds between the sequential run and the burst")  # fmt: skip
-    parser.add_argument("--kind", choices=["command", "mention"], default="command")
+    parser.add_argument("--kind", choices=["command", "mention", "shortcut"], default="command")
     args = parser.parse_args()
     global KIND
     KIND = args.kind
-    print(f"acks of {'slash commands' if KIND == 'command' else 'app_mention events'}")
+    what = {"command": "slash commands", "mention": "app_mention events",
+            "shortcut": "message shortcuts"}[KIND]  # fmt: skip
+    print(f"acks of {what}")
 
     per_run = 5 + args.sequential + args.burst
     standin = StandIn(count=per_run * args.rounds * 2 + 10)

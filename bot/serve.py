@@ -139,11 +139,15 @@ async def _start_slack(engine: Engine, stop: asyncio.Event, tasks: list, closers
             "not configured (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN "
             "for Socket Mode; see README)"
         )
+    import aiohttp
+
     from bot.slack.app import build_app, make_client
     from bot.slack.delivery import SlackDelivery
     from bot.slack.server import EVENTS_PATH, start_http, start_socket_mode
 
-    client = make_client(token, os.environ.get("ACP_SLACK_API_URL"))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))  # the SDK's deadline
+    closers.append(session.close)
+    client = make_client(token, os.environ.get("ACP_SLACK_API_URL"), session=session)
     app = build_app(engine, client=client, signing_secret=secret)
     tasks.append(asyncio.create_task(SlackDelivery(engine, client).run(stop)))
     if app_token:

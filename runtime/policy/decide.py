@@ -361,6 +361,10 @@ def requestable_for(
     of kinds a request can name, less those the channel rules refuse where they are asked
     (`channel`: a Slack channel id, D… for a direct message). Doors offer these as choices;
     the engine still decides each request."""
+    key = ("requestable", person, "dm" if (channel or "").startswith("D") else channel)
+    cached = policy._cache.get(key)
+    if cached is not None:
+        return list(cached)
     who = policy.people.get(person)
     if who is None:
         return []
@@ -375,6 +379,8 @@ def requestable_for(
             )  # fmt: skip
             if channel is None or channel_refusal(policy, facts) is None:
                 found.append((kind.job_type, target))
+    if len(policy._cache) < 50_000:  # a policy never changes once loaded: remember it
+        policy._cache[key] = tuple(found)
     return found
 
 
