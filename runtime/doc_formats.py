@@ -13,6 +13,9 @@ formats that diff understands and the only code that parses or writes their byte
   below; `write_xlsx`, `write_docx`, `write_csv` turn data back into bytes.
 - `markdown_to_document` and `markdown_tables` convert a rendered Markdown report into a
   DOCX `Document` or into sheets for an XLSX `Workbook`.
+- `check_attachment` and `read_as` check a file a person attached to a request (a job's input)
+  by name and declared size before it is read, then by content, read in full;
+  `read_as_text` says what it was read as ("CSV, 12 rows × 6 columns").
 
 Nothing here touches the filesystem: callers read and write files, and pass the path only so
 that messages can name it.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import re
 import zipfile
 import zlib
@@ -47,6 +51,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_ENTRIES",
     "MAX_UNPACKED",
+    "MEDIA_TYPES",
     "Block",
     "Cell",
     "Document",
@@ -55,6 +60,7 @@ __all__ = [
     "Table",
     "Workbook",
     "check",
+    "check_attachment",
     "format_of",
     "load_csv",
     "load_docx",
@@ -62,6 +68,8 @@ __all__ = [
     "load_xlsx",
     "markdown_tables",
     "markdown_to_document",
+    "read_as",
+    "read_as_text",
     "safe_sheet_name",
     "trim_rows",
     "write_csv",
@@ -463,6 +471,145 @@ def _body_blocks(parent_element: Any, document: Any) -> Any:
             content = child.find(qn("w:sdtContent"))
             if content is not None:
                 yield from _body_blocks(content, document)
+
+
+# --- inputs: files a person attaches to a request -------------------------------------------
+
+MEDIA_TYPES = {
+    "markdown": "text/markdown",
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+def check_attachment(name: str, size: int, max_bytes: int = MAX_BYTES) -> str:
+    """The format an attached file's name says, checked before a byte of it is read: its
+    extension is one of the four formats and its (declared) size is within `max_bytes`."""
+    fmt = format_of(name)
+    if fmt is None:
+        raise DocumentError(
+            f"{name} is not a CSV, XLSX, DOCX or Markdown file; attach one of those",
+            hint="a doc job takes .csv, .xlsx, .docx and .md files as inputs; save a PDF, an "
+            ".xls or a .doc as one of those first",
+        )
+    if size > max_bytes:
+        raise DocumentError(
+            f"{name} is {size_text(size)}, over the {size_text(max_bytes)} limit for documents",
+            hint="attach a smaller file (split it, or keep the columns the job needs), or "
+            "raise limits.doc_max_bytes in the policy",
+        )
+    return fmt
+
+
+def read_as(name: str, data: bytes, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """What an attached file is, read in full now, so a corrupt or mislabelled one is refused
+    before a job exists: its format and shape (CSV rows and columns, workbook sheets, document
+    paragraphs and tables, Markdown lines and headings). DocumentError names the file."""
+    fmt = check_attachment(name, len(data), max_bytes)
+    if fmt in ("csv", "markdown") and data.startswith(b"%PDF"):
+        kind = "CSV file" if fmt == "csv" else "Markdown file"
+        raise DocumentError(
+            f"{name} is not a {kind}: it looks like a PDF",
+            hint="export the table as CSV (or the text as Markdown) and attach that",
+        )
+    if fmt == "csv":
+        rows = load_csv(name, data, max_bytes)
+        return {"format": fmt, "rows": len(rows), "columns": max(map(len, rows), default=0)}
+    if fmt == "xlsx":
+        check(name, data, max_bytes)  # the zip's directory and limits, before openpyxl reads it
+        return {"format": fmt, "sheets": _sheet_shapes(name, data)}
+    if fmt == "docx":
+        document = load_docx(name, data, max_bytes)
+        headings = sum(1 for p in document.paragraphs if p.style.startswith(("Heading", "Title")))
+        return {
+            "format": fmt,
+            "paragraphs": len(document.paragraphs),
+            "headings": headings,
+            "tables": len(document.tables),
+        }
+    lines = load_text(name, data, max_bytes).splitlines()
+    return {
+        "format": fmt,
+        "lines": len(lines),
+        "headings": sum(1 for line in lines if _HEADING.match(line)),
+    }
+
+
+_COUNTED_CELLS = 50_000  # a sheet declaring more is described by its declared range
+_COUNTED_ROWS = 10_000  # a sheet declaring no range is counted this far ("10000+ rows")
+
+
+def _sheet_shapes(name: str, data: bytes) -> list[dict[str, Any]]:
+    """Each sheet's name, rows and columns with a value, counted (openpyxl reads some 50,000
+    cells a second, so a request waits a second at most): for a big sheet, the used range the
+    workbook declares instead (Excel and LibreOffice write one; empty and merged cells inside it
+    count); for a big sheet declaring none (openpyxl's write-only files), its first rows and
+    `more`."""
+    import openpyxl
+    from openpyxl.utils.cell import range_boundaries
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception as exc:
+        raise _parse_failure(name, "xlsx", exc) from exc
+    shapes = []
+    try:
+        for title in book.sheetnames:
+            sheet = book[title]
+            shape: dict[str, Any] = {"name": title, "rows": 0, "columns": 0}
+            if hasattr(sheet, "iter_rows"):  # not a chart sheet
+                try:
+                    _, _, columns, rows = range_boundaries(sheet.calculate_dimension())
+                except ValueError:  # no declared range
+                    columns = rows = None
+                if rows and columns and rows * columns > _COUNTED_CELLS:
+                    shape.update(rows=rows, columns=columns)
+                else:
+                    sheet.reset_dimensions()
+                    read = itertools.islice(sheet.iter_rows(values_only=True), _COUNTED_ROWS + 1)
+                    trimmed = trim_rows([list(r) for r in read])
+                    more = len(trimmed) > _COUNTED_ROWS
+                    trimmed = trimmed[:_COUNTED_ROWS]
+                    shape.update(rows=len(trimmed), columns=max(map(len, trimmed), default=0))
+                    if more:
+                        shape["more"] = True
+            shapes.append(shape)
+    except DocumentError:
+        raise
+    except Exception as exc:
+        raise _parse_failure(name, "xlsx", exc) from exc
+    finally:
+        book.close()
+    return shapes
+
+
+def read_as_text(facts: dict[str, Any]) -> str:
+    """`read_as`'s facts as a reviewer reads them: "CSV, 12 rows × 6 columns"."""
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+    fmt = facts.get("format")
+    if fmt == "csv":
+        return f"CSV, {count(facts['rows'], 'row')} × {count(facts['columns'], 'column')}"
+    if fmt == "xlsx":
+        sheets = facts.get("sheets", [])
+        shown = ", ".join(
+            f"{s['name']} {count(s['rows'], 'row')}{'+' if s.get('more') else ''} × "
+            f"{count(s['columns'], 'column')}"
+            for s in sheets[:10]
+        )
+        more = f", {len(sheets) - 10} more" if len(sheets) > 10 else ""
+        return f"XLSX workbook, {count(len(sheets), 'sheet')}: {shown}{more}"
+    if fmt == "docx":
+        return (
+            f"DOCX document, {count(facts['paragraphs'], 'paragraph')} "
+            f"({count(facts['headings'], 'heading')}), {count(facts['tables'], 'table')}"
+        )
+    if fmt == "markdown":
+        return f"Markdown, {count(facts['lines'], 'line')}, {count(facts['headings'], 'heading')}"
+    return str(fmt)
 
 
 # --- write -----------------------------------------------------------------------------------

@@ -324,6 +324,35 @@ class ContextItem(BaseModel):
     facts: dict[str, Any] = Field(default_factory=dict, description="counts, caps, who wrote it")
 
 
+INPUT_PREFIX = "input/"  # the job's artifacts a door attached as input files
+_UNSAFE_NAME = re.compile(r"[^\w.\-]+")
+
+
+class InputFile(BaseModel):
+    """A file a door attaches to a request as an input of the job (a CSV shared in Slack):
+    its exact bytes kept as the artifact input/<name> on the chain, handed to the job's kind."""
+
+    name: str = Field(min_length=1, max_length=255, description="as its owner named it")
+    source: str = Field(description="where it came from, e.g. slack file F0123 from U0ALICE")
+    media_type: str = Field("", description="the type the door was told (Slack's mimetype)")
+    content: bytes = Field(repr=False)
+
+
+def input_name(filename: str, taken: set[str] | None = None) -> str:
+    """A file name safe as one path segment in a workspace: letters, digits, `._-`, no leading
+    dot, at most 80 characters with its extension kept, and not one of `taken` (a -2 suffix)."""
+    stem, dot, ext = filename.rpartition(".") if "." in filename.lstrip(".") else (filename, "", "")
+    stem = _UNSAFE_NAME.sub("-", stem).strip("-.") or "input"
+    ext = _UNSAFE_NAME.sub("", ext)[:16]
+    suffix = f"{dot}{ext}" if ext else ""
+    name = stem[: 80 - len(suffix)] + suffix
+    n = 2
+    while taken is not None and name in taken:
+        name = f"{stem[: 80 - len(suffix) - len(str(n)) - 1]}-{n}{suffix}"
+        n += 1
+    return name
+
+
 class ArtifactRef(BaseModel):
     name: str
     sha256: str

@@ -3,23 +3,27 @@ first events; an answer to its question decides it again. Part of the Engine (mi
 
 The job's kind reads the request (steps, what is explicit, what an answer means); the policy
 decides (runtime.policy.decide); the engine writes (transition, in one transaction with the
-events).
+events). Files a door attaches (inputs) are checked like every document and stored by hash.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from runtime.agent import CONTEXT_PREFIX
+from runtime.doc_formats import MEDIA_TYPES, DocumentError, read_as, read_as_text
 from runtime.errors import AlreadyDecided, BadRequest, PolicyDenied, UnknownJob, UnknownTarget
 from runtime.identity import Actor
 from runtime.intake import ParsedRequest, parse_request
 from runtime.jobs import (
+    INPUT_PREFIX,
     Clarification,
     ContextItem,
+    InputFile,
     JobRecord,
     JobSpec,
     JobState,
@@ -27,6 +31,7 @@ from runtime.jobs import (
     ModelUse,
     Origin,
     RunGate,
+    input_name,
 )
 from runtime.kinds import registry
 from runtime.policy import Decision, Policy, RequestFacts, decide, decide_routine
@@ -95,6 +100,29 @@ def decide_parsed(
     return decide(policy, facts)
 
 
+def inputs_refusal(parsed: ParsedRequest, names: list[str]) -> BadRequest | None:
+    """Why a request cannot take attached files (only a kind that places inputs in its
+    workspace can: doc jobs), or None."""
+    kind = None
+    if parsed.job_type is not None and not parsed.schedule:
+        kind = registry.kind_for(parsed.job_type)
+    if getattr(kind, "inputs_context", None) is not None:
+        return None
+    takers = [k.job_type for k in registry.kinds() if getattr(k, "inputs_context", None)]
+    what = (
+        "a routine" if parsed.schedule
+        else f"a {parsed.job_type} job" if parsed.job_type
+        else "a request that names no kind of job"
+    )  # fmt: skip
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return BadRequest(
+        f"{shown} attached, but files are inputs of {' and '.join(takers) or 'no'} jobs and "
+        f"this is {what}; nothing was submitted",
+        hint="ask for a doc job with the file attached, e.g. `doc reports: weekly summary "
+        "`template templates/weekly.md.j2 out/weekly.md inputs/incidents.csv``",
+    )
+
+
 class Submissions:
     # Needs the Engine's policy, loaded, db, transition, locked, record_refusal, _event, new_gate.
 
@@ -156,6 +184,15 @@ class Submissions:
             policy_hash=self.loaded.sha256,
         )
 
+    def inputs_refusal(self, text: str, names: list[str]) -> BadRequest | None:
+        """Why this request could not take attached files (named `names`), or None: asked by
+        a door before it downloads any. A request that does not parse: why it does not."""
+        try:
+            parsed = parse_request(text, self.policy)
+        except BadRequest as error:
+            return error
+        return inputs_refusal(parsed, names)
+
     # --- submit and answer -------------------------------------------------
 
     async def submit(
@@ -167,12 +204,18 @@ class Submissions:
         request_key: str | None = None,
         reply_to: dict[str, Any] | None = None,
         context: list[ContextItem] | None = None,
+        inputs: list[InputFile] | None = None,
     ) -> JobRecord:
         """Turn a request into a job and decide it. The same request_key never makes two jobs.
         Parsed, decided and recorded under one policy, whatever is reloaded meanwhile. Context
-        (a Slack thread) is stored on the chain and given to the model as untrusted data."""
+        (a Slack thread) is stored on the chain and given to the model as untrusted data.
+        Inputs (attached files) are checked like every document (size, type by extension and
+        content) and stored by hash; their kind places them where its steps read them. A
+        request that cannot take them, or one that fails a check, is refused: no job."""
         with self.policies.pinned():  # type: ignore[attr-defined]
-            return await self._submit(text, actor, origin, request_key, reply_to, context or [])
+            return await self._submit(
+                text, actor, origin, request_key, reply_to, context or [], inputs or []
+            )
 
     async def _submit(
         self,
@@ -182,6 +225,7 @@ class Submissions:
         request_key: str | None,
         reply_to: dict[str, Any] | None,
         context: list[ContextItem],
+        inputs: list[InputFile],
     ) -> JobRecord:
         if request_key:
             async with self.db.engine.connect() as conn:
@@ -191,11 +235,16 @@ class Submissions:
         try:
             _refuse_unencodable(text, "request")
             parsed = parse_request(text, self.policy)
-        except BadRequest as error:
+            attached = await self._checked_inputs(parsed, inputs)
+        except (BadRequest, DocumentError) as error:
+            files = {"files": [f.name for f in inputs]} if inputs else {}
             await self.record_refusal(
-                "request.refused", actor.label, error, request=request_digest(text or "")
+                "request.refused", actor.label, error, request=request_digest(text or ""), **files
             )
             raise
+        if attached:  # the model is told which inputs it has, and where its kind put them
+            kind = registry.kind_for(parsed.job_type)  # type: ignore[arg-type]
+            context = [*context, kind.inputs_context([data for data, _ in attached])]  # type: ignore[attr-defined]
         decision = self._decide(actor.person, parsed, origin, slack_channel(reply_to))
         now = utcnow()
         job_type_known = parsed.job_type is not None
@@ -216,16 +265,23 @@ class Submissions:
             model=ModelUse(model=decision.model or "direct", route_rule=decision.model_rule),
             reply_to=reply_to,
             artifacts=[
-                self.artifacts.put(f"{CONTEXT_PREFIX}{item.name}", item.text.encode())  # type: ignore[attr-defined]
-                for item in context
+                *(
+                    self.artifacts.put(f"{CONTEXT_PREFIX}{item.name}", item.text.encode())  # type: ignore[attr-defined]
+                    for item in context
+                ),
+                *(
+                    self.artifacts.put(f"{INPUT_PREFIX}{data['name']}", content, data["media_type"])  # type: ignore[attr-defined]
+                    for data, content in attached
+                ),
             ],
             created_at=now,
             updated_at=now,
         )
         try:
             return await self._insert_and_decide(
-                record, decision, actor, text, origin, request_key, context
-            )
+                record, decision, actor, text, origin, request_key, context,
+                [data for data, _ in attached],
+            )  # fmt: skip
         except DuplicateRequest:
             # The same request arrived twice at once (a door's retry); the first one won.
             async with self.db.engine.connect() as conn:
@@ -250,6 +306,7 @@ class Submissions:
         origin: Origin,
         request_key: str | None,
         context: list[ContextItem] = (),  # type: ignore[assignment]
+        inputs: list[dict[str, Any]] = (),  # type: ignore[assignment]
     ) -> JobRecord:
         async with self.db.begin() as conn:
             # A routine's owner may have left the policy: the job is still recorded (denied).
@@ -275,8 +332,46 @@ class Submissions:
                     {"name": ref.name, "source": item.source, "bytes": ref.size, **item.facts},
                     (ref.sha256,),
                 )  # fmt: skip
+            # What the job was given, byte for byte: the chain holds each input's hash.
+            for data in inputs:
+                await self._event(
+                    conn, "input.attached", actor.label, job.id, data, (data["sha256"],)
+                )
             job = await self._apply_decision(conn, job, decision, actor.label)
         return job
+
+    async def _checked_inputs(
+        self, parsed: ParsedRequest, inputs: list[InputFile]
+    ) -> list[tuple[dict[str, Any], bytes]]:
+        """Each input checked and read (DocumentError names the file), under a name
+        safe in a workspace: its input.attached event data and its bytes."""
+        if not inputs:
+            return []
+        refused = inputs_refusal(parsed, [f.name for f in inputs])
+        if refused is not None:
+            raise refused
+        limit = self.policy.limits.doc_max_bytes
+        taken: set[str] = set()
+        attached = []
+        for file in inputs:
+            facts = await asyncio.to_thread(read_as, file.name, file.content, limit)
+            name = input_name(file.name, taken)
+            taken.add(name)
+            data: dict[str, Any] = {
+                "name": name,
+                "sha256": hashlib.sha256(file.content).hexdigest(),
+                "bytes": len(file.content),
+                "media_type": MEDIA_TYPES[facts["format"]],
+                "source": file.source,
+                "read_as": facts,
+                "read_as_text": read_as_text(facts),
+            }
+            if name != file.name:
+                data["filename"] = file.name
+            if file.media_type and file.media_type != data["media_type"]:
+                data["declared_media_type"] = file.media_type
+            attached.append((data, file.content))
+        return attached
 
     async def _apply_decision(
         self, conn: AsyncConnection, job: JobRecord, decision: Decision, actor: str

@@ -13,7 +13,10 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -51,9 +54,56 @@ def _without_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(text.split()) if "\n" not in text else text.strip()
 
 
-def make_client(token: str, api_url: str | None = None) -> AsyncWebClient:
+class DropRepeatedEvents(AsyncMiddleware):
+    """Slack redelivers an event it thinks we missed; one event is handled once. (A middleware
+    class, not a function: Bolt builds every listener argument for a function, on every request.)"""
+
+    def __init__(self) -> None:
+        self.seen: OrderedDict[str, None] = OrderedDict()
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):
+        body = req.body
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            if event_id in self.seen:
+                return BoltResponse(status=200, body="")
+            self.seen[event_id] = None
+            while len(self.seen) > 10_000:
+                self.seen.popitem(last=False)
+        return await next()
+
+
+# The events slack_bolt's assistant middleware acts on; every other request skips its matchers
+# (each builds all of a listener's arguments).
+ASSISTANT_EVENTS = frozenset({"assistant_thread_started", "assistant_thread_context_changed",
+                              "message"})  # fmt: skip
+
+
+class OnlyFor(AsyncMiddleware):
+    """`inner` run only for Events API deliveries of these event types."""
+
+    def __init__(self, types: frozenset[str], inner: AsyncMiddleware) -> None:
+        self.types, self.inner = types, inner
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):
+        body = req.body
+        if (
+            body.get("type") != "event_callback"
+            or (body.get("event") or {}).get("type") not in self.types
+        ):
+            return await next()
+        return await self.inner.async_process(req=req, resp=resp, next=next)
+
+
+def make_client(
+    token: str, api_url: str | None = None, *, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    """The Web API client. With `session`, every call reuses its connections (the SDK opens a
+    session per call otherwise, costing a connection and ~1 ms of the loop each)."""
     base = api_url or DEFAULT_API_URL
-    client = AsyncWebClient(token=token, base_url=base if base.endswith("/") else base + "/")
+    client = AsyncWebClient(
+        token=token, base_url=base if base.endswith("/") else base + "/", session=session
+    )
     # Slack's 429s are waited out (Retry-After) and retried, as Slack asks.
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     return client
@@ -72,7 +122,6 @@ def build_app(
         process_before_response=False,
         request_verification_enabled=signing_secret is not None,
     )
-    seen_events: OrderedDict[str, None] = OrderedDict()
     # How Slack proved who sent each request: its signature over the body (HTTP), or the
     # app-level token's own connection (Socket Mode, no signing secret).
     how = "slack signature" if signing_secret is not None else "slack socket mode"
@@ -82,17 +131,7 @@ def build_app(
 
         return slack_actor(engine.policy, user_id, how=how)
 
-    @app.middleware
-    async def drop_repeated_events(body: dict[str, Any], next, **_: Any) -> BoltResponse | None:
-        # Slack redelivers an event it thinks we missed; one event is handled once.
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
-            if event_id in seen_events:
-                return BoltResponse(status=200, body="")
-            seen_events[event_id] = None
-            while len(seen_events) > 10_000:
-                seen_events.popitem(last=False)
-        return await next()
+    app.use(DropRepeatedEvents())
 
     async def ephemeral(channel: str | None, user: str, error: AcpError | str) -> None:
         message, hint = (
@@ -303,8 +342,13 @@ def build_app(
 
     @app.event("message")
     async def on_message(event: dict[str, Any], context: dict[str, Any]) -> None:
-        # A direct message to the app (people's own messages; no edits, joins or bot posts).
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        # A direct message to the app (people's own messages, with files or not; no edits,
+        # joins or bot posts).
+        if (
+            event.get("channel_type") != "im"
+            or event.get("subtype") not in (None, "file_share")
+            or event.get("bot_id")
+        ):
             return
         await handle_message(event, context.get("bot_user_id"))
 
@@ -314,13 +358,22 @@ def build_app(
         """A message that asks for a job (a mention, a DM, the assistant panel); `door` adds
         to the job's reply_to (the assistant thread it came from)."""
         from bot.slack.context import thread_context, thread_messages
+        from bot.slack.files import files_on, request_inputs
 
         user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
         if not user or not channel or not ts:
             return
         text = _without_mention(event.get("text") or "", bot_user_id)
         thread_ts = event.get("thread_ts")
+        own_files = files_on(event)
         try:
+            if not text and own_files:
+                raise BadRequest(
+                    f"{own_files[0].name or 'the file'} came without a request; nothing was "
+                    "submitted",
+                    hint="send the request with the file attached, e.g. `doc reports: weekly "
+                    "summary `template templates/weekly.md.j2 out/weekly.md inputs/NAME.csv``",
+                )
             if text.partition(" ")[0].lower() in ("", "help"):
                 await client.chat_postEphemeral(
                     channel=channel, user=user, text="How to use the agent",
@@ -329,6 +382,7 @@ def build_app(
                 return
             actor = slack_person(user)
             context = []
+            above: list[dict[str, Any]] = []
             if thread_ts and thread_ts != ts:
                 limits = engine.policy.slack
                 try:
@@ -347,6 +401,8 @@ def build_app(
                         above, limits, lambda uid: person_of("slack", uid),
                         source=f"slack thread {channel}/{thread_ts}", seen=seen,
                     ))  # fmt: skip
+            # Files attached to it, or shared in the thread above a doc request: its inputs.
+            inputs = await request_inputs(engine, client, text, actor, own_files, above)
             job = await engine.submit(
                 text,
                 actor,
@@ -361,6 +417,7 @@ def build_app(
                     **(door or {}),
                 },
                 context=context,
+                inputs=inputs,
             )
             if job.state is JobState.denied and _wrong_channel(job):
                 reason = job.result.get("reason") or "the policy does not allow it here"
@@ -377,7 +434,8 @@ def build_app(
     # --- the assistant panel: suggested prompts, messages as requests ------------------------
     from bot.slack.assistant import build_assistant
 
-    app.use(build_assistant(lambda: engine.policy, slack_person, handle_message))
+    app.use(OnlyFor(ASSISTANT_EVENTS, build_assistant(lambda: engine.policy, slack_person,
+                                                      handle_message)))  # fmt: skip
 
     # --- the message shortcut "Send to agent…" --------------------------------------------------
     from bot.slack.shortcut import register_shortcut

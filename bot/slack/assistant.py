@@ -9,6 +9,7 @@ follows it ("waiting for bob's approval") and the thread's title is the job's su
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +33,8 @@ log = logging.getLogger("acp.slack.assistant")
 MAX_PROMPTS = 4  # Slack shows at most four suggested prompts
 TITLE_CHARS = 80
 _titled: OrderedDict[int, None] = OrderedDict()  # jobs whose thread title is set (this process)
+_shown: OrderedDict[int, tuple[str, float]] = OrderedDict()  # job -> (status line, when shown)
+STATUS_INTERVAL_S = 1.0  # a running job's line changes at most this often; a new state at once
 
 
 def suggested_prompts(policy: Policy, person: str, channel: str | None) -> list[dict[str, str]]:
@@ -151,8 +154,19 @@ async def follow_job(
             _titled[job.id] = None
             while len(_titled) > 10_000:
                 _titled.popitem(last=False)
+        line = status_line(job, event)
+        last = _shown.get(job.id)
+        now = time.monotonic()
+        if last is not None and (
+            last[0] == line or (job.state is JobState.running and now - last[1] < STATUS_INTERVAL_S)
+        ):
+            return  # unchanged, or a step's line soon after the last one: left as it is
         await client.assistant_threads_setStatus(
-            channel_id=channel, thread_ts=thread_ts, status=status_line(job, event)
+            channel_id=channel, thread_ts=thread_ts, status=line
         )
+        _shown[job.id] = (line, now)
+        _shown.move_to_end(job.id)
+        while len(_shown) > 10_000:
+            _shown.popitem(last=False)
     except SlackApiError as error:
         log.info("assistant panel of %s refused: %s", job.job_id, error.response.get("error"))

@@ -6,7 +6,10 @@ block); anything longer goes to a file, which the deliverer uploads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from runtime.audit import AuditEvent
 from runtime.jobs import JobRecord
@@ -64,8 +67,96 @@ def card_text(job: JobRecord) -> str:
     return f"{job.job_id} {spec.job_type.value} {spec.target or ''}: {job.state.value}"
 
 
-def job_card(job: JobRecord, slack_ids: dict[str, str]) -> list[dict[str, Any]]:
-    """The job card posted in the channel and updated in place as the job moves."""
+# Per-step events: they move the card's progress line; they do not post in the thread.
+STEP_KINDS = frozenset({"tool.shell", "browser.step"})
+ENDED = frozenset({"succeeded", "failed", "cancelled", "denied", "rejected", "rolled_back"})
+
+
+class Progress(BaseModel):
+    """How far a job's steps have come, as its events tell."""
+
+    done: int = 0
+    total: int | None = None  # known in direct mode only: the request's own steps
+    last: str | None = None  # the newest step in words: "Step 3/5: `pytest -q` → exit 0 in 1.20s"
+    last_ok: bool = True
+
+
+def progress(job: JobRecord, events: Sequence[AuditEvent]) -> Progress:
+    """The job's step progress from its audit events (a later pass counts afresh)."""
+    commands = job.spec.commands
+    total = len(commands) if commands and job.model.model == "direct" else None
+    steps = [e for e in events if e.kind in STEP_KINDS]
+    if not steps:
+        return Progress(total=total)
+    last = steps[-1]
+    index = last.data.get("index")
+    # tool.shell counts from 1 in each pass; other steps are counted here.
+    done = index if last.kind == "tool.shell" and isinstance(index, int) else len(steps)
+    words, ok = _step_words(last, job.spec.job_type.value, done, total)
+    return Progress(done=done, total=total, last=words, last_ok=ok)
+
+
+def _step_words(event: AuditEvent, job_type: str, done: int, total: int | None) -> tuple[str, bool]:
+    data = event.data
+    label = f"Step {done}/{total}" if total else f"Step {done}"
+    if event.kind == "tool.shell":
+        flag = " (timed out)" if data.get("timed_out") else ""
+        return (
+            f"{label}: `{escape(str(data.get('command', '')))[:300]}` → exit "
+            f"{data.get('exit_code')} in {data.get('duration_s', 0):.2f}s{flag}",
+            data.get("exit_code") == 0 and not data.get("timed_out"),
+        )
+    from runtime.kinds import registry
+
+    described = registry.kind_for(job_type).describe(event.kind, data)
+    text = described[1] if described else event.kind
+    return f"{label}: {escape(text)[:300]}", bool(data.get("ok", True))
+
+
+def _bar(done: int, total: int, width: int = 10) -> str:
+    filled = round(width * min(done, total) / total) if total else width
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def _progress_text(job: JobRecord, shown: Progress, slack_ids: dict[str, str]) -> str | None:
+    """The card's live line: the step it is at, or whom it waits for, or how it ended."""
+    from runtime.kinds import registry
+
+    state = job.state.value
+    told = registry.kind_for(job.spec.job_type).narrate
+    step = shown.last and (shown.last if shown.last_ok else f":warning: {shown.last}")
+    open_gate = next((g for g in reversed(job.approvals) if g.decision is None), None)
+    approved = next(
+        (g for g in reversed(job.approvals) if g.decision == "approved" and g.action != "run"),
+        None,
+    )
+    if state == "queued":
+        return ":hourglass_flowing_sand: Waiting for a worker."
+    if state in ("running", "approved") and approved is not None:
+        doing = told("job.resumed") or f"Carrying out the approved {escape(approved.action)}."
+        return f":arrow_forward: {doing}"
+    if state == "running":
+        return f":gear: {step}" if step else f":gear: {told('job.started') or 'Starting.'}"
+    if state == "awaiting_approval" and open_gate is not None:
+        who = ", ".join(person(a, slack_ids) for a in open_gate.approvers) or "nobody"
+        waiting = f":raised_hand: Waiting for {who} to approve *{escape(open_gate.action)}*."
+        return f"{waiting}\n{step}" if step else waiting
+    if state == "needs_clarification":
+        asked = job.clarification.question if job.clarification else "a question"
+        return (
+            f":question: Waiting for {person(job.spec.requester, slack_ids)} to answer: "
+            f"{escape(asked)[:300]}"
+        )
+    if state in ENDED and step:
+        return f"*Last step:* {step}"
+    return None
+
+
+def job_card(
+    job: JobRecord, slack_ids: dict[str, str], events: Sequence[AuditEvent] = ()
+) -> list[dict[str, Any]]:
+    """The job card posted in the channel and updated in place as the job moves: its one live
+    progress message (with the job's events, the step it is at; without, its state)."""
     spec, decision = job.spec, job.decision
     fields = [
         f"*State*\n{STATE_LABEL.get(job.state.value, job.state.value)}",
@@ -81,6 +172,19 @@ def job_card(job: JobRecord, slack_ids: dict[str, str]) -> list[dict[str, Any]]:
         _section(f">{escape(spec.instruction)[:500]}"),
         {"type": "section", "fields": [_text(f) for f in fields]},
     ]  # fmt: skip
+    shown = progress(job, events)
+    live = _progress_text(job, shown, slack_ids)
+    if live:
+        blocks.append({**_section(live), "block_id": "progress"})
+    if shown.done:
+        ran = "ran" if job.state.value in ENDED else "done"
+        count = (
+            f"{shown.done} of {shown.total} steps {ran}"
+            if shown.total
+            else f"{shown.done} steps {ran}"
+        )
+        bar = f"{_bar(shown.done, shown.total)} " if shown.total else ""
+        blocks.append(_context(f"{bar}{count}"))
     reasons = "; ".join(decision.get("reasons", []))
     if reasons:
         blocks.append(_section(f"*Why:* {escape(reasons)}"))

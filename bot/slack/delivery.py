@@ -1,7 +1,11 @@
-"""Delivers the Slack outbox: the job card in the channel, then every update in its thread.
+"""Delivers the Slack outbox: the job card in the channel, kept as the job's one live progress
+message, and in its thread what needs people or tells the outcome.
 
-Items are sent in the order they were written and marked delivered one by one, so a restart
-resumes where it stopped. The card is updated in place (chat.update); long text goes as a file.
+Each job is delivered on its own, so one job waiting never holds another. Its card is rendered
+from its current state at most once per MIN_UPDATE_INTERVAL: items that arrive meanwhile stay
+pending and the next render covers them all, so the last state always reaches Slack. Items are
+marked delivered one by one once what they owe is sent, so a restart neither loses nor repeats a
+message. Step events only move the card; long text goes as a file.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -25,71 +30,168 @@ from runtime.store.outbox import OutboxItem
 log = logging.getLogger("acp.slack.delivery")
 DOOR = "slack"
 
+# Seconds between two renders of one job's card. Slack's chat.update is Tier 3 (about 50 a
+# minute per workspace) and Slack asks for about one message a second per channel.
+MIN_UPDATE_INTERVAL = 1.0
+# Jobs delivered at once: enough that a slow or rate-limited call never holds the others,
+# few enough not to burst Slack.
+MAX_JOBS_AT_ONCE = 8
+# Per-step events: the card shows them; a thread line each would be noise.
+CARD_ONLY = frozenset({"job.started", "job.resumed", *blocks.STEP_KINDS})
+ENDINGS = frozenset(
+    {"job.succeeded", "job.failed", "publish.merged", "publish.pushed", "publish.pull_request"}
+)
+# The card is gone or not ours any more: the thread still gets its messages.
+CARD_GONE = frozenset({"message_not_found", "cant_update_message"})
+SHUTDOWN_GRACE_S = 5.0
+
 
 class SlackDelivery:
-    def __init__(self, engine: Engine, client: AsyncWebClient, *, poll_interval: float = 0.2):
+    def __init__(
+        self,
+        engine: Engine,
+        client: AsyncWebClient,
+        *,
+        poll_interval: float = 0.2,
+        min_update_interval: float = MIN_UPDATE_INTERVAL,
+    ):
         self.engine = engine
         self.client = client
         self.poll_interval = poll_interval
+        self.min_update_interval = min_update_interval
+        self._rendered_at: dict[int, float] = {}  # job id -> when its card was last sent
+        self._delivering: dict[int, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.deliver_pending(stop)
-            except Exception:  # the loop must outlive a bad item or a database hiccup
-                log.exception("slack delivery pass failed")
-                sent = 0
-            if not sent:
+        try:
+            while not stop.is_set():
+                try:
+                    wait = await self.deliver_pending(stop)
+                except Exception:  # the loop must outlive a bad item or a database hiccup
+                    log.exception("slack delivery pass failed")
+                    wait = self.poll_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                    await asyncio.wait_for(stop.wait(), wait)
+        finally:
+            await self._finish_deliveries()
 
-    async def deliver_pending(self, stop: asyncio.Event | None = None) -> int:
-        sent = 0
-        blocked: set[int] = set()
-        for item in await outbox.pending(self.engine.db, DOOR):
-            if stop is not None and stop.is_set():
-                break  # what is left is delivered after the restart
-            if item.job_id in blocked:
-                continue  # keep a job's messages in order behind its failed one
-            try:
-                await self.deliver(item)
-            except SlackApiError as error:
-                reason = error.response.get("error", str(error))
-                gave_up = await outbox.mark_failed(self.engine.db, item, f"slack: {reason}")
-                log.warning("slack refused outbox item %s (%s)%s", item.id, reason,
-                            "; giving up" if gave_up else "")  # fmt: skip
-                blocked.add(item.job_id)
+    async def deliver_pending(self, stop: asyncio.Event | None = None) -> float:
+        """Start delivering each job with items due, unless it is being delivered already or
+        its card was sent less than the interval ago (its items wait for the next render).
+        Returns how long to wait before looking again."""
+        now = time.monotonic()
+        wait = self.poll_interval
+        for job_id, at in list(self._rendered_at.items()):
+            if now - at >= self.min_update_interval:
+                del self._rendered_at[job_id]  # nothing to hold back any more
+        for job_id in await outbox.pending_jobs(self.engine.db, DOOR):
+            if len(self._delivering) >= MAX_JOBS_AT_ONCE:
+                break
+            if job_id in self._delivering:
                 continue
-            except OSError as error:
-                await outbox.mark_failed(self.engine.db, item, f"network: {error}")
-                blocked.add(item.job_id)
+            last = self._rendered_at.get(job_id)
+            if last is not None and now - last < self.min_update_interval:
+                wait = min(wait, last + self.min_update_interval - now)
                 continue
-            await outbox.mark_delivered(self.engine.db, item.id)
-            sent += 1
-        return sent
+            task = asyncio.create_task(self.deliver_job(job_id, stop), name=f"slack-J-{job_id}")
+            self._delivering[job_id] = task
+            task.add_done_callback(lambda _, job_id=job_id: self._delivering.pop(job_id, None))
+        return max(wait, 0.01)
 
-    async def deliver(self, item: OutboxItem) -> None:
-        job = await self.engine.get(item.job_id)
+    async def deliver_job(self, job_id: int, stop: asyncio.Event | None = None) -> None:
+        """Everything due for one job: its card rendered once from its current state, then
+        each item's own thread messages in order, each item marked delivered once sent."""
+        try:
+            await self._deliver_job(job_id, stop)
+        except Exception:  # one job's bad item must not end the others' deliveries
+            log.exception("slack delivery of job %s failed", job_id)
+
+    async def _deliver_job(self, job_id: int, stop: asyncio.Event | None) -> None:
+        db = self.engine.db
+        items = await outbox.pending(db, DOOR, limit=500, job_id=job_id)
+        if not items:
+            return
+        job = await self.engine.get(job_id)  # read after the items: the card covers them all
         if "slack.channel" in (job.decision.get("rule_ids") or []):
-            return  # asked where the policy does not allow it: told privately, no card there
+            # Asked where the policy does not allow it: told privately, no card there.
+            for item in items:
+                await outbox.mark_delivered(db, item.id)
+            return
         ids = slack_ids(self.engine)
-        thread = await outbox.thread_of(self.engine.db, job.id, DOOR)
-        card = blocks.job_card(job, ids)
-        if thread is None:
-            channel = (job.reply_to or {}).get("channel")
-            # Asked in a thread (a mention): the card and everything after it go there.
-            root = (job.reply_to or {}).get("thread_ts")
-            posted = await self.client.chat_postMessage(
-                channel=channel, text=blocks.card_text(job), blocks=card, thread_ts=root
-            )
-            thread = {"channel": posted["channel"], "ts": posted["ts"]}
-            if root:
-                thread["root"] = root
-            await outbox.remember_thread(self.engine.db, job.id, DOOR, thread)
-        else:
-            await self.client.chat_update(
-                channel=thread["channel"], ts=thread["ts"], text=blocks.card_text(job), blocks=card
-            )
+        try:
+            thread = await self._render_card(job, ids)
+        except Exception as error:  # recorded on the item, which backs off
+            await self._failed(items[0], error)  # the job's other items wait behind it
+            return
+        for item in items:
+            if stop is not None and stop.is_set():
+                return  # what is left is delivered after the restart
+            try:
+                await self.deliver(item, job, thread, ids)
+            except Exception as error:  # recorded on the item, which backs off
+                await self._failed(item, error)  # the job's later items wait behind it
+                return
+            await outbox.mark_delivered(db, item.id)
+
+    async def _render_card(self, job: JobRecord, ids: dict) -> dict:
+        """Post the job's card, or update it in place, showing where the job is now; the
+        address of its thread."""
+        db = self.engine.db
+        thread = await outbox.thread_of(db, job.id, DOOR)
+        card = blocks.job_card(job, ids, await audit.events_for(db, job.id))
+        text = blocks.card_text(job)
+        try:
+            if thread is None:
+                channel = (job.reply_to or {}).get("channel")
+                # Asked in a thread (a mention): the card and everything after it go there.
+                root = (job.reply_to or {}).get("thread_ts")
+                posted = await self.client.chat_postMessage(
+                    channel=channel, text=text, blocks=card, thread_ts=root
+                )
+                thread = {"channel": posted["channel"], "ts": posted["ts"]}
+                if root:
+                    thread["root"] = root
+                await outbox.remember_thread(db, job.id, DOOR, thread)
+                return thread
+            try:
+                await self.client.chat_update(
+                    channel=thread["channel"], ts=thread["ts"], text=text, blocks=card
+                )
+            except SlackApiError as error:
+                if error.response.get("error") not in CARD_GONE:
+                    raise
+                log.warning("the card of %s cannot be updated (%s)", job.job_id,
+                            error.response.get("error"))  # fmt: skip
+            return thread
+        finally:
+            # From the end of the call (a 429 retried inside it included): the next render
+            # of this card is at least the interval after Slack last heard of it.
+            self._rendered_at[job.id] = time.monotonic()
+
+    async def _failed(self, item: OutboxItem, error: Exception) -> None:
+        if isinstance(error, SlackApiError):
+            reason = error.response.get("error", str(error))
+            gave_up = await outbox.mark_failed(self.engine.db, item, f"slack: {reason}")
+            log.warning("slack refused outbox item %s (%s)%s", item.id, reason,
+                        "; giving up" if gave_up else "")  # fmt: skip
+        elif isinstance(error, OSError):
+            await outbox.mark_failed(self.engine.db, item, f"network: {error}")
+        else:  # a bug, not Slack: backing off keeps one bad item from spinning
+            log.error("outbox item %s could not be delivered", item.id, exc_info=error)
+            await outbox.mark_failed(self.engine.db, item, f"error: {error!r}")
+
+    async def _finish_deliveries(self) -> None:
+        """At shutdown: let deliveries under way finish their current item, briefly."""
+        running = list(self._delivering.values())
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
+        for task in late:
+            task.cancel()  # its item stays pending: sent after the restart
+        await asyncio.gather(*late, return_exceptions=True)
+
+    async def deliver(self, item: OutboxItem, job: JobRecord, thread: dict, ids: dict) -> None:
+        """What one item owes in the job's thread; its card was rendered for all of them."""
         event = await audit.event_at(self.engine.db, item.data.get("seq", 0))
         if event is None:
             return
@@ -123,17 +225,15 @@ class SlackDelivery:
                 if job.clarification else "question", blocks=blocks.clarification(job),
             )  # fmt: skip
             return
-        line = blocks.event_line(event, ids, job.spec.job_type.value)
-        if line is None:
-            return
-        await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
-        if event.kind in (
-            "job.succeeded", "job.failed", "publish.merged", "publish.pushed",
-            "publish.pull_request",
-        ):  # fmt: skip
-            # What the job's kind shows of its end: a result table, the last page and trace,
-            # the documents it published.
-            await self._results(job, channel, ts, read=event.kind == "job.succeeded")
+        if event.kind not in CARD_ONLY:
+            line = blocks.event_line(event, ids, job.spec.job_type.value)
+            if line is None:
+                return
+            await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line)
+            if event.kind in ENDINGS:
+                # What the job's kind shows of its end: a result table, the last page and
+                # trace, the documents it published.
+                await self._results(job, channel, ts, read=event.kind == "job.succeeded")
         if event.kind == "tool.shell" and event.artifacts:
             output = self.engine.artifacts.read(event.artifacts[0]).decode(errors="replace")
             if "--- stdout\n\n--- stderr\n" not in output:  # something was printed: show it

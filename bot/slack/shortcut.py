@@ -96,6 +96,7 @@ def register_shortcut(
 ) -> None:
     """The shortcut's listener and its modal's submission, on `app`."""
     from bot.slack.context import thread_context, thread_messages
+    from bot.slack.files import request_inputs
     from runtime.policy.decide import requestable_for
 
     running: set[asyncio.Task[None]] = set()
@@ -173,6 +174,8 @@ def register_shortcut(
                 found, limits, lambda uid: person_for("slack", uid),
                 source=f"slack message {channel}/{ts}", seen=seen,
             ))  # fmt: skip
+            # Files people shared on the message or in its thread: a doc job's inputs.
+            inputs = await request_inputs(engine, client, text, actor, [], found)
             job = await engine.submit(
                 text,
                 actor,
@@ -180,6 +183,7 @@ def register_shortcut(
                 request_key=f"slack-shortcut:{view.get('id')}",  # one modal is one job
                 reply_to={"door": "slack", "channel": channel, "user": user, "thread_ts": root},
                 context=context,
+                inputs=inputs,
             )
             if job.state is JobState.denied:
                 reason = job.result.get("reason") or "by policy"

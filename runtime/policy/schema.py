@@ -443,6 +443,14 @@ class SlackDoor(_Strict):
     thread_context_bytes: int = Field(
         16_000, ge=0, le=1_000_000, description="and at most this many bytes of them (UTF-8)"
     )
+    files_per_request: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="at most this many attached files become a doc job's inputs: the request's "
+        "own (more is refused), then the newest of the thread above it; each is checked against "
+        "limits.doc_max_bytes",
+    )
     channels: list[SlackChannelRule] = Field(
         default_factory=list,
         description="requests a rule covers may be made in Slack only in its channels; "

@@ -2,6 +2,8 @@
 
 The runtime only enqueues; a door's deliverer (e.g. bot/slack/delivery.py) reads its own rows
 in order, sends them and marks them delivered, so a restart neither loses nor repeats a message.
+A job's rows behind one that is backing off after a failure wait for it: a job's messages are
+never sent out of order.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,19 +46,46 @@ async def enqueue(
     )
 
 
-async def pending(db: Database, door: str, limit: int = 100) -> list[OutboxItem]:
-    """Undelivered items for a door, oldest first, skipping those backing off after a failure."""
-    now = utcnow()
-    query = (
-        select(_outbox)
-        .where(_outbox.c.door == door, _outbox.c.delivered_at.is_(None))
-        .where((_outbox.c.not_before.is_(None)) | (_outbox.c.not_before <= now))
-        .order_by(_outbox.c.id)
-        .limit(limit)
+def _deliverable(door: str) -> ColumnElement[bool]:
+    """Undelivered rows of a door that are due: neither they nor an earlier undelivered row of
+    the same job is backing off after a failure."""
+    held = _outbox.alias("held")
+    backing_off = exists().where(
+        held.c.door == _outbox.c.door,
+        held.c.job_id == _outbox.c.job_id,
+        held.c.id <= _outbox.c.id,
+        held.c.delivered_at.is_(None),
+        held.c.not_before > utcnow(),
     )
+    return and_(_outbox.c.door == door, _outbox.c.delivered_at.is_(None), ~backing_off)
+
+
+async def pending(
+    db: Database, door: str, limit: int = 100, *, job_id: int | None = None
+) -> list[OutboxItem]:
+    """Undelivered items for a door (or one job of it), oldest first, skipping those backing
+    off after a failure and, per job, everything behind them."""
+    query = select(_outbox).where(_deliverable(door)).order_by(_outbox.c.id).limit(limit)
+    if job_id is not None:
+        query = query.where(_outbox.c.job_id == job_id)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [OutboxItem.model_validate(dict(row)) for row in rows]
+
+
+async def pending_jobs(db: Database, door: str, limit: int = 100) -> list[int]:
+    """The jobs with items due for a door, the longest waiting first: a deliverer serves each
+    job on its own, so one job's backlog never hides another's."""
+    oldest = func.min(_outbox.c.id)
+    query = (
+        select(_outbox.c.job_id)
+        .where(_deliverable(door))
+        .group_by(_outbox.c.job_id)
+        .order_by(oldest)
+        .limit(limit)
+    )
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(query)).scalars())
 
 
 async def mark_delivered(db: Database, item_id: int) -> None:

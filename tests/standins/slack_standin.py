@@ -160,6 +160,7 @@ class SlackStandIn:
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_post("/response/{n}", self._handle_response_url)
         app.router.add_get("/socket/{id}", self._handle_socket)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_file_download)
         self._cond = asyncio.Condition()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -642,11 +643,30 @@ class SlackStandIn:
             raise SlackError("cant_update_message")
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             raise SlackError("no_text")
+        self._limit_update_rate(channel, ts, args)
         for k in ("text", "blocks", "attachments", "metadata"):
             if k in args and args[k] is not None:
                 msg[k] = args[k]
         msg["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
         return {"channel": channel, "ts": ts, "text": msg["text"], "message": self._public(msg)}
+
+    def _limit_update_rate(self, channel: str, ts: str, args: dict[str, Any]) -> None:
+        """Slack answers a burst of chat.update with HTTP 429 ``ratelimited`` and Retry-After.
+        Here: a second update of one message within ``update_interval`` seconds (1 unless the
+        attribute is set; None allows any rate). The refused call is recorded in ``calls``
+        with status 429, so a test sees a deliverer that hammers."""
+        interval = getattr(self, "update_interval", 1.0)
+        updated_at: dict[tuple[str, str], float] = vars(self).setdefault("_updated_at", {})
+        now = time.monotonic()
+        since = now - updated_at.get((channel, ts), float("-inf"))
+        if interval is not None and since < interval:
+            body = {"ok": False, "error": "ratelimited"}
+            self.calls.append(Call("chat.update", dict(args), {}, now, body, 429))
+            asyncio.get_running_loop().create_task(self._notify())
+            raise web.HTTPTooManyRequests(
+                text=json.dumps(body), content_type="application/json", headers={"Retry-After": "1"}
+            )
+        updated_at[(channel, ts)] = now
 
     def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
@@ -947,6 +967,64 @@ class SlackStandIn:
                 "profile": {"display_name": user.lower(), "real_name": f"User {user}"},
             }
         }
+
+    # --- files people shared, as files.info and url_private_download serve them ---------------
+    # A file is a record in ``files`` with ``id``, ``filename`` and ``content`` (an upload, or
+    # one a test appends, with ``user``, ``mimetype``, ``filetype`` and a ``size`` Slack
+    # declares, which may differ from the content's on purpose).
+
+    def _file_object(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The file object Slack puts on messages and answers in files.info."""
+        file_id, name = record["id"], record["filename"]
+        private = f"{self.root_url}/files-pri/{self.team_id}-{file_id}"
+        content = record.get("content") or b""
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "name": name,
+            "title": record.get("title") or name,
+            "mimetype": record.get("mimetype", "text/plain"),
+            "filetype": record.get("filetype", name.rpartition(".")[2] or "text"),
+            "user": record.get("user", self.bot_user_id),
+            "mode": "hosted",
+            "size": record.get("size", len(content)),
+            "url_private": f"{private}/{name}",
+            "url_private_download": f"{private}/download/{name}",
+            "permalink": f"https://acp-test.slack.com/files/{file_id}",
+        }
+
+    def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "file")
+        record = next((f for f in self.files if f["id"] == str(args["file"])), None)
+        if record is None:
+            raise SlackError("file_not_found")
+        return {"file": self._file_object(record), "comments": [], "response_metadata": {}}
+
+    async def _handle_file_download(self, request: web.Request) -> web.Response:
+        """A file's bytes for the bot token; anything else gets Slack's sign-in page with a
+        200, as Slack answers a download it does not accept the credentials of."""
+        team, _, file_id = request.match_info["team_file"].partition("-")
+        auth = request.headers.get("Authorization", "")
+        call = Call("files.download", {"file": file_id}, dict(request.headers), time.monotonic())
+        record = next((f for f in self.files if f["id"] == file_id), None)
+        if auth != f"Bearer {self.bot_token}" or team != self.team_id:
+            call.status = 200
+            response = web.Response(
+                text="<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in to "
+                "your workspace to continue</body></html>",
+                content_type="text/html",
+            )
+        elif record is None or record["filename"] != request.match_info["name"]:
+            call.status = 404
+            response = web.Response(status=404, text="Not Found", content_type="text/html")
+        else:
+            response = web.Response(
+                body=record.get("content") or b"",
+                content_type=record.get("mimetype", "application/octet-stream"),
+                headers={"Content-Disposition": f'attachment; filename="{record["filename"]}"'},
+            )
+        await self._record(call)
+        return response
 
 
 __all__ = ["Call", "SlackStandIn"]

@@ -4,7 +4,8 @@ document as format-aware diffs with previews, and merged after approval.
 A doc job runs like a code job (runtime.kinds.code), with two differences: its steps are
 template renders (and sandboxed commands when granted), and its review is per document
 (review.py, over the diff package). A document that cannot be reviewed fails the job with the
-reason, and nothing is published.
+reason, and nothing is published. Files attached to the request are its inputs (inputs.py):
+placed at inputs/<name> before any step, listed for the model and first in the review.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BadRequest
-from runtime.jobs import ArtifactRef, JobType
-from runtime.kinds.base import Failed, JobContext
+from runtime.jobs import ArtifactRef, ContextItem, JobType
+from runtime.kinds.base import Failed, JobContext, Outcome
 from runtime.kinds.code.kind import CodeKind
 from runtime.tools.base import Tool
 
@@ -56,6 +57,28 @@ class DocKind(CodeKind):
 
     def suggestion(self, target: str) -> tuple[str, str] | None:
         return (f"Summarize a file into {target}", f"doc {target}: summarize the attached file")
+
+    def inputs_context(self, attached: list[dict[str, Any]]) -> ContextItem:
+        """Doc jobs take attached files as inputs; what the model is told of them (the
+        engine keeps it as the job's context)."""
+        from runtime.kinds.doc.inputs import context_item
+
+        return context_item(attached)
+
+    async def execute(self, ctx: JobContext) -> Outcome:
+        from runtime.kinds.doc.inputs import prepared
+
+        ready = await prepared(ctx)
+        return ready if isinstance(ready, Failed) else await super().execute(ready)
+
+    async def replay(self, ctx: JobContext, *, on_base: str | None = None):
+        from runtime.errors import InvalidTransition
+        from runtime.kinds.doc.inputs import prepared
+
+        ready = await prepared(ctx)
+        if isinstance(ready, Failed):
+            raise InvalidTransition(f"{ctx.job.job_id} cannot be replayed: {ready.reason}")
+        return await super().replay(ready, on_base=on_base)
 
     def toolset(self) -> tuple[Tool, ...]:
         from runtime.tools.documents import DOCUMENT_TOOLS
@@ -105,10 +128,14 @@ class DocKind(CodeKind):
     ) -> dict[str, Any] | Failed:
         """The documents reviewed as document diffs; the job fails when one cannot be read."""
         from runtime.doc_formats import DocumentError
+        from runtime.kinds.doc.inputs import attached
         from runtime.kinds.doc.review import document_artifacts, review_change
 
         try:
-            review = await review_change(ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head)
+            review = await review_change(
+                ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head,
+                inputs=await attached(ctx.recorder),
+            )  # fmt: skip
         except DocumentError as error:
             if ctx.phase.value == "execute":
                 await ctx.recorder.log("document.refused", {"reason": error.message})
@@ -117,12 +144,14 @@ class DocKind(CodeKind):
 
     async def review_text(self, ctx: JobContext, repo: Path, base: str, head: str) -> str | Failed:
         from runtime.doc_formats import DocumentError
+        from runtime.kinds.doc.inputs import attached
         from runtime.kinds.doc.review import review_change
 
         try:
             review = await review_change(
-                ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head, keep=False
-            )
+                ctx.recorder, ctx.limits.doc_max_bytes, repo, base, head, keep=False,
+                inputs=await attached(ctx.recorder),
+            )  # fmt: skip
         except DocumentError as error:
             return Failed(reason=error.message)
         return review.text

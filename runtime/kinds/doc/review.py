@@ -1,8 +1,9 @@
 """A doc job's review: every document the change touched, as a format-aware diff and a preview.
 
 A text diff for Markdown and CSV, a cell diff for workbooks, a paragraph and table diff for
-Word documents (runtime.kinds.doc.diff). A document that is not what its extension says, is
-corrupt or is over the size limit cannot be reviewed: DocumentError, and nothing is published.
+Word documents (runtime.kinds.doc.diff), after the job's inputs (the files attached to its
+request, inputs.py). A document that is not what its extension says, is corrupt or is over the
+size limit cannot be reviewed: DocumentError, and nothing is published.
 """
 
 from __future__ import annotations
@@ -12,20 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from runtime.doc_formats import DocumentError, format_of, size_text
+from runtime.doc_formats import MEDIA_TYPES, DocumentError, format_of, size_text
 from runtime.jobs import ArtifactRef
 from runtime.sandbox import worktree as wt
 from runtime.secrets import redact
 
 if TYPE_CHECKING:
     from runtime.kinds.base import Recorder
-
-MEDIA_TYPES = {
-    "markdown": "text/markdown",
-    "csv": "text/csv",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-}
 
 
 @dataclass
@@ -46,13 +40,17 @@ async def review_change(
     head_commit: str,
     *,
     keep: bool = True,
+    inputs: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> ChangeReview:
     """Review every document base..head changed; DocumentError for one that cannot be read.
-    With keep=False (a replay) the documents themselves are not stored as artifacts."""
+    With keep=False (a replay) the documents themselves are not stored as artifacts. The
+    job's `inputs` (input.attached data) come first: what each was read as, and its hash."""
     from runtime.kinds.doc import diff as doc_diff
+    from runtime.kinds.doc.inputs import review_section, summaries
 
-    out = ChangeReview()
-    texts, previews = [], []
+    out = ChangeReview(summaries=summaries(inputs))
+    texts = [review_section(inputs).rstrip()] if inputs else []
+    previews = []
     for status, path in await wt.changed_files(repo, base_commit, head_commit):
         kind = format_of(path)
         if kind is None:

@@ -118,3 +118,27 @@ async def test_someone_the_policy_does_not_know_is_told_in_the_modal(tmp_path: P
     finally:
         await asyncio.to_thread(rig.stop)
         await standin.stop()
+
+
+async def test_a_file_on_the_message_sent_is_the_doc_jobs_input(tmp_path: Path):
+    from tests.doors.slack.test_files import CSV_MIME, INCIDENTS, sha256, share
+
+    standin = await SlackStandIn().start()
+    env = http_env(tmp_path, standin)
+    rig = SlackRig(env, standin)
+    await asyncio.to_thread(rig.start)
+    try:
+        message = standin.add_message(CHANNEL, "this week's incidents", user=BOB)
+        message["files"] = [share(standin, "incidents.csv", INCIDENTS, user=BOB,
+                                  mimetype=CSV_MIME)]  # fmt: skip
+        view = await use_shortcut(rig, message, ALICE)
+        step = "`template templates/weekly.md.j2 out/weekly.md inputs/incidents.csv`"
+        assert await submit(rig, view, chosen("doc reports", f"weekly summary {step}"), ALICE) == ""
+        await rig.ephemeral_with("Accepted as J-1")
+        job = json.loads(acp(env, "show", "J-1", "--json").stdout)
+        (ref,) = [a for a in job["artifacts"] if a["name"] == "input/incidents.csv"]
+        assert ref["sha256"] == sha256(INCIDENTS)
+        assert standin.calls_to("files.download")
+    finally:
+        await asyncio.to_thread(rig.stop)
+        await standin.stop()
