@@ -115,6 +115,9 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
     # costs nothing (bench/slack_ack.py: burst ratio 2.9x -> 1.0x against a bare Bolt app).
     gc.collect()
     gc.freeze()
+    # The loop shares the interpreter with the database's worker thread (aiosqlite): a request
+    # waiting for the GIL waits up to the switch interval (5 ms by default) behind a query.
+    sys.setswitchinterval(0.0005)
     print(
         "ready — in another terminal: acp submit --as alice "
         "'code demo: run `sed -i \"s/teh/the/\" README.md`'",

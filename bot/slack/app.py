@@ -54,6 +54,30 @@ def _without_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(text.split()) if "\n" not in text else text.strip()
 
 
+class Arrivals(AsyncMiddleware):
+    """When Slack's last request came in. The door's work after an ack (intake, the thread
+    read) waits for a lull of LULL_S between requests, at most LULL_MOST_S, so that under a
+    burst every ack goes out before the work it started competes with them for the loop."""
+
+    LULL_S = 0.003
+    LULL_MOST_S = 0.5
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):
+        self.last = time.monotonic()
+        return await next()
+
+    async def lull(self) -> None:
+        give_up = time.monotonic() + self.LULL_MOST_S
+        while (now := time.monotonic()) < give_up:
+            quiet_for = now - self.last
+            if quiet_for >= self.LULL_S:
+                return
+            await asyncio.sleep(self.LULL_S - quiet_for)
+
+
 class DropRepeatedEvents(AsyncMiddleware):
     """Slack redelivers an event it thinks we missed; one event is handled once. (A middleware
     class, not a function: Bolt builds every listener argument for a function, on every request.)"""
@@ -132,6 +156,27 @@ def build_app(
         return slack_actor(engine.policy, user_id, how=how)
 
     app.use(DropRepeatedEvents())
+    arrivals = Arrivals()
+    app.use(arrivals)
+
+    # Bolt tries listeners in the order they are added, building every argument for each
+    # one's matcher: the events that come by the hundred (mentions, DMs) are tried first.
+    # --- mentions and direct messages: the same intake and policy as /agent (handle_message)
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], context: dict[str, Any]) -> None:
+        await handle_message(event, context.get("bot_user_id"))
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: dict[str, Any]) -> None:
+        # A direct message to the app (people's own messages, with files or not; no edits,
+        # joins or bot posts).
+        if (
+            event.get("channel_type") != "im"
+            or event.get("subtype") not in (None, "file_share")
+            or event.get("bot_id")
+        ):
+            return
+        await handle_message(event, context.get("bot_user_id"))
 
     async def ephemeral(channel: str | None, user: str, error: AcpError | str) -> None:
         message, hint = (
@@ -164,6 +209,7 @@ def build_app(
         while True:
             text, command, respond = await intake.get()
             try:
+                await arrivals.lull()  # acks first: Slack times them, not the intake
                 await handle_command(text, command, respond)
             except Exception:  # one bad command must not stop the ones behind it
                 log.exception("slash command failed")
@@ -334,29 +380,12 @@ def build_app(
             return
         await ack()
 
-    # --- mentions and direct messages: the same intake and policy as /agent ------------------
-
-    @app.event("app_mention")
-    async def on_mention(event: dict[str, Any], context: dict[str, Any]) -> None:
-        await handle_message(event, context.get("bot_user_id"))
-
-    @app.event("message")
-    async def on_message(event: dict[str, Any], context: dict[str, Any]) -> None:
-        # A direct message to the app (people's own messages, with files or not; no edits,
-        # joins or bot posts).
-        if (
-            event.get("channel_type") != "im"
-            or event.get("subtype") not in (None, "file_share")
-            or event.get("bot_id")
-        ):
-            return
-        await handle_message(event, context.get("bot_user_id"))
-
     async def handle_message(
         event: dict[str, Any], bot_user_id: str | None, *, door: dict[str, Any] | None = None
     ) -> None:
         """A message that asks for a job (a mention, a DM, the assistant panel); `door` adds
         to the job's reply_to (the assistant thread it came from)."""
+        await arrivals.lull()  # acks first: Slack times them, not the intake
         from bot.slack.context import thread_context, thread_messages
         from bot.slack.files import files_on, request_inputs
 
@@ -440,7 +469,9 @@ def build_app(
     # --- the message shortcut "Send to agent…" --------------------------------------------------
     from bot.slack.shortcut import register_shortcut
 
-    register_shortcut(app, engine, client, person_of=slack_person, can_post_in=can_post_in)
+    register_shortcut(
+        app, engine, client, person_of=slack_person, can_post_in=can_post_in, lull=arrivals.lull
+    )
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any]) -> None:

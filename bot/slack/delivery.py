@@ -96,7 +96,7 @@ class SlackDelivery:
             task = asyncio.create_task(self.deliver_job(job_id, stop), name=f"slack-J-{job_id}")
             self._delivering[job_id] = task
             task.add_done_callback(lambda _, job_id=job_id: self._delivering.pop(job_id, None))
-        return max(wait, 0.01)
+        return max(wait, 0.1)
 
     async def deliver_job(self, job_id: int, stop: asyncio.Event | None = None) -> None:
         """Everything due for one job: its card rendered once from its current state, then

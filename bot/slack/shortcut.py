@@ -93,6 +93,7 @@ def register_shortcut(
     *,
     person_of: Callable[[str], Any],
     can_post_in: Callable[[str], Awaitable[bool]],
+    lull: Callable[[], Awaitable[None]],
 ) -> None:
     """The shortcut's listener and its modal's submission, on `app`."""
     from bot.slack.context import thread_context, thread_messages
@@ -104,6 +105,7 @@ def register_shortcut(
     @app.shortcut(CALLBACK)
     async def on_shortcut(ack: AsyncAck, shortcut: dict[str, Any]) -> None:
         await ack()
+        await lull()  # the acks of a burst first (at most 0.5 s of the trigger's 3 s)
         user, channel = shortcut["user"]["id"], (shortcut.get("channel") or {}).get("id", "")
         message = shortcut.get("message") or {}
         try:
