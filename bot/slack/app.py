@@ -7,6 +7,7 @@ and shows the engine's answer or refusal. Slash commands are acknowledged before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -64,10 +65,22 @@ class Arrivals(AsyncMiddleware):
 
     def __init__(self) -> None:
         self.last = 0.0
+        self._one = asyncio.Lock()
 
     async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):
         self.last = time.monotonic()
         return await next()
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The door's heavy work (a submission) one at a time, each begun in a lull: woken
+        together after a burst, they would otherwise compete with the next burst's acks."""
+        return self._turn()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self):
+        async with self._one:
+            await self.lull()
+            yield
 
     async def lull(self) -> None:
         give_up = time.monotonic() + self.LULL_MOST_S
@@ -201,6 +214,14 @@ def build_app(
         intake.put_nowait((text, command, respond))
         if not consumers:
             consumers.append(asyncio.create_task(consume()))
+
+    # --- the message shortcut "Send to agent…" (tried right after /agent) ----------------------
+    from bot.slack.shortcut import register_shortcut
+
+    register_shortcut(
+        app, engine, client, person_of=slack_person, can_post_in=lambda c: can_post_in(c),
+        lull=arrivals.lull, turn=arrivals.turn,
+    )  # fmt: skip
 
     intake: asyncio.Queue[tuple[str, dict[str, Any], AsyncRespond]] = asyncio.Queue()
     consumers: list[asyncio.Task[None]] = []
@@ -432,22 +453,15 @@ def build_app(
                     ))  # fmt: skip
             # Files attached to it, or shared in the thread above a doc request: its inputs.
             inputs = await request_inputs(engine, client, text, actor, own_files, above)
-            job = await engine.submit(
-                text,
-                actor,
-                Origin.slack,
-                # Slack redelivers events: one message is one job.
-                request_key=f"slack-message:{channel}:{ts}",
-                reply_to={
-                    "door": "slack",
-                    "channel": channel,
-                    "user": user,
-                    "thread_ts": thread_ts or ts,
-                    **(door or {}),
-                },
-                context=context,
-                inputs=inputs,
-            )
+            reply_to = {"door": "slack", "channel": channel, "user": user,
+                        "thread_ts": thread_ts or ts, **(door or {})}  # fmt: skip
+            async with arrivals.turn():  # one submission at a time, in a lull
+                job = await engine.submit(
+                    text, actor, Origin.slack,
+                    # Slack redelivers events: one message is one job.
+                    request_key=f"slack-message:{channel}:{ts}",
+                    reply_to=reply_to, context=context, inputs=inputs,
+                )  # fmt: skip
             if job.state is JobState.denied and _wrong_channel(job):
                 reason = job.result.get("reason") or "the policy does not allow it here"
                 await ephemeral(channel, user, f"{job.job_id} was denied: {reason}")
@@ -465,13 +479,6 @@ def build_app(
 
     app.use(OnlyFor(ASSISTANT_EVENTS, build_assistant(lambda: engine.policy, slack_person,
                                                       handle_message)))  # fmt: skip
-
-    # --- the message shortcut "Send to agent…" --------------------------------------------------
-    from bot.slack.shortcut import register_shortcut
-
-    register_shortcut(
-        app, engine, client, person_of=slack_person, can_post_in=can_post_in, lull=arrivals.lull
-    )
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ is; the engine still decides the request exactly as for /agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -94,6 +95,7 @@ def register_shortcut(
     person_of: Callable[[str], Any],
     can_post_in: Callable[[str], Awaitable[bool]],
     lull: Callable[[], Awaitable[None]],
+    turn: Callable[[], contextlib.AbstractAsyncContextManager[None]],
 ) -> None:
     """The shortcut's listener and its modal's submission, on `app`."""
     from bot.slack.context import thread_context, thread_messages
@@ -178,15 +180,17 @@ def register_shortcut(
             ))  # fmt: skip
             # Files people shared on the message or in its thread: a doc job's inputs.
             inputs = await request_inputs(engine, client, text, actor, [], found)
-            job = await engine.submit(
-                text,
-                actor,
-                Origin.slack,
-                request_key=f"slack-shortcut:{view.get('id')}",  # one modal is one job
-                reply_to={"door": "slack", "channel": channel, "user": user, "thread_ts": root},
-                context=context,
-                inputs=inputs,
-            )
+            reply_to = {"door": "slack", "channel": channel, "user": user, "thread_ts": root}
+            async with turn():  # one submission at a time, in a lull between requests
+                job = await engine.submit(
+                    text,
+                    actor,
+                    Origin.slack,
+                    request_key=f"slack-shortcut:{view.get('id')}",  # one modal is one job
+                    reply_to=reply_to,
+                    context=context,
+                    inputs=inputs,
+                )
             if job.state is JobState.denied:
                 reason = job.result.get("reason") or "by policy"
                 await tell(channel, user, root, f"{job.job_id} was denied: {reason}")
