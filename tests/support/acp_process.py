@@ -28,7 +28,9 @@ class Service:
         self.proc: subprocess.Popen | None = None
         self.log = Path(env["ACP_HOME"]).parent / f"serve-{time.monotonic_ns()}.log"
 
-    def start(self, timeout: float = 30) -> Service:
+    def start(self, timeout: float = 60) -> Service:
+        # 60 s: on a loaded CI machine (two cores, browsers in the other test process) the
+        # service and its worker have taken past 30 s to come up.
         Path(self.env["ACP_HOME"]).mkdir(parents=True, exist_ok=True)
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

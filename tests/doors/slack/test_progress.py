@@ -101,7 +101,13 @@ async def test_fifty_quick_steps_update_one_card_at_most_once_a_second(rig):
     assert "50 of 50 steps ran" in shown
     assert rig.standin.messages[(CHANNEL, ts)]["blocks"] == updates[-1].args["blocks"]
 
-    thread = [m.get("text", "") for m in rig.standin.thread(CHANNEL, ts)]
+    # The outcome is still told in the thread (sent after the card's render, in order).
+    deadline = time.monotonic() + 15
+    while True:
+        thread = [m.get("text", "") for m in rig.standin.thread(CHANNEL, ts)]
+        if any("changed no file" in t for t in thread) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert not [t for t in thread if "→ exit" in t], f"per-step thread replies: {thread}"
     assert any("changed no file" in t for t in thread), "the outcome is still told in the thread"
     cards = [m for m in rig.standin.channel_messages(CHANNEL)]
