@@ -63,6 +63,17 @@ async def final_card(standin: SlackStandIn, job: str, words: str, timeout: float
     raise AssertionError(f"the card of {job} never showed {words!r}")
 
 
+async def thread_with(standin: SlackStandIn, ts: str, words: str, timeout: float = 15) -> list[str]:
+    """The thread under `ts` once a reply shows `words` (posted after the card's last render,
+    so it may trail the card by a moment), or as it stands at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        thread = [m.get("text", "") for m in standin.thread(CHANNEL, ts)]
+        if any(words in t for t in thread) or time.monotonic() > deadline:
+            return thread
+        await asyncio.sleep(0.1)
+
+
 def assert_paced(updates: list[Call]) -> None:
     statuses = [c.status for c in updates]
     assert set(statuses) == {200}, f"Slack had to answer 429: a card updated too often {statuses}"
@@ -102,12 +113,7 @@ async def test_fifty_quick_steps_update_one_card_at_most_once_a_second(rig):
     assert rig.standin.messages[(CHANNEL, ts)]["blocks"] == updates[-1].args["blocks"]
 
     # The outcome is still told in the thread (sent after the card's render, in order).
-    deadline = time.monotonic() + 15
-    while True:
-        thread = [m.get("text", "") for m in rig.standin.thread(CHANNEL, ts)]
-        if any("changed no file" in t for t in thread) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+    thread = await thread_with(rig.standin, ts, "changed no file")
     assert not [t for t in thread if "→ exit" in t], f"per-step thread replies: {thread}"
     assert any("changed no file" in t for t in thread), "the outcome is still told in the thread"
     cards = [m for m in rig.standin.channel_messages(CHANNEL)]
@@ -171,7 +177,7 @@ async def test_a_throttled_job_never_holds_another_jobs_card(two_worker_rig):
     assert "running" in json.dumps(before[-1].args["blocks"])
     assert "succeeded" in json.dumps(long_updates[-1].args["blocks"])
     for ts in (long, short):
-        thread = [m.get("text", "") for m in rig.standin.thread(CHANNEL, ts)]
+        thread = await thread_with(rig.standin, ts, "changed no file")
         assert any("changed no file" in t for t in thread), thread
 
 
