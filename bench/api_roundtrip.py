@@ -71,7 +71,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "SLACK_"))}
-        env.update(ACP_HOME=f"{tmp}/home", ACP_API_LISTEN="", LITELLM_LOCAL_MODEL_COST_MAP="True")
+        env.update(ACP_HOME=f"{tmp}/home", ACP_API_LISTEN="", ACP_CONSOLE_LISTEN="")
+        env.update(LITELLM_LOCAL_MODEL_COST_MAP="True")
         log = Path(tmp) / "serve.log"
         with open(log, "w") as out:
             service = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env,

@@ -225,7 +225,8 @@ async def main() -> None:
     try:
         env = {"ACP_HOME": str(tmp / "home"), "ACP_POLICY_DIR": str(BUNDLED.parent),
                "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/acp.db",
-               "ACP_API_LISTEN": ""}  # fmt: skip
+               "ACP_API_LISTEN": "",
+               "ACP_CONSOLE_LISTEN": ""}  # fmt: skip
         engine = await Engine.open(Settings.from_env(env))
         started = time.perf_counter()
         effects = await fill(engine, args.jobs)

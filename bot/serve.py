@@ -103,12 +103,14 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
         print(f"  api      : {api.socket_path} (unix socket: callers are who the kernel says)")
         if api.url:
             print(f"             {api.url}/api/v1 (HTTP: API tokens only)")
+        console = await _start_console(engine, closers)
         slack = await _start_slack(engine, stop, tasks, closers)
     except BaseException:
         stop.set()
         for close in reversed(closers):
             await close()
         raise
+    print(f"  console  : {console}")
     print(f"  slack    : {slack}")
     # Everything loaded so far lives as long as the process. Left in the collector's view, a
     # full collection walks it all (~50 ms here) and stalls every in-flight ack; frozen, it
@@ -130,6 +132,17 @@ async def run_service(engine: Engine, *, workers: bool = True) -> int:
             await close()
     print("acp service stopped")
     return 0
+
+
+async def _start_console(engine: Engine, closers: list) -> str:
+    """The web console, unless ACP_CONSOLE_LISTEN is empty; how people sign in to it."""
+    from bot.console.server import start_console
+
+    console = await start_console(engine)
+    if console is None:
+        return "off (ACP_CONSOLE_LISTEN is empty)"
+    closers.append(console.close)
+    return f"{console.url} (sign in: {console.sign_in})"
 
 
 async def _start_slack(engine: Engine, stop: asyncio.Event, tasks: list, closers: list) -> str:

@@ -310,6 +310,11 @@ class Engine(Submissions, Outcomes, ApprovalGates, Redecisions):
         async with self.db.engine.connect() as conn:
             return await job_store.list_jobs(conn, requester=requester, states=states, limit=limit)
 
+    async def search(self, where: job_store.JobFilter, limit: int = 50) -> list[JobRecord]:
+        """Jobs matching a door's filters (the console's job list), newest first."""
+        async with self.db.engine.connect() as conn:
+            return await job_store.search_jobs(conn, where, limit)
+
     async def events(self, job_id: int | None = None) -> list[AuditEvent]:
         if job_id is not None:
             await self.get(job_id)

@@ -119,6 +119,32 @@ def slack_actor(policy: Policy, user_id: str, *, how: str = "slack signature") -
     return Actor(person, "slack", user_id, f"{how} {user_id}")
 
 
+def console_actor(policy: Policy, logins: list[str], *, how: str) -> Actor:
+    """A person signed in to the web console. `logins` are what the sign-in proved, most
+    specific first (the IdP's `issuer#subject`, the subject, a verified email); the first
+    one found in `identities.console` decides. `how` is how the console knows: "oidc
+    https://idp.example (sub 1234)", "slack oidc U0BOB", or "local demo sign-in"."""
+    for login in logins:
+        if login and (person := policy.person_for("console", login)):
+            _not_a_service(policy, person, "the console")
+            return Actor(person, "console", login, f"console {how}")
+    shown = next((login for login in logins if login), "(no identity)")
+    raise UnknownPerson(
+        f"console sign-in '{shown}' is not a person in the policy",
+        hint="add the email or the subject under people.<name>.identities.console",
+    )
+
+
+def slack_login_actor(policy: Policy, user_id: str, *, how: str) -> Actor:
+    """A person who signed in to the console with Slack: found by their Slack user id, so a
+    console approval carries the same person as a button click in Slack."""
+    person = policy.person_for("slack", user_id)
+    if person is None:
+        raise _unknown(policy, user_id, door="slack")
+    _not_a_service(policy, person, "the console")
+    return Actor(person, "console", user_id, f"console {how}")
+
+
 def is_token_admin(policy: Policy, actor: Actor) -> bool:
     admins = set(policy.authentication.token_admin_roles)
     person = policy.people.get(actor.person)

@@ -31,6 +31,10 @@ class Settings:
     # not enough to sign a rewritten log. A key file (created 0600 at first start) or the env
     # var ACP_AUDIT_SIGNING_KEY (a C2SP note private key, PRIVATE+KEY+name+hash+base64).
     audit_key_file: Path = Path()
+    # The web console (bot.console): host:port ("" turns it off), and the address people reach
+    # it at when that is not the listener's own (behind a proxy): sign-in redirects and links.
+    console_listen: str = "127.0.0.1:8080"
+    console_url: str | None = None
 
     def __post_init__(self) -> None:
         # Settings built by hand (tests, tools) get the same defaults from_env() gives.
@@ -67,7 +71,17 @@ class Settings:
             audit_key_file=Path(
                 env.get("ACP_AUDIT_KEY_FILE") or home / "audit" / "signing.key"
             ).expanduser(),
+            console_listen=_console_listen(env),
+            console_url=(env.get("ACP_CONSOLE_URL") or "").rstrip("/") or None,
         )
+
+
+def _console_listen(env: dict[str, str] | os._Environ[str]) -> str:
+    """ACP_CONSOLE_LISTEN (host:port, "" for no console), else ACP_CONSOLE_PORT on 127.0.0.1."""
+    if "ACP_CONSOLE_LISTEN" in env:
+        return env["ACP_CONSOLE_LISTEN"]
+    port = env.get("ACP_CONSOLE_PORT", "8080")
+    return port if ":" in port else f"127.0.0.1:{port}"
 
 
 def socket_path(home: Path, env: dict[str, str] | os._Environ[str]) -> Path:

@@ -66,6 +66,7 @@ def acp_env(tmp_path: Path, db_url: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # Tests run side by side: the API's HTTP listener takes any free port.
         ACP_API_LISTEN="127.0.0.1:0",
+        ACP_CONSOLE_LISTEN="127.0.0.1:0",
     )
     return env
 

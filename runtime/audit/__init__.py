@@ -336,6 +336,23 @@ class ArtifactStore:
         return None
 
 
+async def search_events(
+    db: Database, *, since: datetime | None = None, until: datetime | None = None, **where: Any
+) -> list[AuditEvent]:
+    """The newest events matching a search (runtime.store.audit_store.search_rows)."""
+    rows = await audit_store.search_rows(
+        db,
+        since=since.isoformat() if since else None,
+        until=until.isoformat() if until else None,
+        **where,
+    )
+    return [
+        AuditEvent(**{**row, "data": json.loads(row["data"]),
+                      "artifacts": [a for a in row["artifacts"].split(" ") if a]})
+        for row in rows
+    ]  # fmt: skip
+
+
 async def event_at(db: Database, seq: int) -> AuditEvent | None:
     row = await audit_store.event_row(db, seq)
     if row is None:

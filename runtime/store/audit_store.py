@@ -83,6 +83,37 @@ async def event_rows(db: Database, job_id: int | None = None) -> list[dict[str, 
         return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
 
+async def search_rows(
+    db: Database,
+    *,
+    job_id: int | None = None,
+    actor: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The newest events matching a search, newest first: a job's, a person's (the actor label
+    starts with their name), a kind or kind prefix ("approval" finds approval.*), a time range
+    (ISO timestamps, compared as the chain stores them)."""
+    t = events_table
+    query = select(t).order_by(t.c.seq.desc()).limit(limit)
+    if job_id is not None:
+        query = query.where(t.c.job_id == job_id)
+    if actor:
+        query = query.where(
+            (t.c.actor == actor) | t.c.actor.startswith(actor + " ", autoescape=True)
+        )
+    if kind:
+        query = query.where((t.c.kind == kind) | t.c.kind.startswith(kind + ".", autoescape=True))
+    if since:
+        query = query.where(t.c.ts >= since)
+    if until:
+        query = query.where(t.c.ts < until)
+    async with db.engine.connect() as conn:
+        return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+
 async def event_row(db: Database, seq: int) -> dict[str, Any] | None:
     async with db.engine.connect() as conn:
         query = select(events_table).where(events_table.c.seq == seq)

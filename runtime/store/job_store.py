@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -150,6 +151,51 @@ async def list_jobs(
         query = query.where(jobs_table.c.requester == requester)
     if states:
         query = query.where(jobs_table.c.state.in_(states))
+    return [record_from_row(row) for row in (await conn.execute(query)).all()]
+
+
+class JobFilter(BaseModel):
+    """What a job list may be narrowed by (the console's filters): every field optional."""
+
+    model_config = ConfigDict(frozen=True)
+
+    states: list[str] = Field(default_factory=list)
+    job_types: list[str] = Field(default_factory=list)
+    target: str | None = None
+    requester: str | None = None
+    origin: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None  # words of the request (a job id is looked up as an id)
+    job_id: int | None = None
+    before_id: int | None = None  # the next page: jobs older than this one
+
+
+async def search_jobs(conn: AsyncConnection, where: JobFilter, limit: int = 50) -> list[JobRecord]:
+    """The newest jobs matching `where`, newest first (by id, the primary key's index)."""
+    c = jobs_table.c
+    query = select(jobs_table).order_by(c.id.desc()).limit(limit)
+    if where.job_id is not None:
+        query = query.where(c.id == where.job_id)
+    if where.states:
+        query = query.where(c.state.in_(where.states))
+    if where.job_types:
+        query = query.where(c.job_type.in_(where.job_types))
+    if where.target:
+        query = query.where(c.target == where.target)
+    if where.requester:
+        query = query.where(c.requester == where.requester)
+    if where.origin:
+        query = query.where(c.origin == where.origin)
+    if where.since:
+        query = query.where(c.created_at >= where.since)
+    if where.until:
+        query = query.where(c.created_at < where.until)
+    if where.before_id is not None:
+        query = query.where(c.id < where.before_id)
+    if where.text:
+        escaped = where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(c.prompt.ilike(f"%{escaped}%", escape="\\"))
     return [record_from_row(row) for row in (await conn.execute(query)).all()]
 
 

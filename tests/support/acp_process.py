@@ -79,5 +79,6 @@ def service_env(home: Path, **extra: str) -> dict[str, str]:
     }
     env.update(ACP_HOME=str(home / "home"), ACP_DATABASE_URL=f"sqlite+aiosqlite:///{home}/acp.db")
     env.update(ACP_API_LISTEN="127.0.0.1:0")  # tests run side by side: any free port
+    env.update(ACP_CONSOLE_LISTEN="127.0.0.1:0")
     env.update(extra)
     return env

@@ -175,6 +175,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         ACP_POLICY_DIR=str(tmp_path / "policy"),
         PYTHONUNBUFFERED="1",
         ACP_API_LISTEN="",
+        ACP_CONSOLE_LISTEN="",
     )
     env[KEY_ENV] = key
     async with ModelStandIn(api_key=key) as standin:
@@ -556,6 +557,7 @@ def test_commands_without_a_model_never_import_litellm(tmp_path: Path):
         ACP_POLICY_DIR=str(BUNDLED.parent),
         PYTHONUNBUFFERED="1",
         ACP_API_LISTEN="",
+        ACP_CONSOLE_LISTEN="",
     )
     importtime = [sys.executable, "-X", "importtime", "-m", "bot.cli"]
     service = Service(env).start()
