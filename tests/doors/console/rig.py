@@ -22,7 +22,7 @@ class ConsoleRig:
     """A service with its console, and a browser to use it with."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
-        self.env = service_env(tmp, ACP_POLICY_DIR=str(BUNDLED_POLICY), **env)
+        self.env = service_env(tmp, **{"ACP_POLICY_DIR": str(BUNDLED_POLICY), **env})
         self.service = Service(self.env)
         self.url = ""
         self._playwright = None
