@@ -9,6 +9,7 @@ socket has them all; the policy still decides what its person may do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,9 @@ class Api:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Set when the service stops: open event streams end at once rather than holding the
+        # listener's shutdown until its deadline.
+        self.stopping = asyncio.Event()
 
     def endpoint(self, scope: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -478,7 +482,11 @@ class Api:
             if idle >= STREAM_KEEPALIVE_S:
                 await response.write(b": keep-alive\n\n")
                 idle = 0.0
-            await asyncio.sleep(STREAM_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), STREAM_POLL_S)
+            if self.stopping.is_set():
+                await response.write_eof()
+                return response
 
 
 async def export_lines(engine: Engine, job_id: int | None, fmt: str) -> list[str]:
@@ -501,5 +509,7 @@ async def export_lines(engine: Engine, job_id: int | None, fmt: str) -> list[str
 
 def build_app(engine: Engine) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
-    app.add_routes(Api(engine).routes())
+    api = Api(engine)
+    app["api"] = api
+    app.add_routes(api.routes())
     return app

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from runtime.engine import Engine
 
 
+SHUTDOWN_S = 5.0
+
+
 class ApiListeners:
     """Both listeners over one aiohttp application; `close()` removes the socket file."""
 
@@ -27,6 +30,7 @@ class ApiListeners:
         self.url = url
 
     async def close(self) -> None:
+        self.runner.app["api"].stopping.set()  # open event streams end now
         await self.runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
@@ -38,7 +42,10 @@ async def start_api(engine: Engine) -> ApiListeners:
     settings = engine.settings
     path = settings.socket_path
     _claim_socket(path)
-    runner = web.AppRunner(build_app(engine), access_log=None, handle_signals=False)
+    # A request in flight at shutdown gets SHUTDOWN_S to finish (aiohttp's default is 60 s).
+    runner = web.AppRunner(
+        build_app(engine), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_S
+    )
     await runner.setup()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
