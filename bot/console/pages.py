@@ -171,7 +171,9 @@ def add_routes(app: web.Application, console: Console) -> None:
                                      "requester and the record")  # fmt: skip
                 job = await engine.reject(job.id, actor, reason=reason, action_hash=action_hash)
             elif verb == "answer":
-                job = await engine.answer(job.id, actor, str(form.get("answer") or ""))
+                # An option's button and the free-text field share the name: the one given.
+                given = [str(v).strip() for v in form.getall("answer", []) if str(v).strip()]
+                job = await engine.answer(job.id, actor, given[0] if given else "")
             elif verb == "cancel":
                 job = await engine.cancel(job.id, actor, reason=str(form.get("reason") or ""))
             elif verb == "rollback":

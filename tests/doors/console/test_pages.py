@@ -4,6 +4,8 @@ verification, routines with pause and resume for their owner only."""
 
 from __future__ import annotations
 
+import json
+
 from playwright.async_api import expect
 
 from tests.doors.console.rig import ConsoleRig, job_id_of, shot
@@ -116,3 +118,35 @@ async def test_routines_pause_and_resume_for_their_owner(console: ConsoleRig):
     await shot(alice, "routines")
     await alice.locator("tr[data-routine=R-1] button", has_text="Resume").click()
     await expect(alice.locator("tr[data-routine=R-1]")).to_contain_text("active")
+
+
+async def test_answer_a_question_and_cancel_from_the_job_page(console: ConsoleRig):
+    job = job_id_of(console.acp("submit", "--as", "alice", "--no-wait",
+                                "fix teh typo in the readme"))  # fmt: skip
+    await console.wait_state(job, {"needs_clarification"})
+    _, alice = await console.page_for("alice")
+    await alice.goto(f"{console.url}/jobs/{job}")
+    question = alice.locator("#panel .clarify")
+    await expect(question.locator(".question")).not_to_be_empty()
+    await expect(question.locator("button[value=demo]")).to_be_visible()
+    await shot(alice, "job-question")
+    await question.locator("button[value=demo]").click()
+    # Without a model the job needs its steps too: the next question, answered in words.
+    await expect(question.locator(".question")).to_contain_text("Which command")
+    await question.locator("input[name=answer]").fill('`sed -i "s/teh/the/" README.md`')
+    await question.locator("button", has_text="Send").click()
+    await expect(alice.locator("#panel")).to_have_attribute(
+        "data-state", "awaiting_approval", timeout=30_000
+    )
+    shown = json.loads(console.acp("show", job, "--json"))
+    assert shown["spec"]["target"] == "demo"
+
+    other = job_id_of(console.acp("submit", "--as", "alice", "--no-wait", CODE))
+    await console.wait_state(other, {"awaiting_approval"})
+    _, carol = await console.page_for("carol")
+    await carol.goto(f"{console.url}/jobs/{other}")
+    await carol.click("button[name=cancel]")  # not hers: the engine says so
+    await expect(carol.locator("#notice .refusal .message")).to_be_visible()
+    await alice.goto(f"{console.url}/jobs/{other}")
+    await alice.click("button[name=cancel]")
+    await expect(alice.locator("#panel")).to_have_attribute("data-state", "cancelled")
