@@ -241,7 +241,8 @@ def build_app(
             actor = slack_person(command["user_id"])
             if word.lower() == "status":
                 job = await engine.get(parse_job_id(rest))
-                card = blocks.job_card(job, slack_ids(engine))
+                card = blocks.job_card(job, slack_ids(engine),
+                                       console_url=engine.settings.console_url)  # fmt: skip
                 await respond(response_type="ephemeral", text=blocks.card_text(job), blocks=card)
             elif word.lower() == "routines":
                 from runtime import routines

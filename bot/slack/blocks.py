@@ -153,10 +153,14 @@ def _progress_text(job: JobRecord, shown: Progress, slack_ids: dict[str, str]) -
 
 
 def job_card(
-    job: JobRecord, slack_ids: dict[str, str], events: Sequence[AuditEvent] = ()
+    job: JobRecord,
+    slack_ids: dict[str, str],
+    events: Sequence[AuditEvent] = (),
+    console_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """The job card posted in the channel and updated in place as the job moves: its one live
-    progress message (with the job's events, the step it is at; without, its state)."""
+    progress message (with the job's events, the step it is at; without, its state), and a
+    link to its page in the web console where the console has a public address."""
     spec, decision = job.spec, job.decision
     fields = [
         f"*State*\n{STATE_LABEL.get(job.state.value, job.state.value)}",
@@ -205,6 +209,7 @@ def job_card(
             f"policy `{job.policy_hash[:12]}`",
             f"rules: {', '.join(decision.get('rule_ids', [])) or '—'}",
             f"via {spec.origin.value}",
+            f"<{console_url}/jobs/{job.job_id}|open in the console>" if console_url else "",
         )
     )
     return blocks

@@ -138,7 +138,8 @@ class SlackDelivery:
         address of its thread."""
         db = self.engine.db
         thread = await outbox.thread_of(db, job.id, DOOR)
-        card = blocks.job_card(job, ids, await audit.events_for(db, job.id))
+        card = blocks.job_card(job, ids, await audit.events_for(db, job.id),
+                               console_url=self.engine.settings.console_url)  # fmt: skip
         text = blocks.card_text(job)
         try:
             if thread is None:
