@@ -326,7 +326,37 @@ class Oidc:
             raise SignInRefused(f"the sign-in provider {host} returned no ID token")
         claims = await self._verified_claims(provider, id_token)
         _check_claims(provider, claims, str(pending["nonce"]))
+        if "email" not in claims and not provider.slack:
+            claims = await self._with_userinfo(known.metadata, tokens, claims)
         return _claims_of(provider, claims)
+
+    async def _with_userinfo(
+        self, metadata: _Metadata, tokens: dict[str, Any], claims: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The email and name from the UserInfo endpoint, for an IdP that keeps the scopes'
+        claims out of the ID token (OIDC Core 5.4; node-oidc-provider does by default). The
+        answer counts only for the ID token's own subject (OIDC Core 5.3.2)."""
+        access = tokens.get("access_token")
+        if not metadata.userinfo_endpoint or not isinstance(access, str) or not access:
+            return claims
+        host = _host(metadata.userinfo_endpoint)
+        response = await self._call(
+            "GET", metadata.userinfo_endpoint,
+            headers={"Authorization": f"Bearer {access}", "Accept": "application/json"},
+        )  # fmt: skip
+        info = _json_object(response)
+        if response.status_code != 200 or info is None:
+            raise SignInRefused(
+                f"the sign-in provider {host} answered the UserInfo request with "
+                f"HTTP {response.status_code}"
+            )
+        if info.get("sub") != claims.get("sub"):
+            raise SignInRefused("the UserInfo answer is about someone else (sub): start again")
+        merged = dict(claims)
+        for name in ("email", "email_verified", "name"):
+            if name in info and name not in merged:
+                merged[name] = info[name]
+        return merged
 
     async def _exchange(
         self, provider: Provider, metadata: _Metadata, code: str, pending: Mapping[str, Any]

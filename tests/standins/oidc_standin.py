@@ -203,6 +203,10 @@ class OidcStandIn:
         self.team_id = team_id
         self.team_name = team_name
         self.latency_s = latency_s
+        # False: the ID token carries no email or name, only UserInfo does (OIDC Core 5.4:
+        # what node-oidc-provider, a certified OpenID Provider, does by default).
+        self.profile_in_id_token = True
+        self.userinfo_sub: str | None = None  # a UserInfo answer about someone else
 
         self.issuer = ""  # "http://127.0.0.1:PORT" once started
         self.base_url = ""
@@ -586,6 +590,9 @@ class OidcStandIn:
     def id_token(self, user: User, *, nonce: str | None) -> str:
         """A compact JWS ID token for ``user``, signed as the faults say."""
         claims = self.claims_for(user, nonce=nonce)
+        if not self.profile_in_id_token:
+            for name in ("email", "email_verified", "name"):
+                claims.pop(name, None)
         key = self.keys[-1]
         if "alg_none" in self.faults:
             return _compact({"alg": "none", "typ": "JWT"}, claims, lambda _: b"")
@@ -617,6 +624,8 @@ class OidcStandIn:
         claims = self.claims_for(user, nonce=None)
         for name in ("iss", "aud", "exp", "iat", "auth_time", "nbf"):
             claims.pop(name, None)
+        if self.userinfo_sub is not None:
+            claims["sub"] = self.userinfo_sub
         return self._json(rec, {"ok": True, **claims} if self.slack else claims)
 
     # --- plumbing ----------------------------------------------------------------------------

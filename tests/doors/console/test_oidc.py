@@ -511,3 +511,35 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --- claims from UserInfo ----------------------------------------------------------------------
+
+
+async def test_an_idp_that_keeps_the_email_out_of_the_id_token_is_asked_userinfo(
+    oidc: Oidc, idp: OidcStandIn
+) -> None:
+    # node-oidc-provider (a certified OP) does this by default: scope claims via UserInfo.
+    idp.profile_in_id_token = False
+    claims = await _sign_in(oidc)
+    assert (claims.subject, claims.email, claims.email_verified) == (
+        "alice",
+        "alice@example.com",
+        True,
+    )
+    (call,) = idp.requests_to("userinfo")
+    assert call.headers["Authorization"].startswith("Bearer ")
+
+
+async def test_a_userinfo_answer_about_someone_else_is_refused(
+    oidc: Oidc, idp: OidcStandIn
+) -> None:
+    idp.profile_in_id_token = False
+    idp.userinfo_sub = "mallory"
+    message = await _refusal(oidc, idp)
+    assert "someone else" in message
+
+
+async def test_an_id_token_with_the_email_needs_no_userinfo(oidc: Oidc, idp: OidcStandIn) -> None:
+    await _sign_in(oidc)
+    assert idp.requests_to("userinfo") == []
