@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from markupsafe import Markup
 
+from bot.console.evidence import render_evidence
 from bot.console.render import page
 from runtime.errors import AcpError, BadRequest
 
@@ -146,15 +148,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     async def panel(request: web.Request) -> web.StreamResponse:
         return page(request, "_panel.html", **panel_context(await load(request)))
 
-    def _evidence(job: JobRecord, events: list, view: str | None) -> Any:
-        try:
-            from bot.console.evidence import render_evidence
-        except ImportError:  # TEMPORARY until the renderers land
-            return ""
-        try:
-            return render_evidence(job, events, engine.artifacts, view=view or "unified")
-        except TypeError:  # a renderer without views
-            return render_evidence(job, events, engine.artifacts)
+    def _evidence(job: JobRecord, events: list, view: str | None) -> Markup:
+        return render_evidence(job, events, engine.artifacts, view=view or "unified")
 
     async def act(request: web.Request, verb: str) -> web.StreamResponse:
         job = await load(request)

@@ -1,0 +1,353 @@
+"""A doc job's documents as a reviewer reads them: workbooks cell by cell (workbook.py), Word
+documents paragraph by paragraph (changed ones old and new, words marked), Markdown and CSV as
+highlighted text diffs (diff.py), each with its new version to download; then the preview.
+
+The doc kind records its review as text (document-diff.txt: one block per document, rendered
+by runtime.kinds.doc.diff.render, capped at its line limit) plus the new documents themselves;
+the old versions and the structured diff are not on the record. This reads the text back into
+the kind's diff models; a line it cannot read is shown as recorded.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from markupsafe import Markup
+
+from bot.console.evidence import cells, diff
+from bot.console.evidence.artifacts import ArtifactReader, Note, named, read_ref, read_text
+from bot.console.evidence.templates import render
+from bot.console.evidence.workbook import WorkbookReview, read_workbook, render_workbook
+from runtime.doc_formats import MEDIA_TYPES
+from runtime.jobs import JobRecord
+from runtime.kinds.code.pending import CodeChange
+from runtime.kinds.doc.diff.model import (
+    DocumentDiff,
+    ParagraphChange,
+    TableCellChange,
+    TableChange,
+    TableRow,
+)
+
+_HEADER = re.compile(r"^(?P<path>\S.*) \((?P<format>xlsx|docx)\): (?P<summary>.*)$")
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+_SECTION = re.compile(rf"^  (?:in (?P<name>{_QUOTED}):|\(before any heading\):)$")
+_PARAGRAPH = re.compile(r"^    (?P<sign>[~+-]) \[(?P<style>[^\]]*)\] ?(?P<text>.*)$")
+_TABLE = re.compile(
+    r"^    (?P<sign>[~+-]) table (?P<number>\d+) "
+    r"\((?P<shape>\d+x\d+|\?)(?: -> (?P<to>\d+x\d+|\?))?\)$"
+)
+_TABLE_CELL = re.compile(
+    r"^        r(?P<row>\d+)c(?P<col>\d+)(?: \(was r(?P<was>\d+)\))?\s+(?P<rest>.*)$"
+)
+_TABLE_ROW = re.compile(r"^        (?P<sign>[+-]) row (?P<row>\d+): (?P<cells>.*)$")
+_WORD = re.compile(r"\s+|\w+|[^\w\s]")
+_MARK = re.compile(r"\[-(.*?)-\]|\{\+(.*?)\+\}", re.S)
+
+
+@dataclass
+class WordReview:
+    """One Word document of the review: its diff, the cap line, and lines not understood."""
+
+    path: str
+    summary: str
+    diff: DocumentDiff
+    more: str = ""
+    unread: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TextReview:
+    """A Markdown or CSV file of the review: its unified diff."""
+
+    path: str
+    file: diff.FileDiff
+    more: str = ""
+
+
+@dataclass
+class OtherReview:
+    """Review text that is not a document's (the inputs attached to the request)."""
+
+    lines: list[str]
+
+
+Block = WorkbookReview | WordReview | TextReview | OtherReview
+
+
+# --- reading the review text -----------------------------------------------------------------
+
+
+def read_review(text: str) -> list[Block]:
+    """document-diff.txt as blocks, in the order the kind wrote them."""
+    lines = text.split("\n")
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+            continue
+        if header := _HEADER.match(line):
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith(" ") or lines[j].startswith("... ")):
+                j += 1
+            path, fmt, summary = header.group("path", "format", "summary")
+            body = lines[i + 1 : j]
+            blocks.append(
+                read_workbook(path, summary, body)
+                if fmt == "xlsx"
+                else read_word(path, summary, body)
+            )
+            i = j
+            continue
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            found, i = diff.file_at(lines, i)
+            if found is not None:
+                more = ""
+                if i < len(lines) and lines[i].startswith("... "):
+                    more, i = lines[i][4:], i + 1
+                blocks.append(TextReview(found.path, found, more))
+            continue
+        if blocks and isinstance(blocks[-1], OtherReview):
+            blocks[-1].lines.append(line)
+        else:
+            blocks.append(OtherReview([line]))
+        i += 1
+    return blocks
+
+
+def _shape(text: str | None) -> tuple[int, int] | None:
+    if not text or text == "?":
+        return None
+    rows, cols = text.split("x")
+    return int(rows), int(cols)
+
+
+def read_word(path: str, summary: str, lines: list[str]) -> WordReview:
+    """The body lines of one `path (docx): summary` block, as the kind's DocumentDiff."""
+    status = (
+        "added"
+        if summary.startswith("new document")
+        else "removed"
+        if summary.startswith("document deleted")
+        else "unchanged"
+        if summary == "no changes"
+        else "changed"
+    )
+    review = WordReview(path, summary, DocumentDiff(status=status))
+    section: str | None = None
+    table: TableChange | None = None
+    for line in lines:
+        try:
+            if line.startswith("... "):
+                review.more = line[4:]
+            elif found := _SECTION.match(line):
+                name = found.group("name")
+                section, table = (ast.literal_eval(name) if name else None), None
+            elif found := _TABLE.match(line):
+                table = _table(found, section)
+                review.diff.changes.append(table)
+            elif found := _PARAGRAPH.match(line):
+                review.diff.changes.append(_paragraph(found, section))
+                table = None
+            elif table is not None and (found := _TABLE_CELL.match(line)):
+                old, new = cells.change(found.group("rest"))
+                table.cells.append(
+                    TableCellChange(
+                        table=table.new_table or table.old_table or 0,
+                        old_row=int(found.group("was") or found.group("row")),
+                        new_row=int(found.group("row")),
+                        col=int(found.group("col")),
+                        old=None if old is None else str(old),
+                        new=None if new is None else str(new),
+                        kind="added" if not old else "removed" if not new else "changed",
+                    )
+                )
+            elif table is not None and (found := _TABLE_ROW.match(line)):
+                row = TableRow(row=int(found.group("row")), cells=_row(found.group("cells")))
+                (table.rows_added if found.group("sign") == "+" else table.rows_removed).append(row)
+            else:
+                review.unread.append(line)
+        except (ValueError, SyntaxError):
+            review.unread.append(line)
+    return review
+
+
+def _table(found: re.Match[str], section: str | None) -> TableChange:
+    sign, number = found.group("sign"), int(found.group("number"))
+    kind = {"~": "changed", "+": "added", "-": "removed"}[sign]
+    old_shape = _shape(found.group("shape"))
+    new_shape = _shape(found.group("to")) if found.group("to") else old_shape
+    return TableChange(
+        kind=kind,
+        section=section,
+        old_table=None if kind == "added" else number,
+        new_table=None if kind == "removed" else number,
+        old_shape=None if kind == "added" else old_shape,
+        new_shape=None if kind == "removed" else new_shape,
+    )
+
+
+def _row(text: str) -> list[str]:
+    """`'a' | 'b' | 'c'` (each cell a repr, the line maybe cut with …)."""
+    out: list[str] = []
+    for part in text.split(" | "):
+        try:
+            out.append(str(cells.value(part)))
+        except ValueError:
+            out.append(part)
+    return out
+
+
+def _paragraph(found: re.Match[str], section: str | None) -> ParagraphChange:
+    sign, style, text = found.group("sign", "style", "text")
+    old_style, _, new_style = style.partition(" -> ")
+    new_style = new_style or old_style
+    if sign == "+":
+        return ParagraphChange(kind="added", section=section, new_style=new_style, new_text=text)
+    if sign == "-":
+        return ParagraphChange(kind="removed", section=section, old_style=old_style, old_text=text)
+    old_text, new_text = _sides(text)
+    return ParagraphChange(
+        kind="changed",
+        section=section,
+        old_style=old_style,
+        new_style=new_style,
+        old_text=old_text,
+        new_text=new_text,
+    )
+
+
+def _sides(text: str) -> tuple[str, str]:
+    """The kind's word diff (`kept [-gone-]{+new+} kept`) as the old and the new text."""
+    old, new, at = [], [], 0
+    for mark in _MARK.finditer(text):
+        old.append(text[at : mark.start()])
+        new.append(text[at : mark.start()])
+        if mark.group(1) is not None:
+            old.append(mark.group(1))
+        else:
+            new.append(mark.group(2))
+        at = mark.end()
+    old.append(text[at:])
+    new.append(text[at:])
+    return "".join(old), "".join(new)
+
+
+def words(old: str, new: str) -> list[tuple[str, str]]:
+    """(tag, text) runs between two texts, tag "=" kept, "-" only in old, "+" only in new."""
+    a, b = _WORD.findall(old), _WORD.findall(new)
+    runs: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            runs.append(("=", "".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            runs.append(("-", "".join(a[i1:i2])))
+        if j2 > j1:
+            runs.append(("+", "".join(b[j1:j2])))
+    return runs
+
+
+# --- showing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Document:
+    """One block on the page, with its id and the new version to download (if any)."""
+
+    anchor: str
+    block: Block
+    body: Markup
+    download: tuple[str, str] | None = None  # (sha256, file name)
+
+    @property
+    def format(self) -> str:
+        if isinstance(self.block, WorkbookReview):
+            return "xlsx"
+        if isinstance(self.block, WordReview):
+            return "docx"
+        if isinstance(self.block, TextReview):
+            suffix = PurePosixPath(self.block.path).suffix.lower()
+            return "csv" if suffix == ".csv" else "markdown"
+        return ""
+
+
+def _documents(job: JobRecord) -> dict[str, str]:
+    """The new versions the job's review stored, by file name."""
+    pending = job.pending_action
+    if isinstance(pending, CodeChange) and pending.document_sha256:
+        return dict(pending.document_sha256)
+    media = set(MEDIA_TYPES.values())
+    return {a.name: a.sha256 for a in job.artifacts if a.media_type in media}
+
+
+def review_artifacts(job: JobRecord) -> tuple[str | None, str | None]:
+    """(document-diff sha256, preview sha256), as the pending change names them or the last
+    of their names among the job's artifacts (a rejected job keeps no pending change)."""
+    pending = job.pending_action
+    if isinstance(pending, CodeChange) and (pending.document_diff_sha256 or pending.preview_sha256):
+        return pending.document_diff_sha256, pending.preview_sha256
+    review, preview = named(job, "document-diff.txt"), named(job, "preview.txt")
+    return (review.sha256 if review else None), (preview.sha256 if preview else None)
+
+
+def document_blocks(
+    job: JobRecord, store: ArtifactReader, view: str = "unified"
+) -> tuple[list[Document], Note | None]:
+    """The documents of the job's review, ready to show; or why the review cannot be read."""
+    review_sha, _ = review_artifacts(job)
+    if review_sha is None:
+        return [], None
+    ref = next((a for a in job.artifacts if a.sha256 == review_sha), None)
+    text = read_ref(store, ref) if ref else read_text(store, review_sha, "document-diff.txt")
+    if isinstance(text, Note):
+        return [], text
+    saved = _documents(job)
+    out: list[Document] = []
+    for n, block in enumerate(read_review(text), start=1):
+        anchor = f"ev-doc-{n}"
+        if isinstance(block, WorkbookReview):
+            body = render_workbook(block)
+        elif isinstance(block, WordReview):
+            body = render("_word.html", review=block, words=words)
+        elif isinstance(block, TextReview):
+            body = diff.render_file(block.file, view=view, anchor=f"{anchor}-text")
+        else:
+            body = render("_review_text.html", lines=block.lines)
+        path = getattr(block, "path", "")
+        name = PurePosixPath(path).name if path else ""
+        download = (saved[name], name) if name in saved else None
+        out.append(Document(anchor, block, body, download))
+    return out, None
+
+
+def render_documents(
+    job: JobRecord, store: ArtifactReader, view: str = "unified"
+) -> tuple[Markup, dict[str, str]]:
+    """The documents section of a doc job (empty Markup when its review has none), and which
+    paths it showed: path -> the id of its block (the git diff links there instead of showing
+    git's text of a binary, or the same text diff twice)."""
+    documents, problem = document_blocks(job, store, view)
+    _, preview_sha = review_artifacts(job)
+    preview: str | Note | None = None
+    if preview_sha:
+        ref = next((a for a in job.artifacts if a.sha256 == preview_sha), None)
+        preview = read_ref(store, ref) if ref else read_text(store, preview_sha, "preview.txt")
+    shown = {d.block.path: d.anchor for d in documents if not isinstance(d.block, OtherReview)}
+    if not documents and problem is None and preview is None:
+        return Markup(), shown
+    section = render(
+        "_documents.html",
+        documents=documents,
+        problem=problem,
+        preview=preview,
+        preview_sha=preview_sha,
+        is_note=lambda x: isinstance(x, Note),
+    )
+    return section, shown
