@@ -142,8 +142,13 @@ def add_routes(app: web.Application, console: Console) -> None:
         """The live part of a job page; after an action, the notice above it too (the engine's
         refusal, or nothing), which stays while the panel follows the job."""
         gate = open_gate(job)
+        from runtime.kinds import registry
+
+        undoable = job.state.value == "succeeded" and registry.kind_for(
+            job.spec.job_type
+        ).rollbackable(job)
         return {"job": job, "gate": gate, "headline": headline(job) if gate else "",
-                "refused": refused, "acted": acted}  # fmt: skip
+                "refused": refused, "acted": acted, "rollbackable": undoable}  # fmt: skip
 
     async def panel(request: web.Request) -> web.StreamResponse:
         return page(request, "_panel.html", **panel_context(await load(request)))

@@ -63,3 +63,15 @@ async def test_bob_approves_alices_job_and_alices_open_page_follows_it(console: 
     await bob.reload()
     await expect(bob.locator("#panel")).to_have_attribute("data-state", "succeeded")
     await shot(bob, "job-succeeded")
+
+    # the approval on the record, with how bob was authenticated.
+    approvals = bob.locator("#ev-approvals")
+    await expect(approvals).to_contain_text("approved")
+    await expect(approvals).to_contain_text("bob via console local demo sign-in")
+
+    # alice rolls her published change back from the page; the repo's main is as before.
+    await alice.reload()
+    await alice.click("button[name=rollback]")
+    await expect(alice.locator("#panel")).to_have_attribute("data-state", "rolled_back",
+                                                            timeout=60_000)  # fmt: skip
+    await expect(alice.locator("button[name=rollback]")).to_have_count(0)

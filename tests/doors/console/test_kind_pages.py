@@ -5,6 +5,7 @@ job's result table and plan; a doc job's workbook cell changes with formulas as 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,12 @@ async def test_a_sql_jobs_result_table_and_plan(world):
     await expect(table.first).to_contain_text("100")
     await expect(evidence).to_contain_text("SELECT status, count(*) FROM orders")
     await expect(evidence).to_contain_text("Aggregate")
+    await expect(evidence.locator(".ev-costliest .ev-plan-label").first).to_have_text(
+        "Seq Scan on orders"
+    )
+    # a read-only query published nothing: the page offers nothing to roll back.
+    await expect(carol.locator("#panel")).to_have_attribute("data-state", "succeeded")
+    await expect(carol.locator("button[name=rollback]")).to_have_count(0)
     await shot(carol, "sql-job")
 
 
@@ -147,3 +154,22 @@ async def test_a_doc_jobs_cell_changes_with_formulas(world):
     await bob.click("button[name=approve]")
     await expect(bob.locator("#panel")).to_have_attribute("data-state", "succeeded",
                                                           timeout=60_000)  # fmt: skip
+
+
+async def test_a_code_jobs_diff_unified_and_side_by_side(world):
+    rig, _ = world
+    request = 'code demo: run `sed -i "s/teh/the/" README.md`'
+    job = job_id_of(rig.acp("submit", "--as", "alice", "--no-wait", request))
+    await rig.wait_state(job, {"awaiting_approval"})
+    _, bob = await rig.page_for("bob")
+    await bob.goto(f"{rig.url}/jobs/{job}")
+    change = bob.locator("#ev-change")
+    await expect(change.locator(".ev-files")).to_contain_text("README.md")
+    await expect(change.locator("tr.ev-del").first).to_contain_text("teh")
+    await expect(change.locator("tr.ev-add").first).to_contain_text("the")
+    await bob.click("text=side by side")
+    await expect(bob).to_have_url(re.compile(r"diff=split"))
+    row = change.locator("table.ev-split tr.ev-row").filter(has=bob.locator("td.ev-del"))
+    await expect(row.first.locator("td.ev-del")).to_contain_text("teh")
+    await expect(row.first.locator("td.ev-add")).to_contain_text("the")
+    await shot(bob, "code-diff-split")
