@@ -136,6 +136,11 @@ def add_routes(app: web.Application, console: Console) -> None:
             **panel_context(job),
         )  # fmt: skip
 
+    def panel_version(job: JobRecord) -> str:
+        """What the panel was rendered from: the job's state, phase and last update."""
+        phase = job.phase.value if job.phase is not None else ""
+        return f"{job.state.value}/{phase}/{job.updated_at.isoformat()}"
+
     def panel_context(
         job: JobRecord, refused: AcpError | None = None, *, acted: bool = False
     ) -> dict[str, Any]:
@@ -148,10 +153,16 @@ def add_routes(app: web.Application, console: Console) -> None:
             job.spec.job_type
         ).rollbackable(job)
         return {"job": job, "gate": gate, "headline": headline(job) if gate else "",
-                "refused": refused, "acted": acted, "rollbackable": undoable}  # fmt: skip
+                "refused": refused, "acted": acted, "rollbackable": undoable,
+                "version": panel_version(job)}  # fmt: skip
 
     async def panel(request: web.Request) -> web.StreamResponse:
-        return page(request, "_panel.html", **panel_context(await load(request)))
+        job = await load(request)
+        if request.query.get("shown") == panel_version(job):
+            # Nothing the panel shows has changed: no swap, so a reason or an answer being
+            # typed into it is not wiped by a refresh (htmx leaves the page as it is on 204).
+            return web.Response(status=204)
+        return page(request, "_panel.html", **panel_context(job))
 
     def _evidence(job: JobRecord, events: list, view: str | None) -> Markup:
         return render_evidence(job, events, engine.artifacts, view=view or "unified")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,6 +51,10 @@ class ConsoleRig:
         done = acp(self.env, *args)
         assert done.returncode == 0, done.stderr + done.stdout
         return done.stdout
+
+    def acp_result(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`acp` run as a person would, its exit code and messages to look at."""
+        return acp(self.env, *args)
 
     async def wait_state(self, job: str, states: set[str], timeout: float = 90) -> str:
         import json

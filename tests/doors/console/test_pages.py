@@ -150,3 +150,24 @@ async def test_answer_a_question_and_cancel_from_the_job_page(console: ConsoleRi
     await alice.goto(f"{console.url}/jobs/{other}")
     await alice.click("button[name=cancel]")
     await expect(alice.locator("#panel")).to_have_attribute("data-state", "cancelled")
+
+
+async def test_a_reason_being_typed_survives_the_live_refresh(console: ConsoleRig):
+    job = job_id_of(console.acp("submit", "--as", "alice", "--no-wait", CODE))
+    await console.wait_state(job, {"awaiting_approval"})
+    _, bob = await console.page_for("bob")
+    await bob.goto(f"{console.url}/jobs/{job}")
+    reason = bob.locator("#panel input[name=reason]")
+    await reason.fill("the typo fix touches the wrong file")
+    refreshed = []
+    bob.on("response", lambda r: refreshed.append(r.status) if "/panel" in r.url else None)
+    # Something happens on the job that does not change it: alice tries to approve her own.
+    refused = console.acp_result("approve", job, "--as", "alice")
+    assert refused.returncode != 0 and "four-eyes" in refused.stderr
+    await bob.wait_for_timeout(1500)
+    assert refreshed and set(refreshed) == {204}, refreshed  # asked, and nothing to swap
+    await expect(reason).to_have_value("the typo fix touches the wrong file")
+    await bob.click("button[name=reject]")
+    await expect(bob.locator("#panel")).to_have_attribute("data-state", "rejected")
+    shown = json.loads(console.acp("show", job, "--json"))
+    assert shown["approvals"][-1]["reason"] == "the typo fix touches the wrong file"
