@@ -27,6 +27,23 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 MAX_REDIRECTS = 20
 
 
+class HeldEntry:
+    """One request held unsent: what it is, its own key, and the decision it waits for.
+
+    An approval names the keys of the entries it covers (HeldAction.held_keys): each one is
+    released once, by its key, and leaves the list; no other request is sent by it."""
+
+    def __init__(self, key: int, request: HeldRequest) -> None:
+        self.key = key
+        self.request = request
+        self.verdict: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.finished = asyncio.Event()  # set once the route is answered (sent or dropped)
+
+    @property
+    def waiting(self) -> bool:
+        return not self.verdict.done()
+
+
 class NetworkGuard:
     """Route handlers for BrowserSession (which holds the grant, the refusals and the held)."""
 
@@ -41,7 +58,8 @@ class NetworkGuard:
     _accept_dialogs: bool
     _stopped: bool
     _redirect_target: str | None
-    _held: list[tuple[HeldRequest, asyncio.Future[str]]]
+    _held: list[HeldEntry]
+    _held_keys: int
     _step_timeout_ms: float
 
     def _refuse(self, url: str, reason: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -63,9 +81,15 @@ class NetworkGuard:
             )
             await _quiet(route.abort("blockedbyclient"))
             return
+        entry: HeldEntry | None = None
         if req.method not in _SAFE_METHODS:
-            if not self._mutations_allowed and not self._stopped:
-                # Held, unsent, until an approval lets it go or a rejection drops it.
+            if self._stopped:
+                await _quiet(route.abort("blockedbyclient"))
+                return
+            if not self._mutations_allowed:
+                # Held, unsent, until an approval of this very request lets it go (its own
+                # entry, by key, once) or a rejection drops it. Nothing is ever released by
+                # count: a request the page sends after an approval is a new entry, held.
                 body = req.post_data_buffer or b""
                 held = HeldRequest(
                     method=req.method,
@@ -74,10 +98,12 @@ class NetworkGuard:
                     body_bytes=len(body),
                     resource_type=req.resource_type,
                 )
-                future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-                self._held.append((held, future))
+                self._held_keys += 1
+                entry = HeldEntry(self._held_keys, held)
+                self._held.append(entry)
                 self._sync_navigation_held()  # ends any call waiting on the page's scripts
-                if await future != "send":
+                if await entry.verdict != "send" or self._stopped:
+                    entry.finished.set()
                     self._refuse(
                         req.url,
                         f"{req.method} request outside an approved action (not approved)",
@@ -86,14 +112,14 @@ class NetworkGuard:
                     )
                     await _quiet(route.abort("blockedbyclient"))
                     return
-            elif not self._mutations_allowed:
-                await _quiet(route.abort("blockedbyclient"))
-                return
             self.mutations_sent.append({"url": req.url, "method": req.method})
         try:
             await self._fetch_and_fulfill(route, meta)
         except Error:
             await _quiet(route.abort("failed"))
+        finally:
+            if entry is not None:
+                entry.finished.set()
 
     async def _route_websocket(self, ws: WebSocketRoute) -> None:
         """A WebSocket may open only to a host in the grant (ws: and wss: as http: and https:).

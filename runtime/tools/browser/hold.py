@@ -4,6 +4,11 @@ A mutating click is not clicked and the page's non-GET requests are held unsent
 (runtime.tools.browser.guard); either becomes the session's HeldAction, bound to the page as
 it was. perform_pending takes exactly the approved one, if the page is still the approved
 page (else PageChanged); discard_pending (a rejection) aborts everything held, unsent.
+
+An approval of held requests releases exactly the entries it was shown, each by its own key
+and once (HeldAction.held_keys), never a number of whatever is held: a page that goes on
+sending the same request (a fetch loop) gets its later copies held again, for a decision of
+their own.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from playwright.async_api import Error, Page
 
 from runtime.errors import AcpError
 from runtime.tools.browser.deadline import BrowserTimeout, NavigationHeld
-from runtime.tools.browser.pending import HeldAction, HeldRequest, MutationPending, PageChanged
+from runtime.tools.browser.guard import HeldEntry
+from runtime.tools.browser.pending import HeldAction, MutationPending, PageChanged
 from runtime.tools.browser.steps import StepResult
 
 
@@ -28,7 +34,8 @@ class Holding:
     steps: list[StepResult]
     mutations_sent: list[dict[str, object]]
     _pending: HeldAction | None
-    _held: list[tuple[HeldRequest, asyncio.Future[str]]]
+    _held: list[HeldEntry]
+    _step_timeout_s: float
     _navigation_held: asyncio.Event
     _mutations_allowed: bool
     _accept_dialogs: bool
@@ -38,16 +45,16 @@ class Holding:
         """Reject: the pending click is forgotten and every held request is aborted unsent."""
         self._pending = None
         dropped = 0
-        for _, future in self._held:
-            if not future.done():
-                future.set_result("abort")
+        for entry in self._held:
+            if entry.waiting:
+                entry.verdict.set_result("abort")
                 dropped += 1
         self._held = []
         self._sync_navigation_held()
         return dropped
 
     def _sync_navigation_held(self) -> None:
-        if any(h.resource_type == "document" and not f.done() for h, f in self._held):
+        if any(e.request.resource_type == "document" and e.waiting for e in self._held):
             self._navigation_held.set()
         else:
             self._navigation_held.clear()
@@ -61,9 +68,10 @@ class Holding:
             raise MutationPending(pending, before_step=before_step)
 
     async def _hold_pending(self, target: str | None) -> HeldAction | None:
-        held = self.held_requests
-        if not held:
+        entries = [entry for entry in self._held if entry.waiting]
+        if not entries:
             return None
+        held = [entry.request for entry in entries]
         listed = "; ".join(f"{h.method} {h.url} ({h.body_bytes} bytes)" for h in held)
         description = f"the page at {self.page.url} is about to send {listed}"
         # What is approved is the requests themselves (method, URL, body hash), not the DOM,
@@ -81,6 +89,7 @@ class Holding:
             screenshot=await self._capture() or b"",
             page_fingerprint=fingerprint,
             requests=held,
+            held_keys=[entry.key for entry in entries],
         )
         return self._pending
 
@@ -120,13 +129,20 @@ class Holding:
                 f"the page changed since the approval of: {pending.description}",
                 hint="a fresh checkpoint is needed",
             )
-        self._mutations_allowed = True  # until the next step begins
-        self._accept_dialogs = True  # the approval covers the page's own "are you sure?"
+        # The approved click's own effect goes out (its form, its handlers' requests, its
+        # "are you sure?") while the click lands; once it has, the window closes: what the
+        # page sends afterwards (a timer, a fetch loop) is held again, for a decision of its own.
+        self._mutations_allowed = True
+        self._accept_dialogs = True
         self._acted = True
-        locator = self.page.locator(pending.selector).first
-        await self._bounded(locator.click(), f"clicking {pending.selector}")
-        await self._let_page_act()
-        await self._settle()
+        try:
+            locator = self.page.locator(pending.selector).first
+            await self._bounded(locator.click(), f"clicking {pending.selector}")
+            await self._let_page_act()
+            await self._settle()
+        finally:
+            self._mutations_allowed = False
+            self._accept_dialogs = False
         await self._check_landing("perform", pending.selector)
         await self._finish("perform", pending.selector, True, pending.description)
         await self._resume_trace_if_clear()
@@ -135,22 +151,28 @@ class Holding:
     async def _release_held(self, pending: HeldAction) -> StepResult:
         """Send exactly the held requests that were approved, nothing that came after (what
         the page tried since stays held, for a decision of its own)."""
-        held = [(h, f) for h, f in self._held if not f.done()]
-        approved = held[: len(pending.requests)]
-        if [h for h, _ in approved] != pending.requests:
+        waiting = {entry.key: entry for entry in self._held if entry.waiting}
+        approved = [waiting.get(key) for key in pending.held_keys]
+        if (
+            not approved
+            or len(approved) != len(pending.requests)
+            or any(entry is None for entry in approved)
+            or [entry.request for entry in approved if entry is not None] != pending.requests
+        ):
             raise PageChanged(
                 f"the requests held now are not the ones approved: {pending.description}",
                 hint="a fresh checkpoint is needed",
             )
-        sent_before = len(self.mutations_sent)
-        for _, future in approved:
-            future.set_result("send")
+        released = [entry for entry in approved if entry is not None]
+        for entry in released:
+            entry.verdict.set_result("send")  # this entry, once: it leaves the list now
+        self._held = [entry for entry in self._held if entry.waiting]
         self._sync_navigation_held()
-        for _ in range(200):  # each released request reaches the route's fetch
-            if len(self.mutations_sent) - sent_before >= len(approved):
-                break
-            await asyncio.sleep(0.01)
-        self._held = [(h, f) for h, f in self._held if not f.done()]
+        with contextlib.suppress(TimeoutError):  # each released request is answered
+            await asyncio.wait_for(
+                asyncio.gather(*(entry.finished.wait() for entry in released)),
+                timeout=self._step_timeout_s,
+            )
         self._acted = True
         await self._let_page_act()
         await self._settle()

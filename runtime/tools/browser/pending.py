@@ -40,6 +40,10 @@ class HeldAction(BaseModel):
     screenshot: bytes = Field(exclude=True, repr=False)
     page_fingerprint: str
     requests: list[HeldRequest] = Field(default_factory=list)
+    # The session's own keys of the held requests above, one each, in order: an approval
+    # releases exactly those entries, once. Not part of the binding (they name this
+    # session's entries, not what the reviewer saw).
+    held_keys: list[int] = Field(default_factory=list, exclude=True, repr=False)
 
     def binding(self) -> dict[str, Any]:
         """What an approval of this action is bound to (JSON-safe, no screenshot bytes)."""

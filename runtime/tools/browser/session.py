@@ -39,7 +39,7 @@ from runtime.errors import SandboxViolation
 from runtime.tools.browser.chromium import shared_browser
 from runtime.tools.browser.deadline import BrowserTimeout, Deadlines, NavigationHeld
 from runtime.tools.browser.grant import BrowserGrant, host_allowed, refusal_reason
-from runtime.tools.browser.guard import MAX_REDIRECTS, NetworkGuard
+from runtime.tools.browser.guard import MAX_REDIRECTS, HeldEntry, NetworkGuard
 from runtime.tools.browser.hold import Holding
 from runtime.tools.browser.observe import Observing
 from runtime.tools.browser.pending import HeldAction, HeldRequest, MutationPending
@@ -73,7 +73,8 @@ class BrowserSession(Steps, Holding, NetworkGuard, Tracing, Observing, Scrubbing
         self._step_refusals: list[dict[str, Any]] = []
         self._stopped = False
         self._redirect_target: str | None = None
-        self._held: list[tuple[HeldRequest, asyncio.Future[str]]] = []
+        self._held: list[HeldEntry] = []  # requests held unsent, in the order they came
+        self._held_keys = 0  # the last key given to a held request
         self._accept_dialogs = False
         self.dialogs: list[dict[str, str]] = []
         self._step_timeout_ms = 15_000.0
@@ -145,7 +146,7 @@ class BrowserSession(Steps, Holding, NetworkGuard, Tracing, Observing, Scrubbing
 
     @property
     def held_requests(self) -> list[HeldRequest]:
-        return [held for held, future in self._held if not future.done()]
+        return [entry.request for entry in self._held if entry.waiting]
 
     async def stop(self, name: str = "trace.zip", *, save: bool = True) -> Path:
         """Refuse what is still held, write the last trace part (unless save is False),
@@ -190,6 +191,15 @@ class BrowserSession(Steps, Holding, NetworkGuard, Tracing, Observing, Scrubbing
         # The page's network is cut first. While Playwright closes a context, a request the
         # page still sends (a script's fetch loop, a timer) no longer reaches the route
         # handler: it would go out unchecked, past the hold on mutations, to a granted host.
+        # Before that, the pages' scripts are stopped, so that nothing new is sent at all.
+        for page in list(self._context.pages):
+            with contextlib.suppress(Error, BrowserTimeout):
+                cdp = await self._bounded(
+                    self._context.new_cdp_session(page), "freezing the page", held_ends=False,
+                    timeout_s=2,
+                )  # fmt: skip
+                frozen = cdp.send("Emulation.setScriptExecutionDisabled", {"value": True})
+                await self._bounded(frozen, "freezing the page", held_ends=False, timeout_s=2)
         with contextlib.suppress(Error, BrowserTimeout):
             offline = self._context.set_offline(True)
             await self._bounded(offline, "cutting the page's network", held_ends=False)

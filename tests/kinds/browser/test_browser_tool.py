@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import html
 import json
 import random
@@ -16,6 +17,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
@@ -194,6 +196,27 @@ async def sites() -> AsyncIterator[tuple[Server, Server]]:
         return page("<p id=x>about to stop answering</p><script>"
                     "addEventListener('load', () => setTimeout(() => { for (;;) {} }, 200))"
                     "</script>")  # fmt: skip
+
+    @routes.get("/post-loop")
+    async def post_loop(request: web.Request) -> web.Response:
+        # A fetch loop that keeps POSTing: a numbered body each time, or the same one.
+        body = "'n=0'" if request.query.get("same") else "'n=' + (++n)"
+        return page("<p id=x>looping</p><script>let n = 0; setInterval(() => fetch("
+                    "'/api/loop', {method: 'POST', headers: {'content-type': "
+                    f"'application/x-www-form-urlencoded'}}, body: {body}}})"
+                    ".catch(() => {}), 30)</script>")  # fmt: skip
+
+    @routes.get("/save-then-loop")
+    async def save_then_loop(request: web.Request) -> web.Response:
+        # Its Save button sends one POST; 300 ms later the page starts POSTing by itself.
+        send = ("fetch('/api/loop', {method: 'POST', headers: {'content-type': "
+                "'application/x-www-form-urlencoded'}, body: 'n=%s'}).catch(() => {})")  # fmt: skip
+        return page(f"<button id=save onclick=\"{send % 'saved'}; setTimeout(() => "
+                    f"setInterval(() => {send % 'later'}, 30), 300)\">Save</button>")  # fmt: skip
+
+    @routes.post("/api/loop")
+    async def api_loop(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     app.add_routes(routes)
     runner, port = await serve(app)
@@ -447,6 +470,92 @@ async def test_onload_delete_fetch_released_once(session, sites) -> None:
 
     await _eventually(sent)
     assert [m for m, _ in admin.requests].count("DELETE") == 1
+
+
+def _loop_bodies(admin: Server) -> list[str]:
+    """The bodies of the loop's POSTs that reached the server, in order of arrival."""
+    return [urlencode(fields) for path, fields in admin.posts if path == "/api/loop"]
+
+
+def _shas(bodies: list[str]) -> list[str]:
+    return [hashlib.sha256(b.encode()).hexdigest() for b in bodies]
+
+
+async def test_a_fetch_loop_gets_exactly_the_approved_requests_through(session, sites) -> None:
+    """Each approval lets through exactly the requests it showed (by body), once; what the
+    loop sends meanwhile and afterwards stays held; a used approval releases nothing. (The
+    released requests go out together, so they may reach the server in any order.)"""
+    admin, _ = sites
+    with pytest.raises(MutationPending) as caught:  # at the goto, or the wait after it
+        await session.goto(admin.base + "/post-loop")
+        await session.wait(200)
+    first = caught.value.pending
+    assert first.kind == "request" and len(first.requests) >= 2
+    await asyncio.sleep(0.3)  # the loop goes on: all of it held, none of it sent
+    assert _loop_bodies(admin) == []
+    with pytest.raises(MutationPending) as again:
+        await session.perform_pending(first)
+    second = again.value.pending
+    assert sorted(_shas(_loop_bodies(admin))) == sorted(r.body_sha256 for r in first.requests)
+    assert {r.body_sha256 for r in second.requests}.isdisjoint(
+        r.body_sha256 for r in first.requests
+    )
+    with pytest.raises(PageChanged):  # the approval was used: it covers nothing held now
+        await session.perform_pending(first)
+    await asyncio.sleep(0.3)
+    assert sorted(_shas(_loop_bodies(admin))) == sorted(r.body_sha256 for r in first.requests)
+    with pytest.raises(MutationPending):
+        await session.perform_pending(second)
+    approved = [r.body_sha256 for r in [*first.requests, *second.requests]]
+    assert sorted(_shas(_loop_bodies(admin))) == sorted(approved)
+    dropped = session.discard_pending()
+    assert dropped >= 1
+    await session.stop()
+    await asyncio.sleep(0.3)
+    assert sorted(_shas(_loop_bodies(admin))) == sorted(approved)
+
+
+async def test_identical_requests_are_released_one_approved_request_each(session, sites) -> None:
+    """The same POST, again and again: an approval of k of them sends k, never more."""
+    admin, _ = sites
+    with pytest.raises(MutationPending) as caught:  # at the goto, or the wait after it
+        await session.goto(admin.base + "/post-loop?same=1")
+        await session.wait(200)
+    first = caught.value.pending
+    await asyncio.sleep(0.3)
+    with pytest.raises(MutationPending) as again:
+        await session.perform_pending(first)
+    assert _loop_bodies(admin) == ["n=0"] * len(first.requests)
+    with pytest.raises(PageChanged):
+        await session.perform_pending(first)
+    second = again.value.pending
+    with pytest.raises(MutationPending):
+        await session.perform_pending(second)
+    sent = len(first.requests) + len(second.requests)
+    assert _loop_bodies(admin) == ["n=0"] * sent
+    session.discard_pending()
+    await session.stop()
+    await asyncio.sleep(0.3)
+    assert _loop_bodies(admin) == ["n=0"] * sent
+
+
+async def test_an_approved_click_lets_through_its_own_request_not_the_pages_later_ones(
+    session, sites
+) -> None:
+    admin, _ = sites
+    await session.goto(admin.base + "/save-then-loop")
+    with pytest.raises(MutationPending) as caught:
+        await session.click("#save")
+    await session.perform_pending(caught.value.pending)
+    await asyncio.sleep(0.6)  # between steps: the page starts its own loop
+    with pytest.raises(MutationPending) as held:
+        await session.wait(0)
+    assert {r.body_sha256 for r in held.value.pending.requests} == set(_shas(["n=later"]))
+    assert _loop_bodies(admin) == ["n=saved"]
+    session.discard_pending()
+    await session.stop()
+    await asyncio.sleep(0.3)
+    assert _loop_bodies(admin) == ["n=saved"]
 
 
 # --- secrets and the trace -----------------------------------------------------------
