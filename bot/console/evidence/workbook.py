@@ -16,6 +16,7 @@ from markupsafe import Markup
 from bot.console.evidence import cells
 from bot.console.evidence.templates import render
 from runtime.kinds.doc.diff.model import CellChange, RowHunk, SheetDiff, WorkbookDiff
+from runtime.kinds.doc.diff.render import SAME_TEXT
 
 _SHEET = re.compile(
     r"^  sheet (?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
@@ -24,6 +25,7 @@ _SHEET = re.compile(
 _ROWS = re.compile(
     r"^    (?:row (?P<one>\d+)|rows (?P<first>\d+)-(?P<last>\d+)) (?P<kind>inserted|deleted)$"
 )
+_SHIFT = re.compile(r"^    ! (?P<text>.+)$")
 _CELL = re.compile(
     r"^    (?P<cell>[A-Z]{1,3}\d+)(?: \(was (?P<was>[A-Z]{1,3}\d+)\))?\s+(?P<rest>.*)$"
 )
@@ -38,6 +40,7 @@ class WorkbookReview:
     diff: WorkbookDiff
     more: str = ""
     unread: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # formulas that no longer follow rows
     cells_left_out: int = 0  # cells of long inserted / deleted rows the review did not list
 
     @property
@@ -112,8 +115,11 @@ def _line(
                 )
             )
         return hunk
+    if sheet.status == "changed" and (shift := _SHIFT.match(line)):
+        review.warnings.append(shift.group("text"))
+        return hunk
     if found := _CELL.match(line):
-        old, new = cells.change(found.group("rest"))
+        old, new = cells.change(found.group("rest").removesuffix(SAME_TEXT))
         if hunk is None or hunk.kind != "changed":
             hunk = RowHunk(kind="changed")
             sheet.hunks.append(hunk)

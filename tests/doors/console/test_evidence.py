@@ -292,3 +292,27 @@ def test_approvals_show_how_the_decider_was_authenticated(tmp_path):
     section = re.search(r'id="ev-approvals".*?</section>', html, re.S)
     assert section and "bob via console oidc https://idp.example (sub 00u1)" in section.group(0)
     assert "event #5" in section.group(0)
+
+
+def test_formulas_left_behind_by_openpyxls_insert_rows_are_flagged_on_the_page():
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Sheet1"
+    sheet.append(["item", "price", "rate", "amount"])
+    for r in range(2, 302):
+        sheet.append([f"item {r}", r * 1.5, 1.1, f"=B{r}*C{r}"])
+    before = io.BytesIO()
+    book.save(before)
+    sheet.insert_rows(100)  # openpyxl moves the cells, not the references in formulas
+    sheet["A100"], sheet["D100"] = "new", "=B100*C100"
+    after = io.BytesIO()
+    book.save(after)
+    done = review_document("prices.xlsx", before.getvalue(), after.getvalue())
+    assert done is not None and done.diff is not None
+    (block,) = read_review(done.diff_text)
+    assert isinstance(block, WorkbookReview) and not block.unread
+    assert block.warnings == [done.diff.sheets[0].shifted[0].sentence("Sheet1")]
+    assert block.warnings[0].startswith("202 formulas in Sheet1!D now refer to the row above")
+    html = str(render_workbook(block))
+    assert 'class="ev-warning"' in html
+    assert html.count("same text, other cells now") == 202

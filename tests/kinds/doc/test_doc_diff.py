@@ -38,6 +38,7 @@ from runtime.kinds.doc.diff import (
     render_workbook_diff,
     review,
 )
+from runtime.kinds.doc.diff.render import SAME_TEXT
 from tests.support.office_files import xlsx_bytes
 
 
@@ -223,13 +224,16 @@ def test_formulas_excel_rewrote_for_moved_rows_are_not_changes() -> None:
     )
     grown = [list(row) for row in old]
     grown[10:10] = [["new", 5]]
-    grown[-1][1] = "=SUM(B2:B60)"  # Excel grows a range that rows were inserted into
+    for r, row in enumerate(grown[1:-1], start=2):  # Excel moves the formulas with their rows
+        if len(row) > 2:
+            row[2] = f"=B{r}*$B$1"
+    grown[-1][1] = "=SUM(B2:B60)"  # and grows a range that rows were inserted into
     assert diff_xlsx(Workbook(sheets={"S": old}), Workbook(sheets={"S": grown})).cells_changed == 0
     same_text = [list(row) for row in grown]
-    same_text[-1][1] = "=SUM(B2:B59)"  # identical text is never reported, moved or not
-    assert (
-        diff_xlsx(Workbook(sheets={"S": old}), Workbook(sheets={"S": same_text})).cells_changed == 0
-    )
+    same_text[-1][1] = "=SUM(B2:B59)"  # the same text in a moved row: it misses a row now
+    diff = diff_xlsx(Workbook(sheets={"S": old}), Workbook(sheets={"S": same_text}))
+    changed = [(c.old_cell, c.new_cell, c.new) for c in diff.sheets[0].changes if c.old == c.new]
+    assert changed == [("B60", "B61", "=SUM(B2:B59)")]
 
 
 def test_an_edited_row_next_to_inserted_rows_is_paired_by_content() -> None:
@@ -545,3 +549,38 @@ def test_review_round_trips_a_loaded_workbook() -> None:
     assert result is not None and result.diff is not None
     assert result.diff.status == "unchanged"
     assert wb.sheets["Summary"][4] == ["total", "=SUM(B2:B4)", "=SUM(C2:C4)"]
+
+
+def _priced(rows: int) -> list[list[object]]:
+    """A sheet of items whose amount is a product of its own row's cells."""
+    sheet: list[list[object]] = [["id", "item", "price", "rate", "amount"]]
+    sheet += [[r - 1, f"item {r}", r * 1.5, 1.1, f"=C{r}*D{r}"] for r in range(2, rows + 2)]
+    sheet[0].append("=SUM(E2:E" + str(rows + 1) + ")")
+    return sheet
+
+
+def test_a_row_inserted_without_rewriting_formulas_is_reported_as_shifted_formulas() -> None:
+    """What openpyxl's insert_rows leaves: the formulas below keep their text, so each now
+    multiplies the row above's cells, and the total misses the last row."""
+    old = _priced(2_000)
+    new = [list(row) for row in old]
+    new[1001:1001] = [[9999, "new", 1.0, 1.0, "=C1002*D1002"]]  # new row 1002, nothing rewritten
+    result = review("budget.xlsx", xlsx_bytes({"Sheet1": old}), xlsx_bytes({"Sheet1": new}))
+    assert result is not None and result.diff is not None
+    assert result.summary == (
+        "1000 formulas now refer to other rows, 1001 cells changed, 1 row inserted"
+    )
+    lines = result.diff_text.splitlines()
+    assert lines[2] == (
+        "    ! 1,000 formulas in Sheet1!E now refer to the row above "
+        "(their references did not move with their rows)"
+    )
+    assert "    F1      =SUM(E2:E2001) -> =SUM(E2:E2001)" + SAME_TEXT in lines
+    assert "    E1003 (was E1002) =C1002*D1002 -> =C1002*D1002" + SAME_TEXT in lines
+    # The same insertion done as Excel does it: formulas moved with their rows, the total grown.
+    fixed = [list(row) for row in new]
+    for r, row in enumerate(fixed[1:], start=2):
+        row[4] = f"=C{r}*D{r}"
+    fixed[0][5] = "=SUM(E2:E2002)"
+    done = review("budget.xlsx", xlsx_bytes({"Sheet1": old}), xlsx_bytes({"Sheet1": fixed}))
+    assert done is not None and done.summary == "1 row inserted"

@@ -2,11 +2,13 @@
 rows), and the rewrite Excel makes of its references when rows are inserted or deleted (to
 compare cells).
 
-Formulas are compared and shown as their text, with one exception: when rows are inserted or
-deleted Excel rewrites the references to the rows that moved (=B5*C5 in row 5 becomes =B25*C25
-in row 25, =SUM(B2:B100) becomes =SUM(B2:B120)); a formula whose new text is exactly that
-rewrite of the old one, by the alignment's row mapping, is unchanged. For alignment a formula
-counts without the row numbers of its own-sheet references. Any other difference is a change.
+Formulas are compared by meaning: when rows are inserted or deleted Excel rewrites the
+references to the rows that moved (=B5*C5 in row 5 becomes =B25*C25 in row 25, =SUM(B2:B100)
+becomes =SUM(B2:B120)); a formula whose new text is exactly that rewrite of the old one, by the
+alignment's row mapping, is unchanged, and one whose text stayed the same while its rows moved
+is changed (it refers to other rows now: what a tool that inserts rows without rewriting
+formulas leaves). For alignment a formula counts without the row numbers of its own-sheet
+references. Any other difference is a change.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class _RowMap:
         last = max(pairs, default=(old_rows - 1, old_rows - 1))
         self.tail_shift = last[1] - last[0]  # for rows below the data
         self.moved: dict[str, str | None] = {}
+        # No row moved: every formula's references stay as they are (a formula is unchanged
+        # when its text is), which spares rewriting each one.
+        self.identity = self.tail_shift == 0 and all(
+            new == old + 1 for old, new in enumerate(self.to_new)
+        )
 
     def move(self, formula: str) -> str | None:
         """The formula with its own-sheet row numbers moved as Excel moves them when rows are
@@ -74,8 +81,9 @@ def _same_cell(a: Cell, b: Cell, rows: _RowMap) -> bool:
     """Whether an old and a new cell of aligned rows hold the same thing: equal values of one
     type family (TRUE is not 1), or a formula that Excel would have rewritten into the new one
     when the rows above or inside its ranges were inserted or deleted."""
+    if a.__class__ is str and b.__class__ is str and a[:1] == "=" == b[:1]:  # type: ignore[index]
+        # By meaning, not text: the same text in a row that moved refers elsewhere now.
+        return a == b if rows.identity else rows.move(a) == b  # type: ignore[arg-type]
     if a == b:
         return (a.__class__ is bool) == (b.__class__ is bool)
-    if a.__class__ is str and b.__class__ is str and a[:1] == "=" == b[:1]:  # type: ignore[index]
-        return rows.move(a) == b  # type: ignore[arg-type]
     return False

@@ -45,12 +45,34 @@ class RowHunk(BaseModel):
         return last - first + 1
 
 
+class FormulaShift(BaseModel):
+    """Formulas of one column whose text stayed the same while their row moved: their
+    references did not move with them (Excel would have rewritten them), so each now refers
+    `rows` rows from where it did (negative: above). The usual damage of a row inserted by a
+    tool that does not rewrite formulas."""
+
+    column: str
+    count: int
+    rows: int
+
+    def sentence(self, sheet: str) -> str:
+        n = abs(self.rows)
+        where = ("the row above" if self.rows == -1 else "the row below" if self.rows == 1
+                 else f"{n:,} rows {'above' if self.rows < 0 else 'below'}")  # fmt: skip
+        formulas = "formula" if self.count == 1 else "formulas"
+        return (
+            f"{self.count:,} {formulas} in {sheet}!{self.column} now refer to {where} "
+            "(their references did not move with their rows)"
+        )
+
+
 class SheetDiff(BaseModel):
     """The differences in one sheet; an added or removed sheet is one inserted / deleted hunk."""
 
     name: str
     status: Literal["added", "removed", "changed"]
     hunks: list[RowHunk] = []
+    shifted: list[FormulaShift] = []
 
     @property
     def changes(self) -> list[CellChange]:
@@ -80,6 +102,11 @@ class WorkbookDiff(BaseModel):
     @property
     def rows_deleted(self) -> int:
         return sum(h.row_count for h in self._hunks("deleted"))
+
+    @property
+    def formulas_shifted(self) -> int:
+        """Formulas whose references no longer follow their rows (FormulaShift)."""
+        return sum(shift.count for s in self.sheets for shift in s.shifted)
 
     @property
     def sheets_added(self) -> list[str]:

@@ -23,6 +23,7 @@ from runtime.kinds.doc.diff.wording import _cut, _plural
 
 MAX_LINES = 400  # rendered diff lines, "... N more changes" included
 VALUE_WIDTH = 60  # characters of a cell value shown in a rendered diff
+SAME_TEXT = "  (same text, other cells now: its rows moved)"
 ROW_WIDTH = 200  # characters of an inserted or deleted row shown on one line
 
 
@@ -78,10 +79,17 @@ def render_workbook_diff(path: str, diff: WorkbookDiff, max_lines: int = MAX_LIN
             title = f"  sheet {sheet.name!r} {sheet.status} ({_plural(rows, 'row')})"
         if not out.add(title):
             break
+        for shift in sheet.shifted:  # first: the damage a reviewer must not miss
+            if not out.add(f"    ! {shift.sentence(sheet.name)}"):
+                break
         for hunk in sheet.hunks:
             if not _render_hunk(out, hunk, with_header=sheet.status == "changed"):
                 break
     return out.text(diff.change_count)
+
+
+def _formula(value: Cell) -> bool:
+    return isinstance(value, str) and value.startswith("=")
 
 
 def _rows_label(span: tuple[int, int]) -> str:
@@ -92,7 +100,8 @@ def _render_hunk(out: _Lines, hunk: RowHunk, with_header: bool) -> bool:
     if hunk.kind == "changed":
         for c in hunk.changes:
             where = c.new_cell if c.old_cell == c.new_cell else f"{c.new_cell} (was {c.old_cell})"
-            if not out.add(f"    {where:<7} {_show(c.old)} -> {_show(c.new)}", 1):
+            same = SAME_TEXT if _formula(c.old) and c.old == c.new else ""  # did not follow
+            if not out.add(f"    {where:<7} {_show(c.old)} -> {_show(c.new)}{same}", 1):
                 return False
         return True
     span = hunk.new_rows if hunk.kind == "inserted" else hunk.old_rows

@@ -17,6 +17,8 @@ def summarize_workbook(diff: WorkbookDiff) -> str:
         cells = diff.change_count
         return f"{what}: {_plural(len(diff.sheets), 'sheet')}, {_plural(cells, 'cell')}"
     parts = []
+    if diff.formulas_shifted:
+        parts.append(f"{_plural(diff.formulas_shifted, 'formula')} now refer to other rows")
     if diff.cells_changed:
         parts.append(f"{_plural(diff.cells_changed, 'cell')} changed")
     if diff.rows_inserted:

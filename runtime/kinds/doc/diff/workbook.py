@@ -17,6 +17,7 @@ from runtime.kinds.doc.diff.model import (
     CellChange,
     ChangeKind,
     FileStatus,
+    FormulaShift,
     RowHunk,
     SheetDiff,
     WorkbookDiff,
@@ -144,7 +145,30 @@ def _diff_sheet(name: str, old: list[list[Cell]], new: list[list[Cell]]) -> Shee
             changes=[change for _, changes in run for change in changes],
         )
         hunks.append(hunk)
-    return SheetDiff(name=name, status="changed", hunks=hunks) if hunks else None
+    if not hunks:
+        return None
+    return SheetDiff(name=name, status="changed", hunks=hunks, shifted=_shifts(hunks))
+
+
+def _shifts(hunks: list[RowHunk]) -> list[FormulaShift]:
+    """The changed formulas whose text is the same in a row that moved, by column and by how
+    far they now refer from where they did."""
+    counts: dict[tuple[str, int], int] = {}
+    for hunk in hunks:
+        if hunk.kind != "changed":
+            continue
+        for c in hunk.changes:
+            if (c.old.__class__ is not str or not c.old.startswith("=") or c.old != c.new  # type: ignore[union-attr]
+                    or c.old_cell is None or c.new_cell is None):  # fmt: skip
+                continue
+            column = c.new_cell.rstrip("0123456789")
+            moved = int(c.old_cell[len(column) :]) - int(c.new_cell[len(column) :])
+            if moved:
+                counts[(column, moved)] = counts.get((column, moved), 0) + 1
+    return [
+        FormulaShift(column=column, count=n, rows=moved)
+        for (column, moved), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
 
 
 def _sheet_changes(
@@ -162,7 +186,9 @@ def _sheet_changes(
         if i is not None and j is not None:
             if a.keys[i] == b.keys[j]:
                 columns = a.formulas[i]
-                if columns is None or all(old[i][c] == new[j][c] for c in columns):
+                if columns is None or (
+                    rows.identity and all(old[i][c] == new[j][c] for c in columns)
+                ):
                     continue
                 changes = _row_changes(name, i, j, old[i], new[j], rows, columns)
             else:
