@@ -22,8 +22,9 @@ that messages can name it.
 
 The data model is JSON-serialisable (pydantic):
 
-- `Cell` is str | int | float | bool | None. Dates and times are ISO strings; a formula is its
-  text starting with "=" (never the cached value); an empty string is the same as no value.
+- `Cell` is str | int | float | bool | date, datetime, time, timedelta | None. Dates and times
+  keep their type (a date is not text that looks like one); a formula is its text starting
+  with "=" (never the cached value); an empty string is the same as no value.
 - `Workbook.sheets` maps sheet names, in workbook order, to rows of cells; trailing empty cells
   and rows are trimmed.
 - `Document.blocks` is the body of a DOCX in order: `Paragraph(style, text)` and
@@ -103,7 +104,9 @@ class DocumentError(AcpError):
 
 # --- data model ----------------------------------------------------------------------------
 
-Cell = str | int | float | bool | None
+# Dates and times keep their type (a date is not the text that looks like it): openpyxl's
+# date cells as dt.date when at midnight, else dt.datetime; times and durations as they are.
+Cell = str | int | float | bool | dt.datetime | dt.date | dt.time | dt.timedelta | None
 
 
 class Workbook(BaseModel):
@@ -428,12 +431,10 @@ def _cell(value: Any) -> Cell:
         return value or None
     if kind is dt.datetime:
         if value.time() == dt.time(0) and value.tzinfo is None:
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
+            return value.date()
+        return value
+    if isinstance(value, dt.date | dt.time | dt.timedelta):
+        return value
     text = getattr(value, "text", None)  # ArrayFormula, DataTableFormula
     if isinstance(text, str):
         return text

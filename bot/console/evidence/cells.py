@@ -9,9 +9,11 @@ as the diff models; this reads that text back into them. Pure: no I/O, and never
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import re
 
 from runtime.doc_formats import Cell
+from runtime.kinds.doc.diff.render import type_of
 
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|inf|nan)")
@@ -21,8 +23,34 @@ ARROW = " -> "
 CUT_WIDTHS = (30, 40, 60, 200)  # where the kind cuts a table cell, row cell, value, paragraph
 
 
+_TYPED = re.compile(
+    r"(?P<v>.*) \((?P<t>date|date/time|time|duration|number|text|boolean|formula)\)"
+)
+_DURATION = re.compile(r"(?:(?P<d>-?\d+) days?, )?(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)")
+
+
+def _typed(text: str, kind: str) -> Cell:
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "date/time":
+        return dt.datetime.fromisoformat(text)
+    if kind == "time":
+        return dt.time.fromisoformat(text)
+    if kind == "duration":
+        if not (found := _DURATION.fullmatch(text)):
+            raise ValueError(f"not a duration: {text[:80]!r}")
+        days, hours, minutes = (int(found.group(k) or 0) for k in "dhm")
+        return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=float(found["s"]))
+    read = value(text)  # a label the review added because the kind of value changed
+    if type_label(read) != kind:
+        raise ValueError(f"{text[:80]!r} is not a {kind}")
+    return read
+
+
 def value(text: str) -> Cell:
     """One whole value; ValueError when `text` is not one."""
+    if (typed := _TYPED.fullmatch(text)) and not text.startswith("="):
+        return _typed(typed.group("v"), typed.group("t"))
     if _QUOTED.fullmatch(text):
         return str(ast.literal_eval(text))
     if text == "(empty)":
@@ -76,23 +104,29 @@ def row_cells(text: str) -> tuple[list[tuple[str, Cell]], int]:
     return cells, more
 
 
+def type_label(cell: Cell) -> str:
+    """The kind of value, as the review names it (runtime.kinds.doc.diff.render.type_of)."""
+    return type_of(cell)
+
+
 def kind_of(cell: Cell) -> str:
-    """How a value is shown: formula, text, number, bool or empty (a CSS class suffix)."""
-    if cell is None or cell == "":
-        return "empty"
-    if isinstance(cell, bool):
-        return "bool"
-    if isinstance(cell, int | float):
-        return "number"
-    return "formula" if cell.startswith("=") else "text"
+    """How a value is shown: formula, text, number, bool, date or empty (a CSS class suffix)."""
+    label = type_of(cell)
+    return {"boolean": "bool", "date/time": "date", "time": "date", "duration": "date"}.get(
+        label, label
+    )
 
 
 def shown(cell: Cell) -> str:
-    """A value as a reviewer reads it: the formula's text, TRUE, 12, the text itself."""
+    """A value as a reviewer reads it: the formula's text, TRUE, 12, the text itself, a date
+    with its type (2026-03-01 (date)), so that it never reads like the text that looks like it."""
     if cell is None or cell == "":
         return "(empty)"
     if isinstance(cell, bool):
         return "TRUE" if cell else "FALSE"
+    if isinstance(cell, dt.date | dt.time | dt.timedelta):
+        text = cell.isoformat() if not isinstance(cell, dt.timedelta) else str(cell)
+        return f"{text} ({type_of(cell)})"
     return str(cell)
 
 

@@ -316,3 +316,28 @@ def test_formulas_left_behind_by_openpyxls_insert_rows_are_flagged_on_the_page()
     html = str(render_workbook(block))
     assert 'class="ev-warning"' in html
     assert html.count("same text, other cells now") == 202
+
+
+def test_a_dates_type_change_reads_back_and_shows_both_kinds():
+    import datetime as dt
+
+    def book(due: object, took: object) -> bytes:
+        made = Workbook()
+        made.active.title = "Plan"
+        made.active.append(["due", "took", "count"])
+        made.active.append([due, took, 5])
+        out = io.BytesIO()
+        made.save(out)
+        return out.getvalue()
+
+    old = book(dt.datetime(2026, 3, 1), dt.timedelta(hours=1, minutes=30))
+    new = book("2026-03-01", dt.timedelta(hours=2))
+    done = review_document("plan.xlsx", old, new)
+    assert done is not None and done.diff is not None
+    (block,) = read_review(done.diff_text)
+    assert isinstance(block, WorkbookReview) and not block.unread
+    shown = [(c.new_cell, c.old, c.new) for c in block.diff.sheets[0].changes]
+    assert shown == [(c.new_cell, c.old, c.new) for c in done.diff.sheets[0].changes]
+    assert ("A2", dt.date(2026, 3, 1), "2026-03-01") in shown
+    html = str(render_workbook(block))
+    assert "2026-03-01 (date)" in html and "ev-v-date" in html and "ev-v-text" in html

@@ -116,7 +116,7 @@ def test_a_formula_changed_shows_formulas_on_both_sides() -> None:
     )
     assert result is not None
     lines = result.diff_text.splitlines()
-    assert "    B4      5 -> 'later'" in lines
+    assert "    B4      5 (number) -> 'later' (text)" in lines
     assert "    B5      =SUM(B2:B4) -> =SUM(B2:B5)" in lines
     change = result.diff.sheets[0].changes[-1]
     assert (change.old, change.new) == ("=SUM(B2:B4)", "=SUM(B2:B5)")
@@ -252,7 +252,7 @@ def test_true_and_1_differ_and_a_column_is_compared_by_index() -> None:
     old = Workbook(sheets={"S": [["flag", True], ["n", 1]]})
     new = Workbook(sheets={"S": [["flag", 1], ["n", 1, "extra"]]})
     text = render_workbook_diff("f.xlsx", diff_xlsx(old, new))
-    assert "    B1      TRUE -> 1\n" in text
+    assert "    B1      TRUE (boolean) -> 1 (number)\n" in text
     assert "    C2      (empty) -> 'extra'\n" in text
 
 
@@ -584,3 +584,27 @@ def test_a_row_inserted_without_rewriting_formulas_is_reported_as_shifted_formul
     fixed[0][5] = "=SUM(E2:E2002)"
     done = review("budget.xlsx", xlsx_bytes({"Sheet1": old}), xlsx_bytes({"Sheet1": fixed}))
     assert done is not None and done.summary == "1 row inserted"
+
+
+def test_a_date_replaced_by_text_that_looks_the_same_is_a_change() -> None:
+    """openpyxl writes a real date cell; the job puts the text '2026-03-01' in its place."""
+    import datetime as dt
+
+    from openpyxl import Workbook as OpenpyxlBook
+
+    def book(value: object) -> bytes:
+        made = OpenpyxlBook()
+        sheet = made.active
+        sheet.title = "Plan"
+        sheet.append(["due", "owner"])
+        sheet.append([value, "ops"])
+        out = io.BytesIO()
+        made.save(out)
+        return out.getvalue()
+
+    old, new = book(dt.datetime(2026, 3, 1)), book("2026-03-01")
+    result = review("plan.xlsx", old, new)
+    assert result is not None
+    assert result.summary == "1 cell changed"
+    assert "    A2      2026-03-01 (date) -> '2026-03-01' (text)" in result.diff_text.splitlines()
+    assert review("plan.xlsx", old, book(dt.datetime(2026, 3, 1))).summary == "no changes"

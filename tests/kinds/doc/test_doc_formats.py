@@ -272,7 +272,10 @@ def test_load_xlsx_keeps_formulas_dates_and_sheet_order() -> None:
         ["north", 10, 12.5, True],
         ["total", "=SUM(B2:B2)", "=SUM(C2:C2)"],
     ]
-    assert wb.sheets["Dates"] == [["2024-01-05", "2024-01-05T13:30:00", "2024-02-01"]]
+    # dates keep their type: a date is not the text that looks like it
+    assert wb.sheets["Dates"] == [
+        [dt.date(2024, 1, 5), dt.datetime(2024, 1, 5, 13, 30), dt.date(2024, 2, 1)]
+    ]
     assert wb.sheets["Empty"] == []
 
 

@@ -5,6 +5,7 @@ objects keep everything).
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Iterator
@@ -28,14 +29,53 @@ ROW_WIDTH = 200  # characters of an inserted or deleted row shown on one line
 
 
 def _show(value: Cell, width: int = VALUE_WIDTH) -> str:
-    """A cell value for a diff line: 'text', 12, 1.5, TRUE, =SUM(A1:A3), (empty)."""
+    """A cell value for a diff line: 'text', 12, 1.5, TRUE, =SUM(A1:A3), (empty), and dates
+    and times with their type: 2026-03-01 (date), 09:30:00 (time)."""
     if value is None or value == "":
         return "(empty)"
     if value is True or value is False:
         return "TRUE" if value else "FALSE"
     if isinstance(value, str):
         return _cut(value, width) if value.startswith("=") else repr(_cut(value, width))
+    if isinstance(value, dt.datetime):
+        return f"{value.isoformat()} (date/time)"
+    if isinstance(value, dt.date):
+        return f"{value.isoformat()} (date)"
+    if isinstance(value, dt.time):
+        return f"{value.isoformat()} (time)"
+    if isinstance(value, dt.timedelta):
+        return f"{value} (duration)"
     return str(value)
+
+
+def type_of(value: Cell) -> str:
+    """The kind of value a cell holds, as a reviewer names it."""
+    if value is None or value == "":
+        return "empty"
+    if value is True or value is False:
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "formula" if value.startswith("=") else "text"
+    if isinstance(value, dt.datetime):
+        return "date/time"
+    if isinstance(value, dt.date):
+        return "date"
+    return "time" if isinstance(value, dt.time) else "duration"
+
+
+def _change(old: Cell, new: Cell) -> str:
+    """`old -> new`; when the kind of value changed (a date became text that looks the same, a
+    number became text) each side says what it is."""
+    shown = [_show(old), _show(new)]
+    kinds = (type_of(old), type_of(new))
+    if "empty" not in kinds and kinds[0] != kinds[1]:
+        shown = [
+            text if text.endswith(f"({kind})") else f"{text} ({kind})"
+            for text, kind in zip(shown, kinds, strict=True)
+        ]
+    return f"{shown[0]} -> {shown[1]}"
 
 
 class _Lines:
@@ -101,7 +141,7 @@ def _render_hunk(out: _Lines, hunk: RowHunk, with_header: bool) -> bool:
         for c in hunk.changes:
             where = c.new_cell if c.old_cell == c.new_cell else f"{c.new_cell} (was {c.old_cell})"
             same = SAME_TEXT if _formula(c.old) and c.old == c.new else ""  # did not follow
-            if not out.add(f"    {where:<7} {_show(c.old)} -> {_show(c.new)}{same}", 1):
+            if not out.add(f"    {where:<7} {_change(c.old, c.new)}{same}", 1):
                 return False
         return True
     span = hunk.new_rows if hunk.kind == "inserted" else hunk.old_rows
