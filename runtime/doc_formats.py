@@ -383,7 +383,7 @@ def load_csv(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> list[list[st
 
 
 def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
-    """The sheets of an XLSX workbook: formulas as their text, dates as ISO strings.
+    """The sheets of an XLSX workbook: formulas as their text, dates as dates.
 
     Checked first (size, zip directory, unpacked size); openpyxl reads it read-only with
     formulas (not cached values). Chart sheets are kept as empty sheets.

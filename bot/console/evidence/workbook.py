@@ -18,9 +18,11 @@ from bot.console.evidence.templates import render
 from runtime.kinds.doc.diff.model import CellChange, RowHunk, SheetDiff, WorkbookDiff
 from runtime.kinds.doc.diff.render import SAME_TEXT
 
+_QUOTED_NAME = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 _SHEET = re.compile(
-    r"^  sheet (?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
-    r"(?: (?P<status>added|removed) \(\d[\d,]* rows?\))?$"
+    rf"^  sheet (?P<name>{_QUOTED_NAME})"
+    r"(?: (?P<status>added|removed) \(\d[\d,]* rows?\)"
+    rf"| \(renamed from (?P<was>{_QUOTED_NAME})\))?$"
 )
 _ROWS = re.compile(
     r"^    (?:row (?P<one>\d+)|rows (?P<first>\d+)-(?P<last>\d+)) (?P<kind>inserted|deleted)$"
@@ -67,7 +69,9 @@ def read_workbook(path: str, summary: str, lines: list[str]) -> WorkbookReview:
             continue
         if found := _SHEET.match(line):
             status = found.group("status") or "changed"
-            sheet = SheetDiff(name=ast.literal_eval(found.group("name")), status=status)
+            was = found.group("was")
+            sheet = SheetDiff(name=ast.literal_eval(found.group("name")), status=status,
+                              renamed_from=ast.literal_eval(was) if was else None)  # fmt: skip
             review.diff.sheets.append(sheet)
             hunk = None
             if status != "changed":

@@ -341,3 +341,21 @@ def test_a_dates_type_change_reads_back_and_shows_both_kinds():
     assert ("A2", dt.date(2026, 3, 1), "2026-03-01") in shown
     html = str(render_workbook(block))
     assert "2026-03-01 (date)" in html and "ev-v-date" in html and "ev-v-text" in html
+
+
+def test_a_renamed_sheet_reads_back_as_a_rename():
+    def book(name: str, value: int) -> bytes:
+        made = Workbook()
+        made.active.title = name
+        for r in range(1, 20):
+            made.active.append([f"row {r}", r if r != 5 else value])
+        out = io.BytesIO()
+        made.save(out)
+        return out.getvalue()
+
+    done = review_document("q.xlsx", book("Q3", 5), book("Q3 final", 50))
+    assert done is not None and done.diff is not None
+    (block,) = read_review(done.diff_text)
+    assert isinstance(block, WorkbookReview) and not block.unread
+    assert [(s.name, s.renamed_from) for s in block.diff.sheets] == [("Q3 final", "Q3")]
+    assert "<strong>Q3</strong> renamed to <strong>Q3 final</strong>" in str(render_workbook(block))

@@ -608,3 +608,22 @@ def test_a_date_replaced_by_text_that_looks_the_same_is_a_change() -> None:
     assert result.summary == "1 cell changed"
     assert "    A2      2026-03-01 (date) -> '2026-03-01' (text)" in result.diff_text.splitlines()
     assert review("plan.xlsx", old, book(dt.datetime(2026, 3, 1))).summary == "no changes"
+
+
+def test_a_renamed_sheet_is_a_rename_with_its_edits_not_removed_and_added() -> None:
+    rows = fifty_rows()
+    edited = [list(row) for row in rows]
+    edited[10][1] = 999
+    old = xlsx_bytes({"Summary": [["total", 1]], "Q3": rows})
+    new = xlsx_bytes({"Summary": [["total", 1]], "Q3 final": edited})
+    result = review("r.xlsx", old, new)
+    assert result is not None
+    assert result.summary == "1 cell changed, sheet 'Q3' renamed to 'Q3 final'"
+    lines = result.diff_text.splitlines()
+    assert lines[1] == "  sheet 'Q3 final' (renamed from 'Q3')"
+    assert len(lines) == 3 and lines[2].startswith("    B11 ")
+    plain = review("r.xlsx", old, xlsx_bytes({"Summary": [["total", 1]], "Totals": rows}))
+    assert plain is not None and plain.summary == "sheet 'Q3' renamed to 'Totals'"
+    other = review("r.xlsx", old, xlsx_bytes({"Summary": [["total", 1]], "New": [["x", 1]]}))
+    assert other is not None and "sheet 'New' added" in other.summary
+    assert "sheet 'Q3' removed" in other.summary

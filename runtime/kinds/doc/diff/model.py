@@ -73,6 +73,7 @@ class SheetDiff(BaseModel):
     status: Literal["added", "removed", "changed"]
     hunks: list[RowHunk] = []
     shifted: list[FormulaShift] = []
+    renamed_from: str | None = None  # the old workbook's name of this sheet
 
     @property
     def changes(self) -> list[CellChange]:
@@ -107,6 +108,10 @@ class WorkbookDiff(BaseModel):
     def formulas_shifted(self) -> int:
         """Formulas whose references no longer follow their rows (FormulaShift)."""
         return sum(shift.count for s in self.sheets for shift in s.shifted)
+
+    @property
+    def sheets_renamed(self) -> list[tuple[str, str]]:
+        return [(s.renamed_from, s.name) for s in self.sheets if s.renamed_from is not None]
 
     @property
     def sheets_added(self) -> list[str]:

@@ -114,6 +114,8 @@ def render_workbook_diff(path: str, diff: WorkbookDiff, max_lines: int = MAX_LIN
     for sheet in diff.sheets:
         if sheet.status == "changed":
             title = f"  sheet {sheet.name!r}"
+            if sheet.renamed_from is not None:
+                title += f" (renamed from {sheet.renamed_from!r})"
         else:
             rows = sum(h.row_count for h in sheet.hunks)
             title = f"  sheet {sheet.name!r} {sheet.status} ({_plural(rows, 'row')})"

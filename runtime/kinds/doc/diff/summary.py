@@ -25,6 +25,8 @@ def summarize_workbook(diff: WorkbookDiff) -> str:
         parts.append(f"{_plural(diff.rows_inserted, 'row')} inserted")
     if diff.rows_deleted:
         parts.append(f"{_plural(diff.rows_deleted, 'row')} deleted")
+    for was, now in diff.sheets_renamed:
+        parts.append(f"sheet {was!r} renamed to {now!r}")
     for names, verb in ((diff.sheets_added, "added"), (diff.sheets_removed, "removed")):
         if names:
             parts.append(f"{'sheet' if len(names) == 1 else 'sheets'} {_names(names)} {verb}")

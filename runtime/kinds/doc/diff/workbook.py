@@ -71,17 +71,28 @@ def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
         return WorkbookDiff(status="unchanged")
     old_sheets = old.sheets if old is not None else {}
     new_sheets = new.sheets if new is not None else {}
+    renamed = _renames(old_sheets, new_sheets)  # new name -> old name
     sheets: list[SheetDiff] = []
     for name, rows in new_sheets.items():
-        if name not in old_sheets:
+        if name in renamed:
+            was = renamed[name]
+            diff = _diff_sheet(name, old_sheets[was], rows) or SheetDiff(
+                name=name, status="changed"
+            )
+            sheets.append(diff.model_copy(update={"renamed_from": was}))
+        elif name not in old_sheets:
             sheets.append(_whole_sheet(name, rows, "added"))
         elif (diff := _diff_sheet(name, old_sheets[name], rows)) is not None:
             sheets.append(diff)
+    gone = set(renamed.values())
     sheets += [
-        _whole_sheet(n, rows, "removed") for n, rows in old_sheets.items() if n not in new_sheets
+        _whole_sheet(n, rows, "removed")
+        for n, rows in old_sheets.items()
+        if n not in new_sheets and n not in gone
     ]
-    common_old = [n for n in old_sheets if n in new_sheets]
-    common_new = [n for n in new_sheets if n in old_sheets]
+    now_named = {was: name for name, was in renamed.items()}  # old name -> new name
+    common_old = [now_named.get(n, n) for n in old_sheets if n in new_sheets or n in now_named]
+    common_new = [n for n in new_sheets if n in old_sheets or n in renamed]
     reordered = common_old != common_new
     status: FileStatus = (
         "added"
@@ -93,6 +104,32 @@ def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
         else "unchanged"
     )
     return WorkbookDiff(status=status, sheets=sheets, reordered=reordered)
+
+
+RENAME_SIMILARITY = 0.6  # share of a sheet's rows found in the other for a rename
+
+
+def _renames(old: dict[str, list[list[Cell]]], new: dict[str, list[list[Cell]]]) -> dict[str, str]:
+    """Sheets only the new workbook has, paired with a sheet only the old one has whose rows
+    are mostly the same (a rename, perhaps with edits), best match first."""
+    gone = {n: {tuple(row) for row in rows} for n, rows in old.items() if n not in new}
+    found: dict[str, str] = {}
+    for name, rows in new.items():
+        if name in old or not gone:
+            continue
+        mine = {tuple(row) for row in rows}
+        best, score = None, 0.0
+        for was, theirs in gone.items():
+            if not mine and not theirs:
+                share = 1.0
+            else:
+                share = len(mine & theirs) / max(len(mine), len(theirs))
+            if share > score:
+                best, score = was, share
+        if best is not None and score >= RENAME_SIMILARITY:
+            found[name] = best
+            del gone[best]
+    return found
 
 
 def _whole_sheet(
