@@ -45,6 +45,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from runtime.doc_formatting import SheetLook, Style, StyleReader, read_features
 from runtime.errors import AcpError
 
 __all__ = [
@@ -113,6 +114,8 @@ class Workbook(BaseModel):
     """An XLSX workbook as data: sheet name -> rows of cells, in workbook order."""
 
     sheets: dict[str, list[list[Cell]]] = {}
+    # How each sheet looks (styles per cell, features): read from files, not given by a model.
+    looks: dict[str, SheetLook] = {}
 
     @field_validator("sheets")
     @classmethod
@@ -395,13 +398,17 @@ def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception as exc:
         raise _parse_failure(path, "xlsx", exc) from exc
+    sheets: dict[str, list[list[Cell]]] = {}
+    looks: dict[str, SheetLook] = {}
     try:
-        sheets = {name: _read_sheet(book[name]) for name in book.sheetnames}
+        styles = StyleReader(book)
+        for name in book.sheetnames:
+            sheets[name], looks[name] = _read_sheet(book[name], styles, data)
     except Exception as exc:
         raise _parse_failure(path, "xlsx", exc) from exc
     finally:
         book.close()
-    return Workbook.model_construct(sheets=sheets)
+    return Workbook.model_construct(sheets=sheets, looks=looks)
 
 
 def _require(path: str, fmt: str, wanted: str) -> None:
@@ -409,14 +416,34 @@ def _require(path: str, fmt: str, wanted: str) -> None:
         raise DocumentError(f"{path} is not {_LABELS[wanted]} (by its extension it is {fmt})")
 
 
-def _read_sheet(sheet: Any) -> list[list[Cell]]:
+def _read_sheet(sheet: Any, styles: StyleReader, data: bytes) -> tuple[list[list[Cell]], SheetLook]:
+    """The sheet's values, and how it looks: each cell's style and the sheet's features."""
     if not hasattr(sheet, "iter_rows"):  # a chart sheet
-        return []
+        return [], SheetLook()
     sheet.reset_dimensions()  # read every cell, whatever the stored dimension says
-    rows = [_trim_row([_cell(v) for v in row]) for row in sheet.iter_rows(values_only=True)]
+    rows: list[list[Cell]] = []
+    looks: list[list[int]] = []
+    index: dict[Style, int] = {(): 0}
+    known: dict[int, int] = {0: 0}  # the file's style id -> index in this sheet's styles
+    for row in sheet.iter_rows():
+        rows.append([_cell(getattr(c, "value", None)) for c in row])
+        marks = []
+        for c in row:
+            style_id = getattr(c, "_style_id", 0)
+            mark = known.get(style_id)
+            if mark is None:
+                mark = known[style_id] = index.setdefault(styles.style(style_id), len(index))
+            marks.append(mark)
+        while marks and not marks[-1]:
+            marks.pop()
+        looks.append(marks)
+    rows = [_trim_row(row) for row in rows]
     while rows and not rows[-1]:
         rows.pop()
-    return rows
+    while looks and not looks[-1]:
+        looks.pop()
+    look = SheetLook(styles=list(index), cells=looks, features=read_features(data, sheet))
+    return rows, look
 
 
 _PLAIN = (int, float, bool)

@@ -28,6 +28,7 @@ _ROWS = re.compile(
     r"^    (?:row (?P<one>\d+)|rows (?P<first>\d+)-(?P<last>\d+)) (?P<kind>inserted|deleted)$"
 )
 _SHIFT = re.compile(r"^    ! (?P<text>.+)$")
+_LOOK = re.compile(r"^    (?P<text>(?:feature|format) .+|\.\.\. format changes stop .+)$")
 _CELL = re.compile(
     r"^    (?P<cell>[A-Z]{1,3}\d+)(?: \(was (?P<was>[A-Z]{1,3}\d+)\))?\s+(?P<rest>.*)$"
 )
@@ -43,6 +44,7 @@ class WorkbookReview:
     more: str = ""
     unread: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # formulas that no longer follow rows
+    looks: list[str] = field(default_factory=list)  # formatting and sheet features changed
     cells_left_out: int = 0  # cells of long inserted / deleted rows the review did not list
 
     @property
@@ -118,6 +120,9 @@ def _line(
                     kind="added" if added else "removed",
                 )
             )
+        return hunk
+    if sheet.status == "changed" and (look := _LOOK.match(line)):
+        review.looks.append(f"{sheet.name}: {look.group('text')}")
         return hunk
     if sheet.status == "changed" and (shift := _SHIFT.match(line)):
         review.warnings.append(shift.group("text"))

@@ -339,6 +339,7 @@ def test_a_dates_type_change_reads_back_and_shows_both_kinds():
     shown = [(c.new_cell, c.old, c.new) for c in block.diff.sheets[0].changes]
     assert shown == [(c.new_cell, c.old, c.new) for c in done.diff.sheets[0].changes]
     assert ("A2", dt.date(2026, 3, 1), "2026-03-01") in shown
+    assert block.looks == ["Plan: format A2 number format: 'yyyy-mm-dd h:mm:ss' -> 'General'"]
     html = str(render_workbook(block))
     assert "2026-03-01 (date)" in html and "ev-v-date" in html and "ev-v-text" in html
 

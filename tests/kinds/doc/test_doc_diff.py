@@ -605,8 +605,11 @@ def test_a_date_replaced_by_text_that_looks_the_same_is_a_change() -> None:
     old, new = book(dt.datetime(2026, 3, 1)), book("2026-03-01")
     result = review("plan.xlsx", old, new)
     assert result is not None
-    assert result.summary == "1 cell changed"
-    assert "    A2      2026-03-01 (date) -> '2026-03-01' (text)" in result.diff_text.splitlines()
+    assert result.summary == "1 cell changed, formatting changed in 1 cell"
+    assert result.diff_text.splitlines()[2:] == [
+        "    format A2 number format: 'yyyy-mm-dd h:mm:ss' -> 'General'",
+        "    A2      2026-03-01 (date) -> '2026-03-01' (text)",
+    ]
     assert review("plan.xlsx", old, book(dt.datetime(2026, 3, 1))).summary == "no changes"
 
 
@@ -627,3 +630,73 @@ def test_a_renamed_sheet_is_a_rename_with_its_edits_not_removed_and_added() -> N
     other = review("r.xlsx", old, xlsx_bytes({"Summary": [["total", 1]], "New": [["x", 1]]}))
     assert other is not None and "sheet 'New' added" in other.summary
     assert "sheet 'Q3' removed" in other.summary
+
+
+def _styled_book(*, currency: bool, header_fill: bool, hide_owner: bool) -> bytes:
+    """A realistic sheet as openpyxl saves it: a filled bold header, 2,000 amounts with a
+    number format, frozen header, an autofilter and a conditional format."""
+    from openpyxl import Workbook as OpenpyxlBook
+    from openpyxl.formatting.rule import CellIsRule
+    from openpyxl.styles import Font, PatternFill
+
+    made = OpenpyxlBook()
+    sheet = made.active
+    sheet.title = "Budget"
+    sheet.append(["team", "owner", "amount"])
+    for r in range(2, 2002):
+        sheet.append([f"team {r % 17}", f"person {r % 5}", r * 10.5])
+        sheet[f"C{r}"].number_format = '"$"#,##0' if currency else "#,##0.00"
+    if header_fill:
+        for c in "ABC":
+            sheet[f"{c}1"].fill = PatternFill("solid", fgColor="DDEBF7")
+    for c in "ABC":
+        sheet[f"{c}1"].font = Font(bold=True)
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = "A1:C2001"
+    sheet.conditional_formatting.add(
+        "C2:C2001", CellIsRule(operator="greaterThan", formula=["1000"], font=Font(bold=True))
+    )
+    if hide_owner:
+        sheet.column_dimensions["B"].hidden = True
+    out = io.BytesIO()
+    made.save(out)
+    return out.getvalue()
+
+
+def test_a_format_only_change_is_never_no_changes() -> None:
+    old = _styled_book(currency=False, header_fill=True, hide_owner=False)
+    new = _styled_book(currency=True, header_fill=False, hide_owner=True)
+    result = review("budget.xlsx", old, new)
+    assert result is not None
+    assert result.summary == "formatting changed in 2003 cells, 2 sheet features changed"
+    assert result.diff_text.splitlines()[1:] == [
+        "  sheet 'Budget'",
+        "    feature column widths: (none) -> B 13",
+        "    feature hidden columns: (none) -> B",
+        "    format A1:C1 fill: '#DDEBF7' -> 'none'",
+        "    format C2:C2001 number format: '#,##0.00' -> '\"$\"#,##0'",
+    ]
+    same = review("budget.xlsx", old, _styled_book(currency=False, header_fill=True,
+                                                   hide_owner=False))  # fmt: skip
+    assert same is not None and same.summary == "no changes"
+
+
+def test_filter_and_conditional_ranges_left_behind_by_an_inserted_row_are_reported() -> None:
+    from openpyxl import load_workbook
+
+    old = _styled_book(currency=False, header_fill=True, hide_owner=False)
+    book = load_workbook(io.BytesIO(old))
+    book["Budget"].insert_rows(1000)  # openpyxl moves cells, not the sheet's ranges
+    out = io.BytesIO()
+    book.save(out)
+    result = review("budget.xlsx", old, out.getvalue())
+    assert result is not None
+    lines = result.diff_text.splitlines()
+    assert (
+        "    feature autofilter not moved with its rows: A1:C2001 -> A1:C2001 "
+        "(Excel would have made it A1:C2002)"
+    ) in lines
+    assert (
+        "    feature conditional formatting not moved with its rows: C2:C2001 -> C2:C2001 "
+        "(Excel would have made it C2:C2002)"
+    ) in lines

@@ -316,7 +316,7 @@ def test_write_xlsx_round_trip_with_formulas() -> None:
         }
     )
     data = write_xlsx(wb)
-    assert load_xlsx("r.xlsx", data) == wb
+    assert load_xlsx("r.xlsx", data).sheets == wb.sheets
     assert load_xlsx("r.xlsx", write_xlsx(wb)) == load_xlsx("r.xlsx", data)  # same data twice
     cell = openpyxl.load_workbook(io.BytesIO(data))["Summary"]["B3"]
     assert cell.data_type == "f" and cell.value == "=SUM(B2:B2)"  # a formula, not text
@@ -447,7 +447,7 @@ def test_markdown_tables_become_sheets() -> None:
     ]
     wb = Workbook(sheets=dict(tables))
     loaded = load_xlsx("weekly.xlsx", write_xlsx(wb))
-    assert loaded == wb
+    assert loaded.sheets == wb.sheets
     assert loaded.sheets["Sales by region"][1][3] == "=SUM(B2:C2)"
 
 

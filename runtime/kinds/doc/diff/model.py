@@ -66,6 +66,23 @@ class FormulaShift(BaseModel):
         )
 
 
+class FormatChange(BaseModel):
+    """Cells whose look changed the same way: a range (new addresses), what, old and new."""
+
+    range: str
+    what: str  # number format, bold, italic, font colour, fill, alignment, wrap
+    old: str
+    new: str
+
+
+class FeatureChange(BaseModel):
+    """A sheet feature that changed: hidden columns, freeze panes, autofilter, … as text."""
+
+    what: str
+    old: str
+    new: str
+
+
 class SheetDiff(BaseModel):
     """The differences in one sheet; an added or removed sheet is one inserted / deleted hunk."""
 
@@ -74,6 +91,9 @@ class SheetDiff(BaseModel):
     hunks: list[RowHunk] = []
     shifted: list[FormulaShift] = []
     renamed_from: str | None = None  # the old workbook's name of this sheet
+    formats: list[FormatChange] = []  # capped; formatted_cells counts them all
+    formatted_cells: int = 0
+    features: list[FeatureChange] = []
 
     @property
     def changes(self) -> list[CellChange]:
@@ -108,6 +128,14 @@ class WorkbookDiff(BaseModel):
     def formulas_shifted(self) -> int:
         """Formulas whose references no longer follow their rows (FormulaShift)."""
         return sum(shift.count for s in self.sheets for shift in s.shifted)
+
+    @property
+    def formatted_cells(self) -> int:
+        return sum(s.formatted_cells for s in self.sheets)
+
+    @property
+    def features_changed(self) -> list[str]:
+        return [f"{s.name}: {f.what}" for s in self.sheets for f in s.features]
 
     @property
     def sheets_renamed(self) -> list[tuple[str, str]]:

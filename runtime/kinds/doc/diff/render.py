@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 
 from runtime.doc_formats import Cell
+from runtime.kinds.doc.diff.formatting import MAX_FORMAT_CHANGES
 from runtime.kinds.doc.diff.model import (
     CellChange,
     DocumentDiff,
@@ -124,6 +125,14 @@ def render_workbook_diff(path: str, diff: WorkbookDiff, max_lines: int = MAX_LIN
         for shift in sheet.shifted:  # first: the damage a reviewer must not miss
             if not out.add(f"    ! {shift.sentence(sheet.name)}"):
                 break
+        for feature in sheet.features:
+            if not out.add(f"    feature {feature.what}: {feature.old} -> {feature.new}"):
+                break
+        for fmt in sheet.formats:
+            if not out.add(f"    format {fmt.range} {fmt.what}: {fmt.old!r} -> {fmt.new!r}"):
+                break
+        if len(sheet.formats) >= MAX_FORMAT_CHANGES:
+            out.add(f"    ... format changes stop at {MAX_FORMAT_CHANGES} ranges")
         for hunk in sheet.hunks:
             if not _render_hunk(out, hunk, with_header=sheet.status == "changed"):
                 break

@@ -25,6 +25,10 @@ def summarize_workbook(diff: WorkbookDiff) -> str:
         parts.append(f"{_plural(diff.rows_inserted, 'row')} inserted")
     if diff.rows_deleted:
         parts.append(f"{_plural(diff.rows_deleted, 'row')} deleted")
+    if diff.formatted_cells:
+        parts.append(f"formatting changed in {_plural(diff.formatted_cells, 'cell')}")
+    if features := diff.features_changed:
+        parts.append(f"{_plural(len(features), 'sheet feature')} changed")
     for was, now in diff.sheets_renamed:
         parts.append(f"sheet {was!r} renamed to {now!r}")
     for names, verb in ((diff.sheets_added, "added"), (diff.sheets_removed, "removed")):

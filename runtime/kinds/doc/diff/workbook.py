@@ -11,7 +11,9 @@ from typing import Any, Literal
 from openpyxl.utils import get_column_letter
 
 from runtime.doc_formats import Cell, Workbook
+from runtime.doc_formatting import SheetLook
 from runtime.kinds.doc.diff.align import Step, _kind, _row_similarity, _runs, _steps
+from runtime.kinds.doc.diff.formatting import diff_looks
 from runtime.kinds.doc.diff.formulas import _formula_shape, _RowMap, _same_cell
 from runtime.kinds.doc.diff.model import (
     CellChange,
@@ -74,15 +76,20 @@ def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
     renamed = _renames(old_sheets, new_sheets)  # new name -> old name
     sheets: list[SheetDiff] = []
     for name, rows in new_sheets.items():
+        looks = (old.looks if old is not None else {}, new.looks if new is not None else {})
         if name in renamed:
             was = renamed[name]
-            diff = _diff_sheet(name, old_sheets[was], rows) or SheetDiff(
-                name=name, status="changed"
-            )
+            diff = _diff_sheet(
+                name, old_sheets[was], rows, looks[0].get(was), looks[1].get(name)
+            ) or SheetDiff(name=name, status="changed")
             sheets.append(diff.model_copy(update={"renamed_from": was}))
         elif name not in old_sheets:
             sheets.append(_whole_sheet(name, rows, "added"))
-        elif (diff := _diff_sheet(name, old_sheets[name], rows)) is not None:
+        elif (
+            diff := _diff_sheet(
+                name, old_sheets[name], rows, looks[0].get(name), looks[1].get(name)
+            )
+        ) is not None:
             sheets.append(diff)
     gone = set(renamed.values())
     sheets += [
@@ -162,7 +169,13 @@ def _whole_sheet(
     return SheetDiff(name=name, status=status, hunks=hunks)
 
 
-def _diff_sheet(name: str, old: list[list[Cell]], new: list[list[Cell]]) -> SheetDiff | None:
+def _diff_sheet(
+    name: str,
+    old: list[list[Cell]],
+    new: list[list[Cell]],
+    old_look: SheetLook | None = None,
+    new_look: SheetLook | None = None,
+) -> SheetDiff | None:
     shapes: dict[str, str] = {}
     a, b = _Keys(old, shapes), _Keys(new, shapes)
 
@@ -182,9 +195,12 @@ def _diff_sheet(name: str, old: list[list[Cell]], new: list[list[Cell]]) -> Shee
             changes=[change for _, changes in run for change in changes],
         )
         hunks.append(hunk)
-    if not hunks:
+    pairs = [(i, j) for i, j in steps if i is not None and j is not None]
+    formats, formatted, features = diff_looks(old_look, new_look, pairs, rows)
+    if not hunks and not formats and not features:
         return None
-    return SheetDiff(name=name, status="changed", hunks=hunks, shifted=_shifts(hunks))
+    return SheetDiff(name=name, status="changed", hunks=hunks, shifted=_shifts(hunks),
+                     formats=formats, formatted_cells=formatted, features=features)  # fmt: skip
 
 
 def _shifts(hunks: list[RowHunk]) -> list[FormulaShift]:
