@@ -402,8 +402,9 @@ def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
     looks: dict[str, SheetLook] = {}
     try:
         styles = StyleReader(book)
-        for name in book.sheetnames:
-            sheets[name], looks[name] = _read_sheet(book[name], styles, data)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:  # once, for every sheet's features
+            for name in book.sheetnames:
+                sheets[name], looks[name] = _read_sheet(book[name], styles, archive)
     except Exception as exc:
         raise _parse_failure(path, "xlsx", exc) from exc
     finally:
@@ -416,7 +417,9 @@ def _require(path: str, fmt: str, wanted: str) -> None:
         raise DocumentError(f"{path} is not {_LABELS[wanted]} (by its extension it is {fmt})")
 
 
-def _read_sheet(sheet: Any, styles: StyleReader, data: bytes) -> tuple[list[list[Cell]], SheetLook]:
+def _read_sheet(
+    sheet: Any, styles: StyleReader, archive: zipfile.ZipFile
+) -> tuple[list[list[Cell]], SheetLook]:
     """The sheet's values, and how it looks: each cell's style and the sheet's features."""
     if not hasattr(sheet, "iter_rows"):  # a chart sheet
         return [], SheetLook()
@@ -442,7 +445,7 @@ def _read_sheet(sheet: Any, styles: StyleReader, data: bytes) -> tuple[list[list
         rows.pop()
     while looks and not looks[-1]:
         looks.pop()
-    look = SheetLook(styles=list(index), cells=looks, features=read_features(data, sheet))
+    look = SheetLook(styles=list(index), cells=looks, features=read_features(archive, sheet))
     return rows, look
 
 

@@ -11,7 +11,6 @@ cell data, with bounded regular expressions over bytes already checked by doc_fo
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from typing import Any
@@ -111,16 +110,16 @@ class StyleReader:
         return tuple(out)
 
 
-def read_features(data: bytes, sheet: Any) -> dict[str, str]:
-    """The sheet's features from its XML (not its cells): each shown as text, sorted."""
+def read_features(archive: zipfile.ZipFile, sheet: Any) -> dict[str, str]:
+    """The sheet's features from its XML (not its cells): each shown as text, sorted.
+    `archive` is the workbook's, opened once for all its sheets."""
     path = getattr(sheet, "_worksheet_path", None)
     if not path:
         return {}
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        try:
-            xml = archive.read(path.lstrip("/"))
-        except KeyError:
-            return {}
+    try:
+        xml = archive.read(path.lstrip("/"))
+    except KeyError:
+        return {}
     end = _SHEET_DATA_END.search(xml)
     head, tail = (xml[: end.start()], xml[end.end() :]) if end else (xml, b"")
     features: dict[str, str] = {}
