@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.private_files import create_once
+
 COOKIE = "acp_session"
 SIGNIN_COOKIE = "acp_signin"  # the OIDC sign-in under way: state, nonce, PKCE verifier
 SESSION_SECONDS = 8 * 3600
@@ -61,12 +63,8 @@ class Signer:
             return cls(path.read_bytes())
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(key)
-        return cls(key)
+        # Two services starting in one ACP_HOME at once agree on one key (runtime.private_files).
+        return cls(create_once(path, secrets.token_bytes(32)))
 
     def _mac(self, purpose: str, payload: bytes) -> str:
         digest = hmac.new(self._key, purpose.encode() + b"\0" + payload, hashlib.sha256)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import re
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from runtime.errors import AcpError, AuditChainBroken
+from runtime.private_files import create_once
 
 if TYPE_CHECKING:
     from runtime.settings import Settings
@@ -217,21 +217,8 @@ def _parse_private(text: str) -> Signer:
 def _create_key_file(path: Path) -> None:
     """Write a new key to `path` unless one appears there first: another process starting at
     the same moment must not swap the key under checkpoints already signed with it."""
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, mode=0o700)
-        os.chmod(path.parent, 0o700)  # mkdir's mode passes through the umask
     name = f"acp.{socket.gethostname() or 'localhost'}/audit"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(generate_key(name) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):  # one exists: that one is the key
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    create_once(path, (generate_key(name) + "\n").encode())
 
 
 def load_signer(

@@ -271,7 +271,10 @@ async def test_two_services_starting_at_once_migrate_once(acp_env, db_url, tmp_p
     env = {**acp_env, "ACP_DB_LOCK_TIMEOUT_S": "120"}
     logs = [tmp_path / f"serve-{n}.log" for n in (1, 2)]
     with HeldUpgradeLock(db_url) as lock:
-        procs = [start_serve(env, log) for log in logs]
+        # Two services on one database (what this is about), each with its own API socket:
+        # a second service on one socket is refused by design, whoever binds first.
+        procs = [start_serve({**env, "ACP_SOCKET": str(tmp_path / f"serve-{n}.sock")}, log)
+                 for n, log in enumerate(logs, start=1)]  # fmt: skip
         try:
             # Both come up and wait on the lock; neither starts while it is held.
             waiting = "waiting up to 120 s for another instance"
