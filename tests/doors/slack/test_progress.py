@@ -51,16 +51,20 @@ def card_of(standin: SlackStandIn, job: str) -> str:
     raise AssertionError(f"no card of {job}")
 
 
-async def final_card(standin: SlackStandIn, job: str, words: str, timeout: float = 20) -> str:
-    """Wait until the card of `job` shows `words`; its ts."""
+async def final_card(
+    standin: SlackStandIn, job: str, words: str, timeout: float = 20, state: str = "succeeded"
+) -> str:
+    """Wait until the card of `job` shows `words` and its final `state` (a card may show the
+    last step while still running: the final render follows within the card's pacing); its ts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for (channel, ts), message in list(standin.messages.items()):
             mine = channel == CHANNEL and not message.get("thread_ts") and job in message["text"]
-            if mine and words in json.dumps(message.get("blocks")):
+            shown = json.dumps(message.get("blocks"))
+            if mine and words in shown and state in shown:
                 return ts
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the card of {job} never showed {words!r}")
+    raise AssertionError(f"the card of {job} never showed {words!r} and {state!r}")
 
 
 async def thread_with(standin: SlackStandIn, ts: str, words: str, timeout: float = 15) -> list[str]:
