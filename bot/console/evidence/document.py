@@ -42,7 +42,8 @@ _TABLE = re.compile(
     r"\((?P<shape>\d+x\d+|\?)(?: -> (?P<to>\d+x\d+|\?))?\)$"
 )
 _TABLE_CELL = re.compile(
-    r"^        r(?P<row>\d+)c(?P<col>\d+)(?: \(was r(?P<was>\d+)\))?\s+(?P<rest>.*)$"
+    r"^        r(?P<row>\d+)c(?P<col>\d+)(?: \(was r(?P<was>\d+)\))?\s+"
+    rf"(?:\((?:row (?P<rn>{_QUOTED}))?(?:, )?(?:column (?P<cn>{_QUOTED}))?\) )?(?P<rest>.*)$"
 )
 _TABLE_ROW = re.compile(r"^        (?P<sign>[+-]) row (?P<row>\d+): (?P<cells>.*)$")
 _WORD = re.compile(r"\s+|\w+|[^\w\s]")
@@ -166,6 +167,8 @@ def read_word(path: str, summary: str, lines: list[str]) -> WordReview:
                         old=None if old is None else str(old),
                         new=None if new is None else str(new),
                         kind="added" if not old else "removed" if not new else "changed",
+                        row_name=ast.literal_eval(found["rn"]) if found["rn"] else None,
+                        col_name=ast.literal_eval(found["cn"]) if found["cn"] else None,
                     )
                 )
             elif table is not None and (found := _TABLE_ROW.match(line)):

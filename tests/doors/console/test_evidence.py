@@ -192,6 +192,9 @@ def test_word_changes_read_back_paragraph_by_paragraph():
     )  # fmt: skip
     table = next(c for c in block.diff.changes if c.what == "table")
     assert [(c.old, c.new) for c in table.cells] == [("ops", "payments")]
+    recorded = next(c for c in done.diff.changes if c.what == "table")
+    assert table.cells == recorded.cells, "named by its headers, as the kind recorded it"
+    assert (table.cells[0].row_name, table.cells[0].col_name) == ("1", "owner")
 
 
 def _plan(pg_server, analyze: bool) -> str:

@@ -386,13 +386,23 @@ def test_a_table_cell_edited_and_a_row_added() -> None:
         "reports/memo.docx (docx): 1 table changed (1 cell changed, 1 row added)\n"
         "  in 'Revenue':\n"
         "    ~ table 1 (3x2 -> 4x2)\n"
-        "        r3c2    '5' -> '7'\n"
+        "        r3c2    (row 'south', column 'q3') '5' -> '7'\n"
         "        + row 4: 'east' | '2'\n"
     )
     [change] = result.diff.changes
     assert isinstance(change, TableChange)
     assert change.cells == [
-        TableCellChange(table=1, old_row=3, new_row=3, col=2, old="5", new="7", kind="changed")
+        TableCellChange(
+            table=1,
+            old_row=3,
+            new_row=3,
+            col=2,
+            old="5",
+            new="7",
+            kind="changed",
+            row_name="south",
+            col_name="q3",
+        )
     ]
     assert change.rows_added == [TableRow(row=4, cells=["east", "2"])]
 
@@ -420,7 +430,7 @@ def test_markdown_report_as_docx_round_trip_diff() -> None:
         "r.docx (docx): 1 paragraph added, 1 table changed (1 cell changed)\n"
         "  in 'R':\n"
         "    ~ table 1 (2x2)\n"
-        "        r2c2    '2' -> '3'\n"
+        "        r2c2    (row '1', column 'b') '2' -> '3'\n"
         "    + [Normal] Done.\n"
     )
 

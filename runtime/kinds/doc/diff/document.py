@@ -174,13 +174,17 @@ def _table_change(
         elif j is None:
             change.rows_removed.append(TableRow(row=i + 1, cells=old.rows[i]))
         else:
-            change.cells += _table_cells(new_no or 0, i, j, old.rows[i], new.rows[j])
+            change.cells += _table_cells(
+                new_no or 0, i, j, old.rows[i], new.rows[j], new.rows[0] if new.rows else []
+            )
     return change if change.change_count else None
 
 
 def _table_cells(
-    table: int, i: int, j: int, old: list[str], new: list[str]
+    table: int, i: int, j: int, old: list[str], new: list[str], header: list[str]
 ) -> list[TableCellChange]:
+    """The cells that differ in aligned rows, named by the new table's headers (its first
+    row for the column, its first column for the row) where it has them."""
     changes = []
     for c in range(max(len(old), len(new))):
         a = old[c] if c < len(old) else None
@@ -190,7 +194,15 @@ def _table_cells(
         kind: ChangeKind = "added" if not a else "removed" if not b else "changed"
         changes.append(
             TableCellChange(
-                table=table, old_row=i + 1, new_row=j + 1, col=c + 1, old=a, new=b, kind=kind
+                table=table,
+                old_row=i + 1,
+                new_row=j + 1,
+                col=c + 1,
+                old=a,
+                new=b,
+                kind=kind,
+                row_name=(new[0].strip() or None) if c > 0 and new else None,
+                col_name=(header[c].strip() or None) if j > 0 and c < len(header) else None,
             )
         )
     return changes

@@ -178,6 +178,18 @@ class TableCellChange(BaseModel):
     old: str | None
     new: str | None
     kind: ChangeKind
+    # The cell by its headers in the new table: the first column's text of its row and the
+    # header row's text of its column (None where there is none, or the cell is a header).
+    row_name: str | None = None
+    col_name: str | None = None
+
+    @property
+    def named(self) -> str:
+        """(row 'south', column 'q3'), or "" when the table names neither."""
+        parts = [f"row {self.row_name!r}" if self.row_name else "",
+                 f"column {self.col_name!r}" if self.col_name else ""]  # fmt: skip
+        shown = ", ".join(p for p in parts if p)
+        return f"({shown})" if shown else ""
 
 
 class TableRow(BaseModel):

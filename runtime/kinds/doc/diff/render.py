@@ -273,7 +273,8 @@ def _render_table(out: _Lines, change: TableChange) -> bool:
         return False
     for c in change.cells:
         where = f"r{c.new_row}c{c.col}" + (f" (was r{c.old_row})" if c.old_row != c.new_row else "")
-        if not out.add(f"        {where:<7} {_show(c.old)} -> {_show(c.new)}", 1):
+        named = f" {c.named}" if c.named else ""
+        if not out.add(f"        {where:<7}{named} {_show(c.old)} -> {_show(c.new)}", 1):
             return False
     for sign, rows in (("+", change.rows_added), ("-", change.rows_removed)):
         for row in rows:
