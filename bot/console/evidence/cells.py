@@ -42,7 +42,7 @@ def _typed(text: str, kind: str) -> Cell:
         days, hours, minutes = (int(found.group(k) or 0) for k in "dhm")
         return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=float(found["s"]))
     read = value(text)  # a label the review added because the kind of value changed
-    if type_label(read) != kind:
+    if type_of(read) != kind:
         raise ValueError(f"{text[:80]!r} is not a {kind}")
     return read
 
@@ -102,11 +102,6 @@ def row_cells(text: str) -> tuple[list[tuple[str, Cell]], int]:
         else:
             raise ValueError(f"not a cell value at {text[start : start + 40]!r}")
     return cells, more
-
-
-def type_label(cell: Cell) -> str:
-    """The kind of value, as the review names it (runtime.kinds.doc.diff.render.type_of)."""
-    return type_of(cell)
 
 
 def kind_of(cell: Cell) -> str:
