@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import itertools
 import re
@@ -124,11 +125,15 @@ class Workbook(BaseModel):
 
 
 class Paragraph(BaseModel):
-    """One DOCX paragraph: its style name ("Heading 1", "Normal", "List Bullet") and text."""
+    """One DOCX paragraph: its style name ("Heading 1", "Normal", "List Bullet") and text (as
+    it reads with its tracked changes accepted: insertions in, deletions out)."""
 
     kind: Literal["paragraph"] = "paragraph"
     style: str = "Normal"
     text: str
+    # The runs' own bold / italic / underline as (what, start, end) spans of `text`, merged
+    # across runs; formatting a paragraph or character style gives is the style's, not here.
+    marks: list[tuple[str, int, int]] = []
 
 
 class Table(BaseModel):
@@ -147,10 +152,44 @@ class Table(BaseModel):
 Block = Annotated[Paragraph | Table, Field(discriminator="kind")]
 
 
+class Comment(BaseModel):
+    """A comment in a DOCX document: who wrote it, what it says, and the text it is on."""
+
+    author: str = ""
+    text: str
+    anchor: str = ""
+
+
+class Revision(BaseModel):
+    """An unaccepted tracked change in a DOCX body (w:ins / w:del): the text it inserts or
+    deletes and who made it."""
+
+    kind: Literal["inserted", "deleted"]
+    author: str = ""
+    text: str
+
+
+class Image(BaseModel):
+    """A picture placed in a DOCX body: the package part it shows (word/media/image1.png),
+    its bytes' sha256 and size."""
+
+    name: str
+    sha256: str
+    size: int
+
+
 class Document(BaseModel):
-    """A DOCX body as data: paragraphs and tables in document order."""
+    """A DOCX document as data: the body's paragraphs and tables in document order; the text
+    of its headers and footers by name ("header", "first-page footer (section 2)"); comments,
+    unaccepted tracked changes and pictures in document order; and, in words, the parts that
+    could not be read (the rest of the document is still read)."""
 
     blocks: list[Block] = []
+    headers: dict[str, str] = {}
+    comments: list[Comment] = []
+    revisions: list[Revision] = []
+    images: list[Image] = []
+    unread: list[str] = []
 
     @property
     def paragraphs(self) -> list[Paragraph]:
@@ -472,36 +511,284 @@ def _cell(value: Any) -> Cell:
 
 
 def load_docx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Document:
-    """The body of a DOCX document: paragraphs and tables in order (content controls opened)."""
+    """The document: its body's paragraphs and tables in order (content controls opened), its
+    headers and footers, comments, unaccepted tracked changes and pictures. Only a body that
+    cannot be read raises DocumentError; any other part that cannot be read (corrupt XML, a
+    picture whose relationship is missing) is named in `unread` and the rest is read."""
     import docx
 
     _require(path, check(path, data, max_bytes), "docx")
+    unread: list[str] = []
     try:
-        document = docx.Document(io.BytesIO(data))
-        return Document.model_construct(blocks=list(_body_blocks(document.element.body, document)))
+        try:
+            document = docx.Document(io.BytesIO(data))
+        except Exception as exc:  # a broken side part (comments, a header): read without it
+            document, unread = _without_broken_parts(data, exc)
+        reader = _DocxReader(document)
+        blocks = list(reader.blocks(document.element.body))
     except Exception as exc:
         raise _parse_failure(path, "docx", exc) from exc
+    out = Document.model_construct(
+        blocks=blocks, headers={}, comments=[], revisions=[], images=[], unread=unread
+    )
+    for what, read in (
+        ("the headers and footers", reader.headers),
+        ("the tracked changes, comments and pictures", reader.marks),
+    ):
+        try:
+            read(out)
+        except Exception as exc:
+            out.unread.append(f"{what}: {_problem(exc)}")
+    return out
 
 
-def _body_blocks(parent_element: Any, document: Any) -> Any:
-    from docx.oxml.ns import qn
-    from docx.table import Table as DocxTable
-    from docx.text.paragraph import Paragraph as DocxParagraph
+def _problem(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:160]}" if str(exc) else type(exc).__name__
 
-    for child in parent_element.iterchildren():
-        if child.tag == qn("w:p"):
-            paragraph = DocxParagraph(child, document)
-            style = paragraph.style
-            yield Paragraph(
-                style=style.name if style is not None else "Normal", text=paragraph.text
+
+# Word's side parts python-docx parses when it opens a file, by content type, as the empty
+# element that stands in for one that is not XML (so one broken part does not hide the body).
+_MAIN = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_WML = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+_EMPTY_PARTS = {
+    f"{_WML}comments+xml": "comments",
+    f"{_WML}header+xml": "hdr",
+    f"{_WML}footer+xml": "ftr",
+    f"{_WML}footnotes+xml": "footnotes",
+    f"{_WML}endnotes+xml": "endnotes",
+    f"{_WML}numbering+xml": "numbering",
+    f"{_WML}styles+xml": "styles",
+    f"{_WML}settings+xml": "settings",
+}
+
+
+def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[str]]:
+    """The document opened with each side part that is not XML replaced by an empty one, and
+    the parts replaced, in words; re-raises `failure` when no such part explains it."""
+    import docx
+    from lxml import etree
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        types = etree.fromstring(archive.read("[Content_Types].xml"))
+        overrides = {
+            o.get("PartName", "").lstrip("/"): o.get("ContentType", "")
+            for o in types
+            if o.tag.endswith("Override")
+        }
+        broken: dict[str, bytes] = {}
+        for name, content_type in overrides.items():
+            if content_type not in _EMPTY_PARTS or name not in archive.namelist():
+                continue
+            try:
+                etree.fromstring(archive.read(name))
+            except etree.XMLSyntaxError:
+                empty = f'<w:{_EMPTY_PARTS[content_type]} xmlns:w="{_MAIN}"/>'
+                broken[name] = empty.encode()
+        if not broken:
+            raise failure
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as rewritten:
+            for info in archive.infolist():
+                rewritten.writestr(info, broken.get(info.filename) or archive.read(info))
+    unread = [f"{name}: not XML, left out" for name in broken]
+    return docx.Document(io.BytesIO(out.getvalue())), unread
+
+
+_RUN_CONTAINERS = {"hyperlink", "ins", "smartTag", "fldSimple", "sdt", "sdtContent", "moveTo",
+                   "customXml", "dir", "bdo"}  # fmt: skip
+_MARK_TAGS = (("b", "bold"), ("i", "italic"), ("u", "underline"))
+_OFF = ("0", "false", "off", "none")
+_VML_IMAGE = "{urn:schemas-microsoft-com:vml}imagedata"  # pictures in older Word files
+
+
+class _DocxReader:
+    """Reads one opened python-docx document into the data model: style names looked up once
+    (python-docx scans every style to find the default one for each paragraph)."""
+
+    def __init__(self, document: Any) -> None:
+        from docx.enum.style import WD_STYLE_TYPE
+
+        self.document = document
+        self.styles: dict[str, str] = {}
+        self.default_style = "Normal"
+        try:
+            styles = document.styles
+            for style in styles:
+                if style.type == WD_STYLE_TYPE.PARAGRAPH and style.style_id:
+                    self.styles[style.style_id] = style.name
+            default = styles.default(WD_STYLE_TYPE.PARAGRAPH)
+            if default is not None and default.name:
+                self.default_style = default.name
+        except Exception:  # no styles part, or a broken one: every paragraph is "Normal"
+            pass
+
+    def blocks(self, parent: Any) -> Any:
+        """Paragraphs and tables of a body, a cell or a header, in order."""
+        from docx.oxml.ns import qn
+
+        for child in parent.iterchildren():
+            if child.tag == qn("w:p"):
+                text, marks = _paragraph_text(child)
+                yield Paragraph.model_construct(
+                    kind="paragraph", style=self._style(child), text=text, marks=marks
+                )
+            elif child.tag == qn("w:tbl"):
+                yield Table(rows=self._rows(child))
+            elif child.tag == qn("w:sdt"):
+                content = child.find(qn("w:sdtContent"))
+                if content is not None:
+                    yield from self.blocks(content)
+
+    def _style(self, p: Any) -> str:
+        from docx.oxml.ns import qn
+
+        ppr = p.find(qn("w:pPr"))
+        pstyle = ppr.find(qn("w:pStyle")) if ppr is not None else None
+        if pstyle is None:
+            return self.default_style
+        return self.styles.get(pstyle.get(qn("w:val")), self.default_style)
+
+    def _rows(self, tbl: Any) -> list[list[str]]:
+        from docx.table import Table as DocxTable
+
+        return [
+            ["\n".join(_paragraph_text(p)[0] for p in cell._tc.p_lst) for cell in row.cells]
+            for row in DocxTable(tbl, self.document).rows
+        ]
+
+    def headers(self, out: Document) -> None:
+        """Each header and footer a section defines (not linked to the previous one), by name;
+        empty ones left out."""
+        for n, section in enumerate(self.document.sections, start=1):
+            for attr, name in (
+                ("header", "header"), ("first_page_header", "first-page header"),
+                ("even_page_header", "even-page header"), ("footer", "footer"),
+                ("first_page_footer", "first-page footer"),
+                ("even_page_footer", "even-page footer"),
+            ):  # fmt: skip
+                part = getattr(section, attr)
+                if part.is_linked_to_previous:
+                    continue
+                lines = []
+                for block in self.blocks(part._element):
+                    if isinstance(block, Paragraph):
+                        lines.append(block.text)
+                    else:
+                        lines += [" | ".join(row) for row in block.rows]
+                text = "\n".join(lines).strip()
+                if text:
+                    out.headers[name if n == 1 else f"{name} (section {n})"] = text
+
+    def marks(self, out: Document) -> None:
+        """One pass over the body: tracked changes, comments with the text they are on, and
+        pictures with their bytes' hash (a missing relationship is named in `unread`)."""
+        from docx.oxml.ns import qn
+
+        ins, dele, blip, imagedata = qn("w:ins"), qn("w:del"), qn("a:blip"), _VML_IMAGE
+        start, end = qn("w:commentRangeStart"), qn("w:commentRangeEnd")
+        t, embed, rid = qn("w:t"), qn("r:embed"), qn("r:id")
+        anchors: dict[str, list[str]] = {}
+        open_ids: list[str] = []
+        parts = self.document.part.rels
+        for element in self.document.element.body.iter():
+            tag = element.tag
+            if tag == t:
+                for key in open_ids:
+                    anchors[key].append(element.text or "")
+            elif tag == start:
+                key = element.get(qn("w:id"), "")
+                anchors[key], open_ids = [], [*open_ids, key]
+            elif tag == end:
+                open_ids = [k for k in open_ids if k != element.get(qn("w:id"), "")]
+            elif tag in (ins, dele) and element.getparent().tag != qn("w:rPr"):
+                self._revision(out, element, "inserted" if tag == ins else "deleted")
+            elif tag in (blip, imagedata):
+                key = element.get(embed if tag == blip else rid)
+                if not key:
+                    continue
+                rel = parts.get(key)
+                if rel is None or rel.is_external:
+                    out.unread.append(f"a picture: its relationship {key} is missing")
+                    continue
+                blob = rel.target_part.blob
+                name = rel.target_part.partname.lstrip("/")
+                out.images.append(
+                    Image(name=name, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
+                )
+        self._comments(out, {k: "".join(v) for k, v in anchors.items()})
+
+    def _revision(self, out: Document, element: Any, kind: str) -> None:
+        from docx.oxml.ns import qn
+
+        tag = qn("w:t") if kind == "inserted" else qn("w:delText")
+        text = "".join(e.text or "" for e in element.iter(tag))
+        if not text:  # a paragraph mark or a table row: its text is in its runs' revisions
+            return
+        author = element.get(qn("w:author"), "")
+        last = out.revisions[-1] if out.revisions else None
+        previous = element.getprevious()
+        if (last and last.kind == kind and last.author == author and previous is not None
+                and previous.tag == element.tag):  # fmt: skip
+            last.text += text  # Word splits one edit into a w:ins per run
+            return
+        out.revisions.append(Revision(kind=kind, author=author, text=text))  # type: ignore[arg-type]
+
+    def _comments(self, out: Document, anchors: dict[str, str]) -> None:
+        from docx.opc.constants import RELATIONSHIP_TYPE as RT
+        from docx.oxml.ns import qn
+
+        try:
+            part = self.document.part.part_related_by(RT.COMMENTS)
+        except KeyError:
+            return
+        for comment in part.element.iterchildren(qn("w:comment")):
+            text = "\n".join(_paragraph_text(p)[0] for p in comment.iter(qn("w:p")))
+            out.comments.append(
+                Comment(
+                    author=comment.get(qn("w:author"), ""),
+                    text=text,
+                    anchor=anchors.get(comment.get(qn("w:id"), ""), ""),
+                )
             )
-        elif child.tag == qn("w:tbl"):
-            rows = [[cell.text for cell in row.cells] for row in DocxTable(child, document).rows]
-            yield Table(rows=rows)
-        elif child.tag == qn("w:sdt"):
-            content = child.find(qn("w:sdtContent"))
-            if content is not None:
-                yield from _body_blocks(content, document)
+
+
+def _paragraph_text(p: Any) -> tuple[str, list[tuple[str, int, int]]]:
+    """A w:p's text with tracked insertions and without deletions, and its runs' marks."""
+    from docx.oxml.ns import qn
+
+    parts: list[str] = []
+    spans: dict[str, list[list[int]]] = {}
+    at = 0
+    run_tag = qn("w:r")
+    rpr_tag = qn("w:rPr")
+    val = qn("w:val")
+    for run in _runs(p, run_tag):
+        text = run.text
+        if not text:
+            continue
+        parts.append(text)
+        rpr = run.find(rpr_tag)
+        if rpr is not None:
+            for tag, what in _MARK_TAGS:
+                flag = rpr.find(qn(f"w:{tag}"))
+                if flag is None or flag.get(val, "true") in _OFF:
+                    continue
+                mine = spans.setdefault(what, [])
+                if mine and mine[-1][1] == at:
+                    mine[-1][1] = at + len(text)
+                else:
+                    mine.append([at, at + len(text)])
+        at += len(text)
+    marks = [(what, a, b) for _, what in _MARK_TAGS for a, b in spans.get(what, [])]
+    return "".join(parts), marks
+
+
+def _runs(parent: Any, run_tag: str) -> Any:
+    for child in parent.iterchildren():
+        if child.tag == run_tag:
+            yield child
+        elif isinstance(child.tag, str) and child.tag.rsplit("}", 1)[-1] in _RUN_CONTAINERS:
+            yield from _runs(child, run_tag)
 
 
 # --- inputs: files a person attaches to a request -------------------------------------------

@@ -1,6 +1,7 @@
-"""The DOCX diff: `diff_docx` compares two loaded bodies block by block (paragraphs on style
-and text, tables cell by cell with their rows aligned), each change under the heading above it.
-Pure: no I/O, no rendering.
+"""The DOCX diff: `diff_docx` compares two loaded documents: the body block by block
+(paragraphs on style, text and their runs' bold / italic / underline; tables cell by cell with
+their rows and columns aligned), each change under the heading above it; then headers and
+footers, comments, tracked changes and pictures. Pure: no I/O, no rendering.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ from runtime.doc_formats import Document, Paragraph, Table
 from runtime.kinds.doc.diff.align import _row_similarity, _steps
 from runtime.kinds.doc.diff.model import (
     ChangeKind,
+    CommentChange,
     DocumentDiff,
     FileStatus,
+    HeaderChange,
+    ImageChange,
     ParagraphChange,
+    RevisionChange,
     TableCellChange,
     TableChange,
+    TableColumn,
     TableRow,
 )
 
 
 def _block_key(block: Paragraph | Table) -> tuple[Any, ...]:
     if isinstance(block, Paragraph):
-        return ("p", block.style, block.text)
+        return ("p", block.style, block.text, tuple(block.marks))
     return ("t", tuple(tuple(row) for row in block.rows))
 
 
@@ -77,11 +83,12 @@ def _table_numbers(doc: Document) -> list[int]:
 
 
 def diff_docx(old: Document | None, new: Document | None) -> DocumentDiff:
-    """Paragraph and table differences between two DOCX bodies (None: it does not exist).
+    """The differences between two DOCX documents (None: it does not exist).
 
-    Blocks are aligned like sheet rows, on (style, text) for paragraphs and the full content of
-    tables; a changed paragraph is paired with the most similar one nearby; paired tables get a
-    cell diff with their rows aligned.
+    Blocks are aligned like sheet rows, on (style, text, marks) for paragraphs and the full
+    content of tables; a changed paragraph is paired with the most similar one nearby; paired
+    tables get a cell diff with their columns and rows aligned. Headers and footers are compared
+    by name, comments, tracked changes and pictures as collections (what one side has more of).
     """
     if old is None and new is None:
         return DocumentDiff(status="unchanged")
@@ -114,23 +121,94 @@ def diff_docx(old: Document | None, new: Document | None) -> DocumentDiff:
             changes.append(change)
         else:
             changes.append(_paragraph_change(x, y, section))  # type: ignore[arg-type]
+    diff = DocumentDiff(changes=changes, status="unchanged")
+    _parts(diff, old or Document.model_construct(), new or Document.model_construct())
+    changed = diff.change_count or diff.tracked or diff.unread
     status: FileStatus = (
         "added"
         if old is None
         else "removed"
         if new is None
         else "changed"
-        if changes
+        if changed
         else "unchanged"
     )
-    return DocumentDiff(status=status, changes=changes)
+    diff.status = status
+    return diff
+
+
+def _parts(diff: DocumentDiff, old: Document, new: Document) -> None:
+    """Headers and footers, comments, tracked changes, pictures and unread parts into `diff`."""
+    old_headers, new_headers = getattr(old, "headers", {}), getattr(new, "headers", {})
+    for name in [*new_headers, *(n for n in old_headers if n not in new_headers)]:
+        a, b = old_headers.get(name), new_headers.get(name)
+        if a != b:
+            kind: ChangeKind = "added" if a is None else "removed" if b is None else "changed"
+            diff.headers.append(HeaderChange(kind=kind, name=name, old=a, new=b))
+    old_comments = [(c.author, c.text, c.anchor) for c in getattr(old, "comments", [])]
+    new_comments = [(c.author, c.text, c.anchor) for c in getattr(new, "comments", [])]
+    for kind, (author, text, anchor) in _unmatched(old_comments, new_comments):
+        diff.comments.append(CommentChange(kind=kind, author=author, text=text, anchor=anchor))
+    old_revisions = [(r.kind, r.author, r.text) for r in getattr(old, "revisions", [])]
+    new_revisions = [(r.kind, r.author, r.text) for r in getattr(new, "revisions", [])]
+    for kind, (revision, author, text) in _unmatched(old_revisions, new_revisions):
+        diff.revisions.append(
+            RevisionChange(kind=kind, revision=revision, author=author, text=text)
+        )
+    diff.tracked = len(new_revisions)
+    diff.images = _images(old, new)
+    for side, doc in (("old version", old), ("new version", new)):
+        diff.unread += [f"{side}: {problem}" for problem in getattr(doc, "unread", [])]
+
+
+def _unmatched(old: list[Any], new: list[Any]) -> list[tuple[Any, Any]]:
+    """("added", item) for what only `new` has (counting repeats), ("removed", item) for what
+    only `old` has, each in its document order."""
+    spare_old, spare_new = Counter(old) - Counter(new), Counter(new) - Counter(old)
+    out: list[tuple[Any, Any]] = []
+    for kind, items, spare in (("added", new, spare_new), ("removed", old, spare_old)):
+        for item in items:
+            if spare[item] > 0:
+                spare[item] -= 1
+                out.append((kind, item))
+    return out
+
+
+def _images(old: Document, new: Document) -> list[ImageChange]:
+    """Pictures only one side has (by their bytes); one removed and one added under the same
+    part name is that picture changed."""
+    olds = [(i.name, i.sha256, i.size) for i in getattr(old, "images", [])]
+    news = [(i.name, i.sha256, i.size) for i in getattr(new, "images", [])]
+    gone = [item for kind, item in _unmatched(olds, news) if kind == "removed"]
+    out: list[ImageChange] = []
+    for kind, (name, sha, size) in _unmatched(olds, news):
+        if kind == "removed":
+            continue
+        was = next((g for g in gone if g[0] == name), None)
+        if was is not None:
+            gone.remove(was)
+            out.append(
+                ImageChange(
+                    kind="changed",
+                    name=name,
+                    old_sha256=was[1],
+                    new_sha256=sha,
+                    old_size=was[2],
+                    new_size=size,
+                )
+            )
+        else:
+            out.append(ImageChange(kind="added", name=name, new_sha256=sha, new_size=size))
+    for name, sha, size in gone:
+        out.append(ImageChange(kind="removed", name=name, old_sha256=sha, old_size=size))
+    return out
 
 
 def _paragraph_change(
     old: Paragraph | None, new: Paragraph | None, section: str | None
 ) -> ParagraphChange:
     kind: ChangeKind = "added" if old is None else "removed" if new is None else "changed"
-    return ParagraphChange(
+    change = ParagraphChange(
         kind=kind,
         section=section,
         old_style=old.style if old else None,
@@ -138,6 +216,16 @@ def _paragraph_change(
         old_text=old.text if old else None,
         new_text=new.text if new else None,
     )
+    if old is not None and new is not None:
+        for sign, (what, text) in _unmatched(_marked(old), _marked(new)):
+            (change.marks_added if sign == "added" else change.marks_removed).append((what, text))
+    return change
+
+
+def _marked(paragraph: Paragraph) -> list[tuple[str, str]]:
+    """(what, text) for each bold / italic / underline span of a paragraph."""
+    text = paragraph.text
+    return [(what, text[a:b]) for what, a, b in getattr(paragraph, "marks", [])]
 
 
 def _shape(table: Table) -> tuple[int, int]:
@@ -159,8 +247,6 @@ def _table_change(
             rows_added=rows if old is None else [],
             rows_removed=rows if new is None else [],
         )
-    old_rows = [tuple(row) for row in old.rows]
-    new_rows = [tuple(row) for row in new.rows]
     change = TableChange(
         kind="changed",
         old_table=old_no,
@@ -168,6 +254,15 @@ def _table_change(
         old_shape=_shape(old),
         new_shape=_shape(new),
     )
+    columns = _column_steps(old, new)
+    paired = [(i, j) for i, j in columns if i is not None and j is not None]
+    for i, j in columns:
+        if i is None:
+            change.columns_added.append(TableColumn(col=j + 1, cells=[r[j] for r in new.rows]))  # type: ignore[index, operator]
+        elif j is None:
+            change.columns_removed.append(TableColumn(col=i + 1, cells=[r[i] for r in old.rows]))
+    old_rows = [tuple(row[i] for i, _ in paired) for row in old.rows]
+    new_rows = [tuple(row[j] for _, j in paired) for row in new.rows]
     for i, j in _steps(old_rows, new_rows, lambda i, j: _row_similarity(old_rows[i], new_rows[j])):
         if i is None:
             change.rows_added.append(TableRow(row=j + 1, cells=new.rows[j]))  # type: ignore[operator]
@@ -175,19 +270,53 @@ def _table_change(
             change.rows_removed.append(TableRow(row=i + 1, cells=old.rows[i]))
         else:
             change.cells += _table_cells(
-                new_no or 0, i, j, old.rows[i], new.rows[j], new.rows[0] if new.rows else []
+                new_no or 0,
+                i,
+                j,
+                old.rows[i],
+                new.rows[j],
+                new.rows[0] if new.rows else [],
+                paired,
             )
     return change if change.change_count else None
 
 
+def _column_steps(old: Table, new: Table) -> list[tuple[int | None, int | None]]:
+    """Old and new column indexes paired, with None for a column only one side has. Tables of
+    one width keep their columns; otherwise columns are aligned like rows, on their cells
+    (a column's similarity: the cells it shares with the other, as a multiset)."""
+    old_width, new_width = _shape(old)[1], _shape(new)[1]
+    if old_width == new_width:
+        return [(c, c) for c in range(new_width)]
+    old_cols = [tuple(row[c] for row in old.rows) for c in range(old_width)]
+    new_cols = [tuple(row[c] for row in new.rows) for c in range(new_width)]
+    counts = [Counter(x for x in col if x) for col in old_cols]
+    new_counts = [Counter(x for x in col if x) for col in new_cols]
+
+    def similarity(i: int, j: int) -> float:
+        a, b = counts[i], new_counts[j]
+        filled = max(sum(a.values()), sum(b.values()))
+        common = sum((a & b).values())
+        return float(common) if common and 2 * common >= filled else 0.0
+
+    return list(_steps(old_cols, new_cols, similarity, equal=True))
+
+
 def _table_cells(
-    table: int, i: int, j: int, old: list[str], new: list[str], header: list[str]
+    table: int,
+    i: int,
+    j: int,
+    old: list[str],
+    new: list[str],
+    header: list[str],
+    columns: list[tuple[int, int]],
 ) -> list[TableCellChange]:
-    """The cells that differ in aligned rows, named by the new table's headers (its first
-    row for the column, its first column for the row) where it has them."""
+    """The cells that differ in aligned rows, in paired (old, new) columns, named by the new
+    table's headers (its first row for the column, its first column for the row) where it has
+    them."""
     changes = []
-    for c in range(max(len(old), len(new))):
-        a = old[c] if c < len(old) else None
+    for oc, c in columns:
+        a = old[oc] if oc < len(old) else None
         b = new[c] if c < len(new) else None
         if (a or "") == (b or ""):
             continue
@@ -203,6 +332,7 @@ def _table_cells(
                 kind=kind,
                 row_name=(new[0].strip() or None) if c > 0 and new else None,
                 col_name=(header[c].strip() or None) if j > 0 and c < len(header) else None,
+                old_col=oc + 1 if oc != c else None,
             )
         )
     return changes

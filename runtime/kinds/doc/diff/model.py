@@ -45,24 +45,52 @@ class RowHunk(BaseModel):
         return last - first + 1
 
 
+class ColumnHunk(BaseModel):
+    """Consecutive columns of a sheet that were inserted or deleted (letters in the new sheet
+    for inserted ones, in the old for deleted ones), with their non-empty cells."""
+
+    kind: Literal["inserted", "deleted"]
+    first: str
+    last: str
+    changes: list[CellChange] = []
+
+    @property
+    def label(self) -> str:
+        return f"column {self.first}" if self.first == self.last else (
+            f"columns {self.first}-{self.last}")  # fmt: skip
+
+    @property
+    def column_count(self) -> int:
+        from openpyxl.utils import column_index_from_string as index
+
+        return index(self.last) - index(self.first) + 1
+
+
+def _away(n: int, one: str, below: str, above: str) -> str:
+    return (f"the {one} {below}" if n == 1 else f"the {one} {above}" if n == -1
+            else f"{abs(n):,} {one}s {below if n > 0 else above}")  # fmt: skip
+
+
 class FormulaShift(BaseModel):
-    """Formulas of one column whose text stayed the same while their row moved: their
-    references did not move with them (Excel would have rewritten them), so each now refers
-    `rows` rows from where it did (negative: above). The usual damage of a row inserted by a
-    tool that does not rewrite formulas."""
+    """Formulas of one column whose text stayed the same while their row (or column) moved:
+    their references did not move with them (Excel would have rewritten them), so each now
+    refers `rows` rows (and `columns` columns) from where it did (negative: above, left). The
+    usual damage of a row inserted by a tool that does not rewrite formulas."""
 
     column: str
     count: int
     rows: int
+    columns: int = 0
 
     def sentence(self, sheet: str) -> str:
-        n = abs(self.rows)
-        where = ("the row above" if self.rows == -1 else "the row below" if self.rows == 1
-                 else f"{n:,} rows {'above' if self.rows < 0 else 'below'}")  # fmt: skip
+        where = [_away(self.rows, "row", "below", "above")] if self.rows else []
+        if self.columns:
+            where.append(_away(self.columns, "column", "to the right", "to the left"))
         formulas = "formula" if self.count == 1 else "formulas"
+        moved = "rows" if not self.columns else "columns" if not self.rows else "cells"
         return (
-            f"{self.count:,} {formulas} in {sheet}!{self.column} now refer to {where} "
-            "(their references did not move with their rows)"
+            f"{self.count:,} {formulas} in {sheet}!{self.column} now refer to "
+            f"{' and '.join(where)} (their references did not move with their {moved})"
         )
 
 
@@ -89,6 +117,7 @@ class SheetDiff(BaseModel):
     name: str
     status: Literal["added", "removed", "changed"]
     hunks: list[RowHunk] = []
+    columns: list[ColumnHunk] = []  # inserted / deleted columns (row hunks compare the rest)
     shifted: list[FormulaShift] = []
     renamed_from: str | None = None  # the old workbook's name of this sheet
     formats: list[FormatChange] = []  # capped; formatted_cells counts them all
@@ -138,6 +167,14 @@ class WorkbookDiff(BaseModel):
         return [f"{s.name}: {f.what}" for s in self.sheets for f in s.features]
 
     @property
+    def columns_inserted(self) -> int:
+        return sum(c.column_count for s in self.sheets for c in s.columns if c.kind == "inserted")
+
+    @property
+    def columns_deleted(self) -> int:
+        return sum(c.column_count for s in self.sheets for c in s.columns if c.kind == "deleted")
+
+    @property
     def sheets_renamed(self) -> list[tuple[str, str]]:
         return [(s.renamed_from, s.name) for s in self.sheets if s.renamed_from is not None]
 
@@ -151,8 +188,9 @@ class WorkbookDiff(BaseModel):
 
     @property
     def change_count(self) -> int:
-        """Every cell change, including the cells of inserted and deleted rows and sheets."""
-        return sum(len(h.changes) for s in self.sheets for h in s.hunks)
+        """Every cell change, including the cells of inserted and deleted rows, columns and
+        sheets."""
+        return sum(len(h.changes) for s in self.sheets for h in [*s.hunks, *s.columns])
 
 
 class ParagraphChange(BaseModel):
@@ -166,6 +204,10 @@ class ParagraphChange(BaseModel):
     new_style: str | None = None
     old_text: str | None = None
     new_text: str | None = None
+    # The runs' direct formatting that changed, as (what, text): "bold" on 'Total' only the new
+    # paragraph has is added, one only the old has is removed.
+    marks_added: list[tuple[str, str]] = []
+    marks_removed: list[tuple[str, str]] = []
 
 
 class TableCellChange(BaseModel):
@@ -182,6 +224,7 @@ class TableCellChange(BaseModel):
     # header row's text of its column (None where there is none, or the cell is a header).
     row_name: str | None = None
     col_name: str | None = None
+    old_col: int | None = None  # the cell's column in the old table, when a column moved it
 
     @property
     def named(self) -> str:
@@ -199,6 +242,14 @@ class TableRow(BaseModel):
     cells: list[str]
 
 
+class TableColumn(BaseModel):
+    """A table column inserted (column number in the new table) or deleted (in the old table),
+    with its cells top to bottom; the cells right of it are compared with their moved column."""
+
+    col: int
+    cells: list[str]
+
+
 class TableChange(BaseModel):
     """A table added, removed or changed. Tables are numbered from 1 in each document; shapes
     are (rows, columns). An added table lists all its rows as added, a removed one as removed."""
@@ -213,20 +264,71 @@ class TableChange(BaseModel):
     cells: list[TableCellChange] = []
     rows_added: list[TableRow] = []
     rows_removed: list[TableRow] = []
+    columns_added: list[TableColumn] = []
+    columns_removed: list[TableColumn] = []
 
     @property
     def change_count(self) -> int:
-        return len(self.cells) + len(self.rows_added) + len(self.rows_removed)
+        return (len(self.cells) + len(self.rows_added) + len(self.rows_removed)
+                + len(self.columns_added) + len(self.columns_removed))  # fmt: skip
+
+
+class HeaderChange(BaseModel):
+    """A header or footer added, removed or changed: its name ("footer", "first-page header
+    (section 2)") and its text on each side."""
+
+    kind: ChangeKind
+    name: str
+    old: str | None = None
+    new: str | None = None
+
+
+class CommentChange(BaseModel):
+    """A comment only one version has: its author, its text and the text it is on."""
+
+    kind: Literal["added", "removed"]
+    author: str = ""
+    text: str
+    anchor: str = ""
+
+
+class RevisionChange(BaseModel):
+    """An unaccepted tracked change only one version has: added by the job, or removed
+    (accepted or rejected); `revision` is what it does."""
+
+    kind: Literal["added", "removed"]
+    revision: Literal["inserted", "deleted"]
+    author: str = ""
+    text: str
+
+
+class ImageChange(BaseModel):
+    """A picture added, removed, or changed (other bytes under the same part name)."""
+
+    kind: ChangeKind
+    name: str
+    old_sha256: str | None = None
+    new_sha256: str | None = None
+    old_size: int | None = None
+    new_size: int | None = None
 
 
 BlockChange = Annotated[ParagraphChange | TableChange, Field(discriminator="what")]
 
 
 class DocumentDiff(BaseModel):
-    """What differs between two DOCX bodies, in document order."""
+    """What differs between two DOCX documents: body changes in document order; headers and
+    footers, comments, tracked changes and pictures; how many unaccepted tracked changes the
+    new version has (publishing it publishes them); the parts either side could not read."""
 
     status: FileStatus
     changes: list[BlockChange] = []
+    headers: list[HeaderChange] = []
+    comments: list[CommentChange] = []
+    revisions: list[RevisionChange] = []
+    images: list[ImageChange] = []
+    tracked: int = 0
+    unread: list[str] = []
 
     def _count(self, what: str, kind: str) -> int:
         return sum(1 for c in self.changes if c.what == what and c.kind == kind)
@@ -237,7 +339,9 @@ class DocumentDiff(BaseModel):
 
     @property
     def change_count(self) -> int:
-        return sum(c.change_count if isinstance(c, TableChange) else 1 for c in self.changes)
+        body = sum(c.change_count if isinstance(c, TableChange) else 1 for c in self.changes)
+        parts = self.headers, self.comments, self.revisions, self.images
+        return body + sum(len(items) for items in parts)
 
 
 class Review(BaseModel):

@@ -25,7 +25,7 @@ from runtime.kinds.doc.diff.wording import _cut, _plural
 
 MAX_LINES = 400  # rendered diff lines, "... N more changes" included
 VALUE_WIDTH = 60  # characters of a cell value shown in a rendered diff
-SAME_TEXT = "  (same text, other cells now: its rows moved)"
+SAME_TEXT = "  (same text, other cells now: it moved)"
 ROW_WIDTH = 200  # characters of an inserted or deleted row shown on one line
 
 
@@ -133,6 +133,13 @@ def render_workbook_diff(path: str, diff: WorkbookDiff, max_lines: int = MAX_LIN
                 break
         if len(sheet.formats) >= MAX_FORMAT_CHANGES:
             out.add(f"    ... format changes stop at {MAX_FORMAT_CHANGES} ranges")
+        for columns in sheet.columns:
+            if not out.add(f"    {columns.label} {columns.kind}"):
+                break
+            if columns.changes and not out.add(
+                "      " + _row_line(columns.changes), len(columns.changes)
+            ):
+                break
         for hunk in sheet.hunks:
             if not _render_hunk(out, hunk, with_header=sheet.status == "changed"):
                 break
@@ -222,11 +229,15 @@ def _word_diff(old: str, new: str, limit: int = 400) -> str:
 
 
 def render_document_diff(path: str, diff: DocumentDiff, max_lines: int = MAX_LINES) -> str:
-    """The diff as plain text: a summary line, then changes by section (the heading above):
-    ~ changed paragraphs as a word diff, + added and - removed ones, and tables with their
-    changed cells and added / removed rows; at most `max_lines` lines."""
+    """The diff as plain text: a summary line; warnings (unaccepted tracked changes, parts not
+    read); headers and footers, pictures, tracked changes and comments; then changes by section
+    (the heading above): ~ changed paragraphs as a word diff with their formatting changes,
+    + added and - removed ones, and tables with their changed cells and added / removed rows
+    and columns; at most `max_lines` lines."""
     out = _Lines(max_lines)
     out.add(f"{path} (docx): {summarize_document(diff)}")
+    if not _render_document_parts(out, diff):
+        return out.text(diff.change_count)
     section: str | None = None
     for n, change in enumerate(diff.changes):
         if (n == 0 or change.section != section) and not out.add(
@@ -237,9 +248,48 @@ def render_document_diff(path: str, diff: DocumentDiff, max_lines: int = MAX_LIN
         if isinstance(change, ParagraphChange):
             if not out.add("    " + _paragraph_line(change), 1):
                 break
+            marks = [f"      + {what} {_show(text)}" for what, text in change.marks_added] + [
+                f"      - {what} {_show(text)}" for what, text in change.marks_removed]  # fmt: skip
+            if not all(out.add(line) for line in marks):
+                break
         elif not _render_table(out, change):
             break
     return out.text(diff.change_count)
+
+
+def _render_document_parts(out: _Lines, diff: DocumentDiff) -> bool:
+    """The lines before the body's: what a reviewer must not miss, then headers and footers,
+    pictures, tracked changes and comments (one line each)."""
+    lines = []
+    if diff.tracked:
+        lines.append((f"  ! {_plural(diff.tracked, 'unaccepted tracked change')} in the new "
+                      "version: publishing it publishes them as suggestions", 0))  # fmt: skip
+    lines += [(f"  ! not read: {_cut(problem, 200)}", 0) for problem in diff.unread]
+    for h in diff.headers:
+        sign = {"added": "+", "removed": "-", "changed": "~"}[h.kind]
+        text = _word_diff(h.old or "", h.new or "") if h.kind == "changed" else _cut(
+            h.new or h.old or "", 200)  # fmt: skip
+        lines.append((f"  {sign} {h.name}: {text}", 1))
+    for i in diff.images:
+        sign = {"added": "+", "removed": "-", "changed": "~"}[i.kind]
+        if i.kind == "changed":
+            about = (f"{i.old_size:,} -> {i.new_size:,} bytes, sha256 {(i.old_sha256 or '')[:12]}"
+                     f" -> {(i.new_sha256 or '')[:12]}")  # fmt: skip
+        else:
+            size, sha = ((i.new_size, i.new_sha256) if i.kind == "added"
+                         else (i.old_size, i.old_sha256))  # fmt: skip
+            about = f"{size or 0:,} bytes, sha256 {(sha or '')[:12]}"
+        lines.append((f"  {sign} picture {i.name} ({about})", 1))
+    for r in diff.revisions:
+        by = f" by {r.author!r}" if r.author else ""
+        sign = "+" if r.kind == "added" else "-"
+        lines.append((f"  {sign} tracked change: {r.revision} {_show(r.text)}{by}", 1))
+    for c in diff.comments:
+        by = f" by {c.author!r}" if c.author else ""
+        on = f" on {_show(c.anchor)}" if c.anchor else ""
+        sign = "+" if c.kind == "added" else "-"
+        lines.append((f"  {sign} comment{by}{on}: {_show(c.text, 200)}", 1))
+    return all(out.add(line, n) for line, n in lines)
 
 
 def _paragraph_line(change: ParagraphChange) -> str:
@@ -271,8 +321,15 @@ def _render_table(out: _Lines, change: TableChange) -> bool:
         header = f"    {sign} table {number} ({shape(change.new_shape or change.old_shape)})"
     if not out.add(header):
         return False
+    for column_sign, columns in (("+", change.columns_added), ("-", change.columns_removed)):
+        for column in columns:
+            cells = _cut(" | ".join(repr(_cut(cell, 30)) for cell in column.cells), ROW_WIDTH)
+            if not out.add(f"        {column_sign} column {column.col}: {cells}", 1):
+                return False
     for c in change.cells:
-        where = f"r{c.new_row}c{c.col}" + (f" (was r{c.old_row})" if c.old_row != c.new_row else "")
+        was = (f"r{c.old_row}" if c.old_row != c.new_row else "") + (
+            f"c{c.old_col}" if c.old_col is not None and c.old_col != c.col else "")  # fmt: skip
+        where = f"r{c.new_row}c{c.col}" + (f" (was {was})" if was else "")
         named = f" {c.named}" if c.named else ""
         if not out.add(f"        {where:<7}{named} {_show(c.old)} -> {_show(c.new)}", 1):
             return False

@@ -18,13 +18,19 @@ def summarize_workbook(diff: WorkbookDiff) -> str:
         return f"{what}: {_plural(len(diff.sheets), 'sheet')}, {_plural(cells, 'cell')}"
     parts = []
     if diff.formulas_shifted:
-        parts.append(f"{_plural(diff.formulas_shifted, 'formula')} now refer to other rows")
+        across = any(shift.columns for s in diff.sheets for shift in s.shifted)
+        cells = "cells" if across else "rows"
+        parts.append(f"{_plural(diff.formulas_shifted, 'formula')} now refer to other {cells}")
     if diff.cells_changed:
         parts.append(f"{_plural(diff.cells_changed, 'cell')} changed")
     if diff.rows_inserted:
         parts.append(f"{_plural(diff.rows_inserted, 'row')} inserted")
     if diff.rows_deleted:
         parts.append(f"{_plural(diff.rows_deleted, 'row')} deleted")
+    if diff.columns_inserted:
+        parts.append(f"{_plural(diff.columns_inserted, 'column')} inserted")
+    if diff.columns_deleted:
+        parts.append(f"{_plural(diff.columns_deleted, 'column')} deleted")
     if diff.formatted_cells:
         parts.append(f"formatting changed in {_plural(diff.formatted_cells, 'cell')}")
     if features := diff.features_changed:
@@ -47,8 +53,13 @@ def summarize_document(diff: DocumentDiff) -> str:
         what = "new document" if diff.status == "added" else "document deleted"
         paragraphs = sum(1 for c in diff.changes if c.what == "paragraph")
         tables = len(diff.changes) - paragraphs
-        return f"{what}: {_plural(paragraphs, 'paragraph')}, {_plural(tables, 'table')}"
-    parts = []
+        parts = [f"{what}: {_plural(paragraphs, 'paragraph')}", _plural(tables, "table")]
+        for items, noun in ((diff.headers, "header/footer"), (diff.comments, "comment"),
+                            (diff.images, "picture")):  # fmt: skip
+            if items:
+                parts.append(_plural(len(items), noun))
+        return ", ".join(_document_warnings(diff) + parts)
+    parts = _document_warnings(diff)
     for kind in ("changed", "added", "removed"):
         if n := diff._count("paragraph", kind):
             parts.append(f"{_plural(n, 'paragraph')} {kind}")
@@ -57,7 +68,30 @@ def summarize_document(diff: DocumentDiff) -> str:
             parts.append(f"{_plural(n, 'table')} {kind}")
             if kind == "changed":
                 parts[-1] += f" ({_table_details(diff.tables_changed)})"
+    for kind in ("changed", "added", "removed"):
+        if n := sum(1 for h in diff.headers if h.kind == kind):
+            parts.append(f"{_plural(n, 'header/footer')} {kind}")
+    for kind in ("changed", "added", "removed"):
+        if n := sum(1 for i in diff.images if i.kind == kind):
+            parts.append(f"{_plural(n, 'picture')} {kind}")
+    if n := sum(1 for r in diff.revisions if r.kind == "added"):
+        parts.append(f"{_plural(n, 'tracked change')} added")
+    if n := sum(1 for r in diff.revisions if r.kind == "removed"):
+        parts.append(f"{_plural(n, 'tracked change')} accepted or rejected")
+    for kind in ("added", "removed"):
+        if n := sum(1 for c in diff.comments if c.kind == kind):
+            parts.append(f"{_plural(n, 'comment')} {kind}")
     return ", ".join(parts)
+
+
+def _document_warnings(diff: DocumentDiff) -> list[str]:
+    """What a reviewer must see first: unaccepted tracked changes published, parts not read."""
+    warnings = []
+    if diff.tracked:
+        warnings.append(f"{_plural(diff.tracked, 'unaccepted tracked change')}")
+    if diff.unread:
+        warnings.append(f"{_plural(len(diff.unread), 'part')} not read")
+    return warnings
 
 
 def _table_details(tables: list[TableChange]) -> str:
@@ -69,4 +103,8 @@ def _table_details(tables: list[TableChange]) -> str:
         details.append(f"{_plural(rows, 'row')} added")
     if rows := sum(len(t.rows_removed) for t in tables):
         details.append(f"{_plural(rows, 'row')} removed")
+    if columns := sum(len(t.columns_added) for t in tables):
+        details.append(f"{_plural(columns, 'column')} added")
+    if columns := sum(len(t.columns_removed) for t in tables):
+        details.append(f"{_plural(columns, 'column')} removed")
     return ", ".join(details)
