@@ -7,8 +7,12 @@ their new rows, as Excel (or a script that regenerates the sheet) writes them.
 
 Ours, timed separately (medians and p90 over --rounds): (a) load both with load_xlsx,
 (b) diff_xlsx on the loaded data, (c) render_workbook_diff, (d) the whole review().
-Baseline, same run: openpyxl loading the same two files read-only (values only) into lists,
-and a naive cell-by-cell comparison by position, which reports every row below an inserted one.
+Both files have a look (a bold filled header, number formats on the numbers); the second has
+200 amounts in another number format. Baselines, same run: openpyxl loading the same two files
+read-only (values only) into lists, and a naive cell-by-cell comparison by position, which
+reports every row below an inserted one; and a naive comparison by position through openpyxl's
+cell objects of value and look (number format, font, fill, border, alignment), the files
+loaded in full beforehand (not timed).
 Peak memory: tracemalloc for the diff alone and for the whole review (each in a fresh process,
 with the growth of its peak resident size, VmHWM / ru_maxrss).
 
@@ -32,6 +36,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 import openpyxl
+from openpyxl.styles import Font, PatternFill
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,6 +86,45 @@ def _baseline_load(data: bytes) -> list[list]:
         return [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
     finally:
         book.close()
+
+
+def _styled(data: bytes, *, reformat: int) -> bytes:
+    """The workbook with a look: a bold, filled header, number formats on the number columns,
+    and in the new version `reformat` amounts given another format."""
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    sheet = book.worksheets[0]
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+    for column in sheet.iter_cols(min_col=2, max_col=COLS - 1, min_row=2):
+        for cell in column:
+            cell.number_format = "#,##0.00"
+    for r in range(2, 2 + reformat):
+        sheet.cell(r, 3).number_format = '"$"#,##0'
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _naive_styled_diff(old, new) -> int:
+    """Cells that differ at the same position in value or look, compared through openpyxl's
+    cell objects (value, number format, font, fill, border, alignment)."""
+    changed = 0
+    a, b = old.worksheets[0], new.worksheets[0]
+    rows = max(a.max_row, b.max_row)
+    cols = max(a.max_column, b.max_column)
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            x, y = a.cell(r, c), b.cell(r, c)
+            changed += (
+                x.value != y.value
+                or x.number_format != y.number_format
+                or x.font != y.font
+                or x.fill != y.fill
+                or x.border != y.border
+                or x.alignment != y.alignment
+            )
+    return changed
 
 
 def _naive_diff(old: list[list], new: list[list]) -> int:
@@ -139,8 +183,9 @@ def main() -> int:
     args = parser.parse_args()
 
     old_rows, new_rows, done = _sheets(args.rows)
-    old_bytes = doc_formats.write_xlsx(Workbook(sheets={"Data": old_rows}))
-    new_bytes = doc_formats.write_xlsx(Workbook(sheets={"Data": new_rows}))
+    old_bytes = _styled(doc_formats.write_xlsx(Workbook(sheets={"Data": old_rows})), reformat=0)
+    new_bytes = _styled(doc_formats.write_xlsx(Workbook(sheets={"Data": new_rows})), reformat=200)
+    done["number formats changed"] = 200
     print(
         f"Cell diff of two {args.rows * COLS:,}-cell sheets ({args.rows:,} rows x {COLS} columns)"
     )
@@ -170,7 +215,14 @@ def main() -> int:
         times.setdefault("baseline: openpyxl load x2", []).append(ms)
         ms, naive = _timed(_naive_diff, old_base, new_base)
         times.setdefault("baseline: naive compare", []).append(ms)
-        result = {"diff": diff, "text": text, "review": review, "naive": naive}
+        full = (
+            openpyxl.load_workbook(io.BytesIO(old_bytes)),
+            openpyxl.load_workbook(io.BytesIO(new_bytes)),
+        )
+        ms, naive_styled = _timed(_naive_styled_diff, *full)
+        times.setdefault("baseline: naive + styles", []).append(ms)
+        result = {"diff": diff, "text": text, "review": review, "naive": naive,
+                  "naive_styled": naive_styled}  # fmt: skip
 
     print(f"{'':<30} {'median':>9} {'p90':>9}")
     for name, values in times.items():
@@ -180,7 +232,12 @@ def main() -> int:
     base_total = med["baseline: openpyxl load x2"] + med["baseline: naive compare"]
     print("\nratios (ours / baseline, medians):")
     print(f"  load:   {med['(a) load_xlsx x2'] / med['baseline: openpyxl load x2']:.2f}x")
-    print(f"  diff:   {med['(b) diff_xlsx'] / med['baseline: naive compare']:.2f}x")
+    print(
+        f"  diff:   {med['(b) diff_xlsx'] / med['baseline: naive compare']:.2f}x"
+        "  (vs naive by position, values only)"
+    )
+    styled = med["baseline: naive + styles"] / med["(b) diff_xlsx"]
+    print(f"  diff:   {styled:.1f}x faster than naive by position with styles (openpyxl cells)")
     print(f"  review: {med['(d) review() whole'] / base_total:.2f}x  (vs openpyxl load + naive)")
 
     diff = result["diff"]
@@ -190,7 +247,9 @@ def main() -> int:
         f"{diff.rows_deleted} rows deleted ({diff.change_count} cell entries in all)"
     )
     print(f"         summary: {result['review'].summary}")
+    print(f"         formatting changed in {diff.formatted_cells} cells")
     print(f"  naive: {result['naive']} cells differ by position")
+    print(f"  naive with styles: {result['naive_styled']} cells differ by position")
     print(f"  rendered diff: {len(result['text'].splitlines())} lines (cap {doc_diff.MAX_LINES})")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,13 @@ from markupsafe import Markup
 
 from bot.console.evidence import cells
 from bot.console.evidence.templates import render
-from runtime.kinds.doc.diff.model import CellChange, RowHunk, SheetDiff, WorkbookDiff
+from runtime.kinds.doc.diff.model import (
+    CellChange,
+    ColumnHunk,
+    RowHunk,
+    SheetDiff,
+    WorkbookDiff,
+)
 from runtime.kinds.doc.diff.render import SAME_TEXT
 
 _QUOTED_NAME = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
@@ -26,6 +32,10 @@ _SHEET = re.compile(
 )
 _ROWS = re.compile(
     r"^    (?:row (?P<one>\d+)|rows (?P<first>\d+)-(?P<last>\d+)) (?P<kind>inserted|deleted)$"
+)
+_COLUMNS = re.compile(
+    r"^    (?:column (?P<one>[A-Z]{1,3})|columns (?P<first>[A-Z]{1,3})-(?P<last>[A-Z]{1,3})) "
+    r"(?P<kind>inserted|deleted)$"
 )
 _SHIFT = re.compile(r"^    ! (?P<text>.+)$")
 _LOOK = re.compile(r"^    (?P<text>(?:feature|format) .+|\.\.\. format changes stop .+)$")
@@ -49,7 +59,7 @@ class WorkbookReview:
 
     @property
     def change_rows(self) -> int:
-        return sum(len(h.changes) for s in self.diff.sheets for h in s.hunks)
+        return sum(len(h.changes) for s in self.diff.sheets for h in [*s.hunks, *s.columns])
 
 
 def _status(summary: str) -> str:
@@ -64,7 +74,7 @@ def read_workbook(path: str, summary: str, lines: list[str]) -> WorkbookReview:
     """The body lines of one `path (xlsx): summary` block, as the kind's WorkbookDiff."""
     review = WorkbookReview(path, summary, WorkbookDiff(status=_status(summary)))
     sheet: SheetDiff | None = None
-    hunk: RowHunk | None = None
+    hunk: RowHunk | ColumnHunk | None = None
     for line in lines:
         if line.startswith("... "):
             review.more = line[4:]
@@ -91,9 +101,15 @@ def read_workbook(path: str, summary: str, lines: list[str]) -> WorkbookReview:
 
 
 def _line(
-    review: WorkbookReview, sheet: SheetDiff, hunk: RowHunk | None, line: str
-) -> RowHunk | None:
+    review: WorkbookReview, sheet: SheetDiff, hunk: RowHunk | ColumnHunk | None, line: str
+) -> RowHunk | ColumnHunk | None:
     """One line under a sheet; the hunk it belongs to (ValueError: not understood)."""
+    if sheet.status == "changed" and (columns := _COLUMNS.match(line)):
+        first = columns.group("one") or columns.group("first")
+        last = columns.group("one") or columns.group("last")
+        inserted = ColumnHunk(kind=columns.group("kind"), first=first, last=last)
+        sheet.columns.append(inserted)
+        return inserted
     if sheet.status == "changed" and (rows := _ROWS.match(line)):
         first = int(rows.group("one") or rows.group("first"))
         last = int(rows.group("one") or rows.group("last"))
@@ -146,7 +162,9 @@ def _line(
     raise ValueError(line)
 
 
-def hunk_label(hunk: RowHunk) -> str:
+def hunk_label(hunk: RowHunk | ColumnHunk) -> str:
+    if isinstance(hunk, ColumnHunk):
+        return f"{hunk.label} {hunk.kind}"
     span = hunk.new_rows or hunk.old_rows
     if span is None:
         return ""

@@ -12,6 +12,7 @@ import io
 import time
 
 import docx
+import openpyxl
 import pytest
 
 from runtime.doc_formats import (
@@ -710,3 +711,80 @@ def test_filter_and_conditional_ranges_left_behind_by_an_inserted_row_are_report
         "    feature conditional formatting not moved with its rows: C2:C2001 -> C2:C2001 "
         "(Excel would have made it C2:C2002)"
     ) in lines
+
+
+# --- columns inserted and deleted ---------------------------------------------------------
+
+
+def _budget_book(*, tax: bool) -> bytes:
+    """A budget with an amount formula per row; with `tax`, a tax column inserted as Excel
+    does it (column C, the price and amount move right, the formulas rewritten to follow)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Budget"
+    sheet.append(["item", "qty", *(["tax"] if tax else []), "price", "amount", "note"])
+    for r in range(2, 12):
+        price, amount = r * 1.5, f"=B{r}*{'D' if tax else 'C'}{r}"
+        sheet.append([f"i{r}", r, *([0.2] if tax else []), price, amount, "ok"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_a_column_inserted_in_the_middle_is_reported_once_and_the_rest_is_unchanged() -> None:
+    old = _budget_book(tax=False)
+    changed = openpyxl.load_workbook(io.BytesIO(_budget_book(tax=True)))
+    changed["Budget"]["B5"] = 99  # and one real edit, found in its moved place
+    new = io.BytesIO()
+    changed.save(new)
+    done = review("budget.xlsx", old, new.getvalue())
+    assert done is not None
+    assert done.diff_text.splitlines() == [
+        "budget.xlsx (xlsx): 1 cell changed, 1 column inserted",
+        "  sheet 'Budget'",
+        "    column C inserted",
+        "      C1 'tax', C2 0.2, C3 0.2, C4 0.2, C5 0.2, C6 0.2, C7 0.2, C8 0.2, C9 0.2, "
+        "C10 0.2, C11 0.2",
+        "    B5      5 -> 99",
+    ]
+
+
+def test_a_column_inserted_without_rewriting_formulas_is_reported_as_shifted_formulas() -> None:
+    """openpyxl's insert_cols moves cells but not the references in formulas: each amount
+    (=B2*C2, now in column E) multiplies by the new empty tax column instead of the price."""
+    old = _budget_book(tax=False)
+    book = openpyxl.load_workbook(io.BytesIO(old))
+    book["Budget"].insert_cols(3)
+    book["Budget"]["C1"] = "tax"
+    new = io.BytesIO()
+    book.save(new)
+    done = review("budget.xlsx", old, new.getvalue())
+    assert done is not None
+    lines = done.diff_text.splitlines()
+    assert lines[:5] == [
+        "budget.xlsx (xlsx): 10 formulas now refer to other cells, 10 cells changed, "
+        "1 column inserted",
+        "  sheet 'Budget'",
+        "    ! 10 formulas in Budget!E now refer to the column to the left "
+        "(their references did not move with their columns)",
+        "    column C inserted",
+        "      C1 'tax'",
+    ]
+    assert "    E2 (was D2) =B2*C2 -> =B2*C2" + SAME_TEXT in lines
+    assert len(lines) == 15  # the ten amounts, nothing else: price and note moved unchanged
+
+
+def test_a_deleted_column_is_one_change_and_formulas_that_followed_it_are_unchanged() -> None:
+    old = _budget_book(tax=True)
+    book = openpyxl.load_workbook(io.BytesIO(old))
+    sheet = book["Budget"]
+    sheet.delete_cols(3)  # the tax column; rewrite the amounts as Excel would
+    for r in range(2, 12):
+        sheet.cell(r, 4).value = f"=B{r}*C{r}"
+    new = io.BytesIO()
+    book.save(new)
+    done = review("budget.xlsx", old, new.getvalue())
+    assert done is not None and done.diff is not None
+    assert done.summary == "1 column deleted"
+    assert done.diff.sheets[0].columns[0].label == "column C"
+    assert done.diff.change_count == 11  # its header and ten values

@@ -8,8 +8,9 @@ aligned the same way, and a gap without such rows by difflib.SequenceMatcher (au
 Equal rows produce nothing, so rows inserted or deleted in the middle are reported once and
 nothing below them is. In a replaced block rows are paired by similarity (most equal cells, at
 least half of the filled ones; blocks up to PAIR_CAP row pairs), otherwise by position, and
-unpaired rows count as inserted or deleted. Cells of a pair are compared by column index, so a
-column inserted in the middle shows as changes to the cells right of it. Costs stay
+unpaired rows count as inserted or deleted. The same functions align columns (a sheet's
+columns by their values, runtime.kinds.doc.diff.workbook), so that a column inserted in the
+middle is reported once and the cells right of it are compared with their moved column. Costs stay
 near-linear: SequenceMatcher only sees gaps up to SM_LIMIT rows, and rows repeated thousands of
 times are junk to it (see _repeated).
 """

@@ -53,10 +53,16 @@ def _features(old: SheetLook, new: SheetLook, rows: _RowMap) -> list[FeatureChan
 
 
 def diff_looks(
-    old: SheetLook | None, new: SheetLook | None, pairs: list[tuple[int, int]], rows: _RowMap
+    old: SheetLook | None,
+    new: SheetLook | None,
+    pairs: list[tuple[int, int]],
+    rows: _RowMap,
+    columns: list[tuple[int, int]] | None = None,
 ) -> tuple[list[FormatChange], int, list[FeatureChange]]:
     """The style changes (ranges, at most MAX_FORMAT_CHANGES), how many cells they cover, and
-    the feature changes. `pairs` are the aligned (old row, new row), 0-based."""
+    the feature changes. `pairs` are the aligned (old row, new row), 0-based; `columns` the
+    aligned (old column, new column) when columns were inserted or deleted (else by
+    position; inserted and deleted columns are not compared)."""
     old, new = old or SheetLook(), new or SheetLook()
     tail_shift = rows.tail_shift
     features = _features(old, new, rows)
@@ -76,6 +82,9 @@ def diff_looks(
     for i, j in aligned:
         a = old.cells[i] if i < len(old.cells) else []
         b = new.cells[j] if j < len(new.cells) else []
+        if columns is not None:
+            a = [a[x] if x < len(a) else 0 for x, _ in columns]
+            b = [b[y] if y < len(b) else 0 for _, y in columns]
         if len(a) == len(b) and all(old_ids[x] == new_ids[y] for x, y in zip(a, b, strict=True)):
             continue
         for c in range(max(len(a), len(b))):
@@ -83,12 +92,13 @@ def diff_looks(
             y = new.styles[b[c]] if c < len(b) else ()
             if x == y:
                 continue
+            column = columns[c][1] if columns is not None else c
             before, after = dict(x), dict(y)
             for what in sorted(set(before) | set(after)):
                 was, now = before.get(what, DEFAULTS[what]), after.get(what, DEFAULTS[what])
                 if was != now:
-                    changed[(what, was, now, c)].append(j + 1)
-                    cells.add((j, c))
+                    changed[(what, was, now, column)].append(j + 1)
+                    cells.add((j, column))
     # Rows per column first, then neighbouring columns with the same rows joined.
     by_rows: dict[tuple[str, str, str, int, int], list[int]] = defaultdict(list)
     for (what, was, now, c), rows in changed.items():

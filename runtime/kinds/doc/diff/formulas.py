@@ -27,9 +27,11 @@ _REF = re.compile(
 
 def _own_reference(m: re.Match[str]) -> bool:
     """Whether a _REF match is a reference to a row of the formula's own sheet."""
-    column = m.group(2)
-    if column is None or m.group(1):  # a literal, or another sheet's cell
+    bang, column, _ = m.groups()
+    if column is None or bang:  # a literal, or another sheet's cell
         return False
+    if len(column) < 3:  # at most two letters (or "$" and one): a cell
+        return True
     letters = column.replace("$", "")
     return not (len(letters) == 3 and letters > "XFD")  # a name like TAX2023, not a cell
 
@@ -40,21 +42,50 @@ def _formula_shape(formula: str) -> str:
     return _REF.sub(lambda m: f"{m.group(2)}\x00" if _own_reference(m) else m.group(0), formula)
 
 
-class _RowMap:
-    """Where each old row went in the new sheet (from the alignment), to move formulas."""
+def _loose_shape(formula: str) -> str:
+    """The formula without its own-sheet references at all: the same wherever its row or its
+    column moved (to line up columns)."""
+    return _REF.sub(lambda m: "\x00" if _own_reference(m) else m.group(0), formula)
 
-    def __init__(self, old_rows: int, pairs: list[tuple[int, int]]) -> None:
-        self.to_new = [0] * old_rows  # 1-based new row, 0 for a deleted row
+
+class _Moves:
+    """Where each old row (or column) went in the new sheet, from an alignment's pairs:
+    1-based new positions, 0 for one deleted; positions past the old ones shift like the
+    last pair."""
+
+    def __init__(self, count: int, pairs: list[tuple[int, int]]) -> None:
+        self.to_new = [0] * count
         for i, j in pairs:
             self.to_new[i] = j + 1
-        last = max(pairs, default=(old_rows - 1, old_rows - 1))
-        self.tail_shift = last[1] - last[0]  # for rows below the data
-        self.moved: dict[str, str | None] = {}
-        # No row moved: every formula's references stay as they are (a formula is unchanged
-        # when its text is), which spares rewriting each one.
+        last = max(pairs, default=(count - 1, count - 1))
+        self.tail_shift = last[1] - last[0]
         self.identity = self.tail_shift == 0 and all(
             new == old + 1 for old, new in enumerate(self.to_new)
         )
+
+    def __call__(self, position: int) -> int:
+        """The new 1-based position of an old 1-based one (0: deleted)."""
+        if position <= len(self.to_new):
+            return self.to_new[position - 1]
+        return position + self.tail_shift
+
+
+class _RowMap:
+    """Where each old row (and column, when columns were inserted or deleted) went in the new
+    sheet (from the alignment), to move formulas as Excel does."""
+
+    def __init__(
+        self, old_rows: int, pairs: list[tuple[int, int]], columns: _Moves | None = None
+    ) -> None:
+        rows = _Moves(old_rows, pairs)
+        self.to_new = rows.to_new  # 1-based new row, 0 for a deleted row
+        self.tail_shift = rows.tail_shift  # for rows below the data
+        self.rows = rows
+        self.columns = columns if columns is not None and not columns.identity else None
+        self.moved: dict[str, str | None] = {}
+        # Nothing moved: every formula's references stay as they are (a formula is unchanged
+        # when its text is), which spares rewriting each one.
+        self.identity = rows.identity and self.columns is None
 
     def move(self, formula: str) -> str | None:
         """The formula with its own-sheet row numbers moved as Excel moves them when rows are
@@ -62,19 +93,44 @@ class _RowMap:
         if formula in self.moved:
             return self.moved[formula]
         deleted = False
+        to_new, tail, columns = self.rows.to_new, self.rows.tail_shift, self.columns
 
         def moved(m: re.Match[str]) -> str:
             nonlocal deleted
             if not _own_reference(m):
                 return m.group(0)
             row = int(m.group(3))
-            new_row = self.to_new[row - 1] if row <= len(self.to_new) else row + self.tail_shift
-            deleted = deleted or not new_row
-            return f"{m.group(2)}{new_row}"
+            new_row = to_new[row - 1] if row <= len(to_new) else row + tail
+            column = m.group(2)
+            if columns is not None:
+                column = _move_column(column, columns)
+            deleted = deleted or not new_row or not column
+            return f"{column}{new_row}"
 
         result = _REF.sub(moved, formula)
         self.moved[formula] = None if deleted else result
         return self.moved[formula]
+
+
+def _move_column(column: str, columns: _Moves) -> str:
+    """A reference's column letters ($ kept) where the column went; "" when it was deleted."""
+    from openpyxl.utils import column_index_from_string, get_column_letter
+
+    letters = column.strip("$")
+    moved = columns(column_index_from_string(letters))
+    return column.replace(letters, get_column_letter(moved)) if moved else ""
+
+
+def move_columns(formula: str, columns: _Moves) -> str:
+    """The formula with only its own-sheet columns moved (rows as they are), to compare an old
+    row with a new one when columns were inserted or deleted."""
+
+    def moved(m: re.Match[str]) -> str:
+        if not _own_reference(m):
+            return m.group(0)
+        return f"{_move_column(m.group(2), columns) or m.group(2)}{m.group(3)}"
+
+    return _REF.sub(moved, formula)
 
 
 def _same_cell(a: Cell, b: Cell, rows: _RowMap) -> bool:

@@ -1,11 +1,14 @@
 """The workbook diff: `diff_xlsx` compares two loaded workbooks cell by cell, sheets matched
-by name, rows aligned by runtime.kinds.doc.diff.align and formulas compared by
-runtime.kinds.doc.diff.formulas. Pure: no I/O, no rendering.
+by name (or paired as renamed by their rows), columns aligned when the sheets' widths differ
+(inserted and deleted columns reported once), rows aligned by runtime.kinds.doc.diff.align and
+formulas compared by meaning by runtime.kinds.doc.diff.formulas (their rows and columns moved
+as Excel moves them). Pure: no I/O, no rendering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Literal
 
 from openpyxl.utils import get_column_letter
@@ -14,10 +17,18 @@ from runtime.doc_formats import Cell, Workbook
 from runtime.doc_formatting import SheetLook
 from runtime.kinds.doc.diff.align import Step, _kind, _row_similarity, _runs, _steps
 from runtime.kinds.doc.diff.formatting import diff_looks
-from runtime.kinds.doc.diff.formulas import _formula_shape, _RowMap, _same_cell
+from runtime.kinds.doc.diff.formulas import (
+    _formula_shape,
+    _loose_shape,
+    _Moves,
+    _RowMap,
+    _same_cell,
+    move_columns,
+)
 from runtime.kinds.doc.diff.model import (
     CellChange,
     ChangeKind,
+    ColumnHunk,
     FileStatus,
     FormulaShift,
     RowHunk,
@@ -30,7 +41,14 @@ class _Keys:
     """A sheet's rows as hashable keys for alignment (booleans tagged, formulas as their
     shape), and per row the columns holding a formula (None when there are none)."""
 
-    def __init__(self, rows: list[list[Cell]], shapes: dict[str, str]) -> None:
+    def __init__(
+        self,
+        rows: list[list[Cell]],
+        shapes: dict[str, str],
+        rewrite: Callable[[str], str] | None = None,
+    ) -> None:
+        """`rewrite`: applied to each formula before its shape is taken (the old sheet's
+        formulas with their columns moved, when columns were inserted or deleted)."""
         self.keys: list[tuple[Any, ...]] = []
         self.formulas: list[list[int] | None] = []
         for row in rows:
@@ -51,7 +69,8 @@ class _Keys:
                     key[c] = ("bool", value)
                 else:
                     if (shape := shapes.get(value)) is None:  # type: ignore[arg-type]
-                        shape = shapes[value] = _formula_shape(value)  # type: ignore[index, arg-type]
+                        text = value if rewrite is None else rewrite(value)  # type: ignore[arg-type]
+                        shape = shapes[value] = _formula_shape(text)  # type: ignore[index]
                     key[c] = shape
                     formulas.append(c)
             self.keys.append(tuple(key))
@@ -61,6 +80,120 @@ class _Keys:
 def _address(col: int, row: int) -> str:
     """0-based column and row as an A1 address."""
     return f"{get_column_letter(col + 1)}{row + 1}"
+
+
+class _Columns:
+    """The columns two sheets' rows are compared by: pairs of old and new column indexes
+    (0-based). By position unless columns were inserted or deleted; then the inserted and
+    deleted ones are left out (reported once as ColumnHunks) and the rest compared with the
+    column each moved to."""
+
+    def __init__(self, steps: list[Step] | None, old_width: int) -> None:
+        self.steps = steps
+        pairs = [(i, j) for i, j in steps or () if i is not None and j is not None]
+        self.old = [i for i, _ in pairs]
+        self.new = [j for _, j in pairs]
+        self.moves = _Moves(old_width, pairs) if steps is not None else None
+
+    def project(self, rows: list[list[Cell]], side: list[int]) -> list[list[Cell]]:
+        """Rows with only the compared columns, in order (trailing empty cells dropped)."""
+        out = []
+        for row in rows:
+            cells = [row[c] if c < len(row) else None for c in side]
+            while cells and cells[-1] is None:
+                cells.pop()
+            out.append(cells)
+        return out
+
+
+COLUMN_SIMILARITY = 0.5  # share of a column's values found in the other to pair them
+
+
+def _column_steps(old: list[list[Cell]], new: list[list[Cell]]) -> list[Step] | None:
+    """How two sheets' columns line up when columns were inserted or deleted (steps over
+    columns, aligned like rows: equal columns anchor, the rest paired by their shared
+    values), or None when they line up by position. Checked only when the sheets' widths
+    differ or their first rows line up shifted (a column inserted and another deleted),
+    which keeps an ordinary edit at the cost of one pass over the row lengths."""
+    old_width = max((len(row) for row in old), default=0)
+    new_width = max((len(row) for row in new), default=0)
+    if old_width == new_width and not _header_shifted(old, new):
+        return None
+    a, b = _column_values(old, old_width), _column_values(new, new_width)
+    sets_a = [{v for v in column if v is not None} for column in a]
+    sets_b = [{v for v in column if v is not None} for column in b]
+
+    def similar(i: int, j: int) -> float:
+        x, y = sets_a[i], sets_b[j]
+        if not x or not y:
+            return 1.0 if x == y else 0.0
+        share = len(x & y) / max(len(x), len(y))
+        return share if share >= COLUMN_SIMILARITY else 0.0
+
+    steps = list(_steps(a, b, similar, equal=True))
+    if all(i == j for i, j in steps if i is not None and j is not None):
+        return None  # columns added or dropped at the end only: compared by position
+    return steps
+
+
+def _header_shifted(old: list[list[Cell]], new: list[list[Cell]]) -> bool:
+    """Whether the sheets' first rows line up with a shift: some equal cells at other
+    columns (a column inserted and another deleted keep the width)."""
+    if not old or not new or old[0] == new[0]:
+        return False
+    a, b = [(c.__class__, c) for c in old[0]], [(c.__class__, c) for c in new[0]]
+    return any(i != j for i, j in _steps(a, b, lambda i, j: 0.0, equal=True)
+               if i is not None and j is not None and a[i][1] is not None)  # fmt: skip
+
+
+def _column_values(rows: list[list[Cell]], width: int) -> list[tuple[Any, ...]]:
+    """Each column's values top to bottom, as a key: formulas without their own-sheet
+    references (a column's formulas are rewritten when columns move), booleans tagged."""
+    shapes: dict[str, str] = {}
+
+    def key(value: Cell) -> Any:
+        if value.__class__ is bool:
+            return ("bool", value)
+        if value.__class__ is str and value.startswith("="):  # type: ignore[union-attr]
+            if (shape := shapes.get(value)) is None:  # type: ignore[arg-type]
+                shape = shapes[value] = _loose_shape(value)  # type: ignore[index, arg-type]
+            return ("=", shape)
+        return value
+
+    return [tuple(key(row[c]) if c < len(row) else None for row in rows) for c in range(width)]
+
+
+def _column_hunks(
+    name: str, old: list[list[Cell]], new: list[list[Cell]], steps: list[Step]
+) -> list[ColumnHunk]:
+    """The inserted and deleted columns of a column alignment, runs of them together, each
+    with its non-empty cells (every row of its sheet)."""
+    hunks: list[ColumnHunk] = []
+    for run in _runs((step, None) for step in steps if None in step):
+        kind = _kind(run[0][0])
+        side = 1 if kind == "inserted" else 0
+        first, last = run[0][0][side], run[-1][0][side]
+        rows = new if side else old
+        changes = [
+            CellChange(
+                sheet=name,
+                old_cell=None if side else _address(c, r),
+                new_cell=_address(c, r) if side else None,
+                old=None if side else row[c],
+                new=row[c] if side else None,
+                kind="added" if side else "removed",
+            )
+            for c in range(first, last + 1)  # type: ignore[operator]
+            for r, row in enumerate(rows)
+            if c < len(row) and row[c] is not None
+        ]
+        hunks.append(ColumnHunk(
+            kind=kind,  # type: ignore[arg-type]
+            first=get_column_letter(first + 1),  # type: ignore[operator]
+            last=get_column_letter(last + 1),  # type: ignore[operator]
+            changes=changes,
+        ))  # fmt: skip
+    return hunks
 
 
 def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
@@ -176,16 +309,26 @@ def _diff_sheet(
     old_look: SheetLook | None = None,
     new_look: SheetLook | None = None,
 ) -> SheetDiff | None:
-    shapes: dict[str, str] = {}
-    a, b = _Keys(old, shapes), _Keys(new, shapes)
+    column_steps = _column_steps(old, new)
+    cols = _Columns(column_steps, max((len(row) for row in old), default=0))
+    column_hunks: list[ColumnHunk] = []
+    rewrite = None
+    if column_steps is not None:
+        column_hunks = _column_hunks(name, old, new, column_steps)
+        old, new = cols.project(old, cols.old), cols.project(new, cols.new)
+        rewrite = partial(move_columns, columns=cols.moves)
+    shapes: dict[str, str] = {}  # shared unless the old formulas are rewritten first
+    a = _Keys(old, shapes, rewrite)
+    b = _Keys(new, {} if rewrite else shapes)
 
     def similar(i: int, j: int) -> float:
         return _row_similarity(a.keys[i], b.keys[j])
 
     steps = list(_steps(a.keys, b.keys, similar, equal=True))
-    rows = _RowMap(len(old), [(i, j) for i, j in steps if i is not None and j is not None])
+    pairs = [(i, j) for i, j in steps if i is not None and j is not None]
+    rows = _RowMap(len(old), pairs, cols.moves)
     hunks = []
-    for run in _runs(_sheet_changes(name, old, new, a, b, steps, rows)):
+    for run in _runs(_sheet_changes(name, old, new, a, b, steps, rows, cols)):
         (i0, j0), _ = run[0]
         (i1, j1), _ = run[-1]
         hunk = RowHunk(
@@ -195,18 +338,21 @@ def _diff_sheet(
             changes=[change for _, changes in run for change in changes],
         )
         hunks.append(hunk)
-    pairs = [(i, j) for i, j in steps if i is not None and j is not None]
-    formats, formatted, features = diff_looks(old_look, new_look, pairs, rows)
-    if not hunks and not formats and not features:
+    column_pairs = list(zip(cols.old, cols.new, strict=True)) if column_steps else None
+    formats, formatted, features = diff_looks(old_look, new_look, pairs, rows, column_pairs)
+    if not hunks and not column_hunks and not formats and not features:
         return None
-    return SheetDiff(name=name, status="changed", hunks=hunks, shifted=_shifts(hunks),
-                     formats=formats, formatted_cells=formatted, features=features)  # fmt: skip
+    return SheetDiff(name=name, status="changed", hunks=hunks, columns=column_hunks,
+                     shifted=_shifts(hunks), formats=formats, formatted_cells=formatted,
+                     features=features)  # fmt: skip
 
 
 def _shifts(hunks: list[RowHunk]) -> list[FormulaShift]:
-    """The changed formulas whose text is the same in a row that moved, by column and by how
-    far they now refer from where they did."""
-    counts: dict[tuple[str, int], int] = {}
+    """The changed formulas whose text is the same in a row (or column) that moved, by
+    column and by how far they now refer from where they did."""
+    from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
+
+    counts: dict[tuple[str, int, int], int] = {}
     for hunk in hunks:
         if hunk.kind != "changed":
             continue
@@ -214,13 +360,15 @@ def _shifts(hunks: list[RowHunk]) -> list[FormulaShift]:
             if (c.old.__class__ is not str or not c.old.startswith("=") or c.old != c.new  # type: ignore[union-attr]
                     or c.old_cell is None or c.new_cell is None):  # fmt: skip
                 continue
-            column = c.new_cell.rstrip("0123456789")
-            moved = int(c.old_cell[len(column) :]) - int(c.new_cell[len(column) :])
-            if moved:
-                counts[(column, moved)] = counts.get((column, moved), 0) + 1
+            old_column, old_row = coordinate_from_string(c.old_cell)
+            column, row = coordinate_from_string(c.new_cell)
+            moved = old_row - row
+            across = column_index_from_string(old_column) - column_index_from_string(column)
+            if moved or across:
+                counts[(column, moved, across)] = counts.get((column, moved, across), 0) + 1
     return [
-        FormulaShift(column=column, count=n, rows=moved)
-        for (column, moved), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        FormulaShift(column=column, count=n, rows=moved, columns=across)
+        for (column, moved, across), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
 
 
@@ -232,6 +380,7 @@ def _sheet_changes(
     b: _Keys,
     steps: list[Step],
     rows: _RowMap,
+    cols: _Columns,
 ) -> Iterator[tuple[Step, list[CellChange]]]:
     """The steps that change something, with their cell changes. Aligned rows with equal keys
     differ only in formulas (see _same_cell)."""
@@ -243,26 +392,28 @@ def _sheet_changes(
                     rows.identity and all(old[i][c] == new[j][c] for c in columns)
                 ):
                     continue
-                changes = _row_changes(name, i, j, old[i], new[j], rows, columns)
+                changes = _row_changes(name, i, j, old[i], new[j], rows, cols, columns)
             else:
-                changes = _row_changes(name, i, j, old[i], new[j], rows)
+                changes = _row_changes(name, i, j, old[i], new[j], rows, cols)
             if changes:
                 yield (i, j), changes
         elif j is not None:
-            yield (i, j), _row_cells(name, j, new[j], "added")
+            yield (i, j), _row_cells(name, j, new[j], "added", cols.new)
         elif i is not None:
-            yield (i, j), _row_cells(name, i, old[i], "removed")
+            yield (i, j), _row_cells(name, i, old[i], "removed", cols.old)
 
 
 def _row_cells(
-    sheet: str, r: int, row: list[Cell], kind: Literal["added", "removed"]
+    sheet: str, r: int, row: list[Cell], kind: Literal["added", "removed"], side: list[int]
 ) -> list[CellChange]:
+    """The non-empty cells of an inserted or deleted row; `side` maps the compared columns
+    to the sheet's (empty: by position)."""
     added = kind == "added"
     return [
         CellChange(
             sheet=sheet,
-            old_cell=None if added else _address(c, r),
-            new_cell=_address(c, r) if added else None,
+            old_cell=None if added else _address(side[c] if side else c, r),
+            new_cell=_address(side[c] if side else c, r) if added else None,
             old=None if added else value,
             new=value if added else None,
             kind=kind,
@@ -279,9 +430,11 @@ def _row_changes(
     old: list[Cell],
     new: list[Cell],
     rows: _RowMap,
+    cols: _Columns,
     columns: list[int] | None = None,
 ) -> list[CellChange]:
-    """The cells that differ between aligned rows (only `columns` when given)."""
+    """The cells that differ between aligned rows (only `columns` when given); `cols` maps
+    the compared columns to each sheet's."""
     changes = []
     for c in range(max(len(old), len(new))) if columns is None else columns:
         x = old[c] if c < len(old) else None
@@ -292,8 +445,8 @@ def _row_changes(
         changes.append(
             CellChange(
                 sheet=sheet,
-                old_cell=_address(c, i),
-                new_cell=_address(c, j),
+                old_cell=_address(cols.old[c] if cols.old else c, i),
+                new_cell=_address(cols.new[c] if cols.new else c, j),
                 old=x,
                 new=y,
                 kind=kind,
