@@ -19,6 +19,7 @@ from bot.console.evidence import diff
 from bot.console.evidence.artifacts import ArtifactReader, Note, by_sha, read_ref
 from bot.console.evidence.browser import render_browser
 from bot.console.evidence.document import render_documents
+from bot.console.evidence.pictures import render_pictures
 from bot.console.evidence.record import render_record
 from bot.console.evidence.sql import render_sql
 from bot.console.evidence.templates import render
@@ -92,6 +93,7 @@ def render_evidence(
     parts = [
         _part("browser steps", lambda: render_browser(job, events), job),
         _part("SQL results", lambda: render_sql(job, events, store), job),
+        _part("pictures", lambda: render_pictures(job), job),
         _part("change", lambda: render_change(job, store, view), job),
         _part("outputs", lambda: render_outputs(job, store), job),
         _part("record", lambda: render_record(job, events), job),

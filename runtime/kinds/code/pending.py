@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.jobs import PendingAction
+
+
+class PictureRef(BaseModel):
+    """A picture of a doc job's change (runtime.kinds.doc.picture): a PNG artifact, its file
+    name and what it shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    sha256: str
+    caption: str
 
 
 class CodeChange(PendingAction):
@@ -24,3 +35,6 @@ class CodeChange(PendingAction):
     preview_sha256: str | None = None
     documents: list[str] = Field(default_factory=list)
     document_sha256: dict[str, str] = Field(default_factory=dict)
+    # Their pictures, before and after, and what could not be pictured and why.
+    pictures: list[PictureRef] = Field(default_factory=list)
+    picture_notes: list[str] = Field(default_factory=list)

@@ -5,7 +5,8 @@ A doc job runs like a code job (runtime.kinds.code), with two differences: its s
 template renders (and sandboxed commands when granted), and its review is per document
 (review.py, over the diff package). A document that cannot be reviewed fails the job with the
 reason, and nothing is published. Files attached to the request are its inputs (inputs.py):
-placed at inputs/<name> before any step, listed for the model and first in the review.
+placed at inputs/<name> before any step, listed for the model and first in the review. Its
+evidence attaches the pictures of the change (picture/) while it waits for approval.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BadRequest
-from runtime.jobs import ArtifactRef, ContextItem, JobType
+from runtime.jobs import (
+    ArtifactRef,
+    Attachment,
+    ContextItem,
+    Evidence,
+    EvidenceLine,
+    JobRecord,
+    JobType,
+)
 from runtime.kinds.base import Failed, JobContext, Outcome
 from runtime.kinds.code.kind import CodeKind
+from runtime.kinds.code.pending import CodeChange
 from runtime.tools.base import Tool
 
 DOC_SYSTEM_PROMPT = (
@@ -122,6 +132,37 @@ class DocKind(CodeKind):
         except FileNotFoundError as missing:
             return f"step {index} `{command}`: {missing.filename or missing} does not exist"
         return None
+
+    def evidence(self, job: JobRecord) -> Evidence:
+        """A code change's evidence, with the pictures of the change attached and a line for
+        each that could not be made ("picture: not rendered (LibreOffice is not installed)")."""
+        shown = super().evidence(job)
+        pending = job.pending_action
+        if not isinstance(pending, CodeChange):
+            return shown
+        if pending.pictures:
+            count = len(pending.pictures)
+            shown.lines.append(
+                EvidenceLine(
+                    label="picture",
+                    text=f"{count} {'picture' if count == 1 else 'pictures'} of the changed "
+                    "region, before and after, the changed cells highlighted (was: rose, "
+                    "now: yellow)",
+                )
+            )
+        shown.lines += [EvidenceLine(label="picture", text=note) for note in pending.picture_notes]
+        shown.attach = [
+            Attachment(sha256=p.sha256, filename=p.name, title=p.caption) for p in pending.pictures
+        ]
+        return shown
+
+    def results(self, job: JobRecord) -> Evidence:
+        """An ended job: as a code job's, without the pictures as files (a door attached
+        them when the change was put up for approval)."""
+        shown = super().results(job)
+        pictured = {p.sha256 for p in getattr(job.pending_action, "pictures", ())}
+        shown.attach = [a for a in shown.attach if a.sha256 not in pictured]
+        return shown
 
     async def review(
         self, ctx: JobContext, repo: Path, base: str, head: str, artifacts: list[ArtifactRef]

@@ -3,7 +3,9 @@
 A text diff for Markdown and CSV, a cell diff for workbooks, a paragraph and table diff for
 Word documents (runtime.kinds.doc.diff), after the job's inputs (the files attached to its
 request, inputs.py). A document that is not what its extension says, is corrupt or is over the
-size limit cannot be reviewed: DocumentError, and nothing is published.
+size limit cannot be reviewed: DocumentError, and nothing is published. Changed workbooks and
+Word documents are also pictured before and after, their changes highlighted (picture/); a
+picture that cannot be made is a note in the review, never a failure.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ChangeReview:
     preview: str = ""
     summaries: list[str] = field(default_factory=list)
     documents: list[ArtifactRef] = field(default_factory=list)
+    pictures: list[tuple[ArtifactRef, str]] = field(default_factory=list)  # with a caption
+    picture_notes: list[str] = field(default_factory=list)
 
 
 async def review_change(
@@ -43,14 +47,16 @@ async def review_change(
     inputs: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> ChangeReview:
     """Review every document base..head changed; DocumentError for one that cannot be read.
-    With keep=False (a replay) the documents themselves are not stored as artifacts. The
-    job's `inputs` (input.attached data) come first: what each was read as, and its hash."""
+    With keep=False (a replay) the documents themselves are not stored as artifacts, and
+    nothing is pictured. The job's `inputs` (input.attached data) come first: what each was
+    read as, and its hash."""
     from runtime.kinds.doc import diff as doc_diff
     from runtime.kinds.doc.inputs import review_section, summaries
 
     out = ChangeReview(summaries=summaries(inputs))
     texts = [review_section(inputs).rstrip()] if inputs else []
     previews = []
+    drawn = []
     for status, path in await wt.changed_files(repo, base_commit, head_commit):
         kind = format_of(path)
         if kind is None:
@@ -66,9 +72,23 @@ async def review_change(
             previews.append(f"{path}\n{review.preview.rstrip()}")
         if new is not None and keep:
             out.documents.append(recorder.put(PurePosixPath(path).name, new, MEDIA_TYPES[kind]))
+        if keep and review.diff is not None and review.status != "unchanged":
+            drawn.append((review, old, new))
+    if drawn:
+        await _picture(recorder, drawn, out)
     out.text = redact("\n\n".join(texts) + "\n") if texts else ""
     out.preview = redact("\n\n".join(previews) + "\n") if previews else ""
     return out
+
+
+async def _picture(recorder: Recorder, drawn: list, out: ChangeReview) -> None:
+    from runtime.kinds.doc.picture import render_pictures
+
+    pictures = await render_pictures(drawn)
+    for picture in pictures.pictures:
+        ref = recorder.put(picture.name, picture.png, "image/png")
+        out.pictures.append((ref, redact(picture.caption)))
+    out.picture_notes = [redact(note) for note in pictures.notes]
 
 
 async def _blob(repo: Path, commit: str, path: str, limit: int) -> bytes | None:
@@ -92,15 +112,23 @@ async def document_artifacts(
     if review.preview:
         refs.append(recorder.put("preview.txt", review.preview.encode()))
     refs.extend(review.documents)
+    refs.extend(ref for ref, _ in review.pictures)
     artifacts.extend(refs)
     await recorder.log(
         "artifact.created",
-        {"name": "document-diff.txt", "documents": review.summaries},
+        {"name": "document-diff.txt", "documents": review.summaries,
+         "pictures": [ref.name for ref, _ in review.pictures],
+         "picture_notes": review.picture_notes},
         artifacts=tuple(r.sha256 for r in refs),
-    )
+    )  # fmt: skip
     return {
         "document_diff_sha256": refs[0].sha256 if review.text else None,
         "preview_sha256": next((r.sha256 for r in refs if r.name == "preview.txt"), None),
         "documents": review.summaries,
         "document_sha256": {d.name: d.sha256 for d in review.documents},
+        "pictures": [
+            {"name": ref.name, "sha256": ref.sha256, "caption": caption}
+            for ref, caption in review.pictures
+        ],
+        "picture_notes": review.picture_notes,
     }
