@@ -66,9 +66,9 @@ def regions(sheets: list[SheetDiff], side: Side) -> list[SheetRegion]:
             continue
         top, bottom = min(r for r, _ in every), max(r for r, _ in every)
         left, right = min(c for _, c in every), max(c for _, c in every)
+        whole = _range(top, left, bottom, right)  # the changed cells' box, said when cut
         top, left = max(top - MARGIN_ROWS, 1), max(left - MARGIN_COLUMNS, 1)
         bottom, right = bottom + MARGIN_ROWS, right + MARGIN_COLUMNS
-        whole = _range(top, left, bottom, right)
         cut = bottom - top + 1 > MAX_ROWS or right - left + 1 > MAX_COLUMNS
         bottom, right = min(bottom, top + MAX_ROWS - 1), min(right, left + MAX_COLUMNS - 1)
 
