@@ -2,7 +2,8 @@
 # Install what is missing to run (`setup.sh run`) or test (`setup.sh test`) the project.
 #
 # Idempotent and quiet: prints one summary line when it installed something, nothing
-# otherwise. System packages come from apt (git, bubblewrap, chromium; postgresql for tests);
+# otherwise. System packages come from apt (git, bubblewrap, chromium, LibreOffice and
+# poppler-utils; postgresql for tests);
 # Python packages go into .venv, reinstalled only when pyproject.toml changes.
 # Environment: PYTHON picks the interpreter for a new .venv (default: python3).
 set -euo pipefail
@@ -40,6 +41,12 @@ if [[ $mode == test ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/
 fi
 # The browser tool drives the system Chromium (Playwright's own download is not assumed).
 [[ -x /usr/bin/chromium ]] || apt_pkgs+=(chromium)
+# A doc job's review pictures its changes: LibreOffice prints them, pdftoppm turns the pages
+# into PNGs (without them the review says the picture is missing).
+if ! command -v soffice >/dev/null 2>&1; then
+    apt_pkgs+=(libreoffice-calc libreoffice-writer)
+fi
+command -v pdftoppm >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
 # Debian's system python ships venv without ensurepip; python3-venv provides it.
 if [[ ! -x $venv/bin/python ]] && command -v "$python" >/dev/null 2>&1 \
     && [[ "$(command -v "$python")" == /usr/bin/* ]] \
