@@ -46,7 +46,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from runtime.doc_formatting import SheetLook, Style, StyleReader, read_features
+from runtime.doc_formatting import (
+    SheetLook,
+    Style,
+    StyleReader,
+    read_features,
+    read_workbook_parts,
+)
 from runtime.errors import AcpError
 
 __all__ = [
@@ -117,6 +123,8 @@ class Workbook(BaseModel):
     sheets: dict[str, list[list[Cell]]] = {}
     # How each sheet looks (styles per cell, features): read from files, not given by a model.
     looks: dict[str, SheetLook] = {}
+    # The workbook's parts beyond its sheets (defined names, external links, macros), as text.
+    parts: dict[str, str] = {}
 
     @field_validator("sheets")
     @classmethod
@@ -444,11 +452,12 @@ def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:  # once, for every sheet's features
             for name in book.sheetnames:
                 sheets[name], looks[name] = _read_sheet(book[name], styles, archive)
+            parts = read_workbook_parts(archive)
     except Exception as exc:
         raise _parse_failure(path, "xlsx", exc) from exc
     finally:
         book.close()
-    return Workbook.model_construct(sheets=sheets, looks=looks)
+    return Workbook.model_construct(sheets=sheets, looks=looks, parts=parts)
 
 
 def _require(path: str, fmt: str, wanted: str) -> None:
@@ -523,7 +532,10 @@ def load_docx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Document:
         try:
             document = docx.Document(io.BytesIO(data))
         except Exception as exc:  # a broken side part (comments, a header): read without it
-            document, unread = _without_broken_parts(data, exc)
+            try:
+                document, unread = _without_broken_parts(data, exc)
+            except Exception:
+                raise exc from None
         reader = _DocxReader(document)
         blocks = list(reader.blocks(document.element.body))
     except Exception as exc:
@@ -563,34 +575,52 @@ _EMPTY_PARTS = {
 
 
 def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[str]]:
-    """The document opened with each side part that is not XML replaced by an empty one, and
-    the parts replaced, in words; re-raises `failure` when no such part explains it."""
+    """The document opened with each side part that is not XML replaced by an empty one and
+    each relationship to a part the file lacks left out, and what was left out, in words;
+    re-raises `failure` when neither explains it."""
+    import posixpath
+
     import docx
     from lxml import etree
 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
         types = etree.fromstring(archive.read("[Content_Types].xml"))
         overrides = {
             o.get("PartName", "").lstrip("/"): o.get("ContentType", "")
             for o in types
             if o.tag.endswith("Override")
         }
-        broken: dict[str, bytes] = {}
+        replaced: dict[str, bytes] = {}
+        unread: list[str] = []
         for name, content_type in overrides.items():
-            if content_type not in _EMPTY_PARTS or name not in archive.namelist():
+            if content_type not in _EMPTY_PARTS or name not in names:
                 continue
             try:
                 etree.fromstring(archive.read(name))
             except etree.XMLSyntaxError:
                 empty = f'<w:{_EMPTY_PARTS[content_type]} xmlns:w="{_MAIN}"/>'
-                broken[name] = empty.encode()
-        if not broken:
+                replaced[name] = empty.encode()
+                unread.append(f"{name}: not XML, left out")
+        for name in sorted(n for n in names if n.endswith(".rels")):
+            rels = etree.fromstring(archive.read(name))
+            base = posixpath.dirname(posixpath.dirname(name))  # word/_rels/x.rels -> word
+            for rel in list(rels):
+                target = rel.get("Target", "")
+                if rel.get("TargetMode") == "External":
+                    continue
+                path = (target.lstrip("/") if target.startswith("/")
+                        else posixpath.normpath(posixpath.join(base, target)))  # fmt: skip
+                if path not in names:
+                    rels.remove(rel)
+                    unread.append(f"{path}: missing from the file, left out")
+                    replaced[name] = etree.tostring(rels, xml_declaration=True, encoding="UTF-8")
+        if not replaced:
             raise failure
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as rewritten:
             for info in archive.infolist():
-                rewritten.writestr(info, broken.get(info.filename) or archive.read(info))
-    unread = [f"{name}: not XML, left out" for name in broken]
+                rewritten.writestr(info, replaced.get(info.filename) or archive.read(info))
     return docx.Document(io.BytesIO(out.getvalue())), unread
 
 

@@ -26,10 +26,15 @@ from runtime.doc_formats import MEDIA_TYPES
 from runtime.jobs import JobRecord
 from runtime.kinds.code.pending import CodeChange
 from runtime.kinds.doc.diff.model import (
+    CommentChange,
     DocumentDiff,
+    HeaderChange,
+    ImageChange,
     ParagraphChange,
+    RevisionChange,
     TableCellChange,
     TableChange,
+    TableColumn,
     TableRow,
 )
 
@@ -42,10 +47,33 @@ _TABLE = re.compile(
     r"\((?P<shape>\d+x\d+|\?)(?: -> (?P<to>\d+x\d+|\?))?\)$"
 )
 _TABLE_CELL = re.compile(
-    r"^        r(?P<row>\d+)c(?P<col>\d+)(?: \(was r(?P<was>\d+)\))?\s+"
+    r"^        r(?P<row>\d+)c(?P<col>\d+)(?: \(was (?:r(?P<was>\d+))?(?:c(?P<wascol>\d+))?\))?\s+"
     rf"(?:\((?:row (?P<rn>{_QUOTED}))?(?:, )?(?:column (?P<cn>{_QUOTED}))?\) )?(?P<rest>.*)$"
 )
-_TABLE_ROW = re.compile(r"^        (?P<sign>[+-]) row (?P<row>\d+): (?P<cells>.*)$")
+_TABLE_ROW = re.compile(
+    r"^        (?P<sign>[+-]) (?P<what>row|column) (?P<row>\d+): (?P<cells>.*)$"
+)
+_MARKS = re.compile(rf"^      (?P<sign>[+-]) (?P<what>bold|italic|underline) (?P<text>{_QUOTED})$")
+# Lines about the whole document, before its body's (runtime's render._render_document_parts).
+_TRACKED = re.compile(r"^  ! (?P<n>\d+) unaccepted tracked changes? in the new version: .*$")
+_UNREAD = re.compile(r"^  ! not read: (?P<what>.*)$")
+_HEADER_PART = re.compile(
+    r"^  (?P<sign>[~+-]) (?P<name>(?:first-page |even-page )?(?:header|footer)"
+    r"(?: \(section \d+\))?): (?P<text>.*)$"
+)
+_PICTURE = re.compile(
+    r"^  (?P<sign>[~+-]) picture (?P<name>.+) \((?P<size>[\d,]+)(?: -> (?P<to>[\d,]+))? bytes, "
+    r"sha256 (?P<sha>[0-9a-f]*)(?: -> (?P<sha_to>[0-9a-f]*))?\)$"
+)
+_REVISION = re.compile(
+    rf"^  (?P<sign>[+-]) tracked change: (?P<what>inserted|deleted) (?P<text>{_QUOTED})"
+    rf"(?: by (?P<author>{_QUOTED}))?$"
+)
+_COMMENT = re.compile(
+    rf"^  (?P<sign>[+-]) comment(?: by (?P<author>{_QUOTED}))?(?: on (?P<anchor>{_QUOTED}))?: "
+    rf"(?P<text>{_QUOTED})$"
+)
+_KINDS = {"~": "changed", "+": "added", "-": "removed"}
 _WORD = re.compile(r"\s+|\w+|[^\w\s]")
 _MARK = re.compile(r"\[-(.*?)-\]|\{\+(.*?)\+\}", re.S)
 
@@ -143,19 +171,27 @@ def read_word(path: str, summary: str, lines: list[str]) -> WordReview:
     review = WordReview(path, summary, DocumentDiff(status=status))
     section: str | None = None
     table: TableChange | None = None
+    paragraph: ParagraphChange | None = None
     for line in lines:
         try:
             if line.startswith("... "):
                 review.more = line[4:]
+            elif _document_part(review.diff, line):
+                table = paragraph = None
+            elif paragraph is not None and (found := _MARKS.match(line)):
+                mark = (found["what"], ast.literal_eval(found["text"]))
+                (paragraph.marks_added if found["sign"] == "+" else paragraph.marks_removed).append(
+                    mark
+                )
             elif found := _SECTION.match(line):
                 name = found.group("name")
                 section, table = (ast.literal_eval(name) if name else None), None
             elif found := _TABLE.match(line):
-                table = _table(found, section)
+                table, paragraph = _table(found, section), None
                 review.diff.changes.append(table)
             elif found := _PARAGRAPH.match(line):
-                review.diff.changes.append(_paragraph(found, section))
-                table = None
+                paragraph, table = _paragraph(found, section), None
+                review.diff.changes.append(paragraph)
             elif table is not None and (found := _TABLE_CELL.match(line)):
                 old, new = cells.change(found.group("rest"))
                 table.cells.append(
@@ -169,16 +205,78 @@ def read_word(path: str, summary: str, lines: list[str]) -> WordReview:
                         kind="added" if not old else "removed" if not new else "changed",
                         row_name=ast.literal_eval(found["rn"]) if found["rn"] else None,
                         col_name=ast.literal_eval(found["cn"]) if found["cn"] else None,
+                        old_col=int(found["wascol"]) if found["wascol"] else None,
                     )
                 )
             elif table is not None and (found := _TABLE_ROW.match(line)):
-                row = TableRow(row=int(found.group("row")), cells=_row(found.group("cells")))
-                (table.rows_added if found.group("sign") == "+" else table.rows_removed).append(row)
+                number, texts, added = int(found["row"]), _row(found["cells"]), found["sign"] == "+"
+                if found["what"] == "row":
+                    row = TableRow(row=number, cells=texts)
+                    (table.rows_added if added else table.rows_removed).append(row)
+                else:
+                    column = TableColumn(col=number, cells=texts)
+                    (table.columns_added if added else table.columns_removed).append(column)
             else:
                 review.unread.append(line)
         except (ValueError, SyntaxError):
             review.unread.append(line)
     return review
+
+
+def _document_part(diff: DocumentDiff, line: str) -> bool:
+    """Whether `line` is one about the whole document (tracked changes, a part not read, a
+    header or footer, a picture, a tracked change, a comment), read into `diff`."""
+    if found := _TRACKED.match(line):
+        diff.tracked = int(found["n"])
+    elif found := _UNREAD.match(line):
+        diff.unread.append(found["what"])
+    elif found := _HEADER_PART.match(line):
+        kind, text = _KINDS[found["sign"]], found["text"]
+        old, new = _sides(text) if kind == "changed" else (text, text)
+        diff.headers.append(
+            HeaderChange(
+                kind=kind,
+                name=found["name"],
+                old=None if kind == "added" else old,
+                new=None if kind == "removed" else new,
+            )
+        )
+    elif found := _PICTURE.match(line):
+        kind = _KINDS[found["sign"]]
+        size, to = int(found["size"].replace(",", "")), found["to"]
+        old_size, new_size = (size, int(to.replace(",", ""))) if to else (size, size)
+        old_sha, new_sha = found["sha"], found["sha_to"] or found["sha"]
+        diff.images.append(
+            ImageChange(
+                kind=kind,
+                name=found["name"],
+                old_sha256=None if kind == "added" else old_sha,
+                new_sha256=None if kind == "removed" else new_sha,
+                old_size=None if kind == "added" else old_size,
+                new_size=None if kind == "removed" else new_size,
+            )
+        )
+    elif found := _REVISION.match(line):
+        diff.revisions.append(
+            RevisionChange(
+                kind=_KINDS[found["sign"]],
+                revision=found["what"],
+                author=ast.literal_eval(found["author"]) if found["author"] else "",
+                text=ast.literal_eval(found["text"]),
+            )
+        )
+    elif found := _COMMENT.match(line):
+        diff.comments.append(
+            CommentChange(
+                kind=_KINDS[found["sign"]],
+                author=ast.literal_eval(found["author"]) if found["author"] else "",
+                anchor=ast.literal_eval(found["anchor"]) if found["anchor"] else "",
+                text=ast.literal_eval(found["text"]),
+            )
+        )
+    else:
+        return False
+    return True
 
 
 def _table(found: re.Match[str], section: str | None) -> TableChange:

@@ -112,6 +112,10 @@ def render_workbook_diff(path: str, diff: WorkbookDiff, max_lines: int = MAX_LIN
     new) and inserted / deleted rows with their cells, at most `max_lines` lines."""
     out = _Lines(max_lines)
     out.add(f"{path} (xlsx): {summarize_workbook(diff)}")
+    for risk in diff.risks:
+        out.add(f"  ! {risk}")
+    for part in diff.parts:
+        out.add(f"  workbook {part.what}: {part.old} -> {part.new}")
     for sheet in diff.sheets:
         if sheet.status == "changed":
             title = f"  sheet {sheet.name!r}"
@@ -248,13 +252,17 @@ def render_document_diff(path: str, diff: DocumentDiff, max_lines: int = MAX_LIN
         if isinstance(change, ParagraphChange):
             if not out.add("    " + _paragraph_line(change), 1):
                 break
-            marks = [f"      + {what} {_show(text)}" for what, text in change.marks_added] + [
-                f"      - {what} {_show(text)}" for what, text in change.marks_removed]  # fmt: skip
-            if not all(out.add(line) for line in marks):
+            if not all(out.add(line) for line in _mark_lines(change)):
                 break
         elif not _render_table(out, change):
             break
     return out.text(diff.change_count)
+
+
+def _mark_lines(change: ParagraphChange) -> list[str]:
+    """`+ bold 'Total'`: a run's bold, italic or underline only the new (+) or old (-) has."""
+    marks = [("+", m) for m in change.marks_added] + [("-", m) for m in change.marks_removed]
+    return [f"      {sign} {what} {_quote(text)}" for sign, (what, text) in marks]
 
 
 def _render_document_parts(out: _Lines, diff: DocumentDiff) -> bool:
@@ -283,13 +291,18 @@ def _render_document_parts(out: _Lines, diff: DocumentDiff) -> bool:
     for r in diff.revisions:
         by = f" by {r.author!r}" if r.author else ""
         sign = "+" if r.kind == "added" else "-"
-        lines.append((f"  {sign} tracked change: {r.revision} {_show(r.text)}{by}", 1))
+        lines.append((f"  {sign} tracked change: {r.revision} {_quote(r.text)}{by}", 1))
     for c in diff.comments:
         by = f" by {c.author!r}" if c.author else ""
-        on = f" on {_show(c.anchor)}" if c.anchor else ""
+        on = f" on {_quote(c.anchor)}" if c.anchor else ""
         sign = "+" if c.kind == "added" else "-"
-        lines.append((f"  {sign} comment{by}{on}: {_show(c.text, 200)}", 1))
+        lines.append((f"  {sign} comment{by}{on}: {_quote(c.text, 200)}", 1))
     return all(out.add(line, n) for line, n in lines)
+
+
+def _quote(text: str, width: int = VALUE_WIDTH) -> str:
+    """A document's text on one line, quoted (unlike a cell's, '=' starts no formula)."""
+    return repr(_cut(text, width))
 
 
 def _paragraph_line(change: ParagraphChange) -> str:
