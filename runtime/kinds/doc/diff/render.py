@@ -269,9 +269,12 @@ def _render_document_parts(out: _Lines, diff: DocumentDiff) -> bool:
     """The lines before the body's: what a reviewer must not miss, then headers and footers,
     pictures, tracked changes and comments (one line each)."""
     lines = []
+    if diff.status == "unchanged":
+        return True
     if diff.tracked:
+        them = "them as suggestions" if diff.tracked > 1 else "it as a suggestion"
         lines.append((f"  ! {_plural(diff.tracked, 'unaccepted tracked change')} in the new "
-                      "version: publishing it publishes them as suggestions", 0))  # fmt: skip
+                      f"version: publishing it publishes {them}", 0))  # fmt: skip
     lines += [(f"  ! not read: {_cut(problem, 200)}", 0) for problem in diff.unread]
     for h in diff.headers:
         sign = {"added": "+", "removed": "-", "changed": "~"}[h.kind]

@@ -16,7 +16,12 @@ def summarize_workbook(diff: WorkbookDiff) -> str:
         what = "new workbook" if diff.status == "added" else "workbook deleted"
         cells = diff.change_count
         return f"{what}: {_plural(len(diff.sheets), 'sheet')}, {_plural(cells, 'cell')}"
-    parts = []
+    parts = [f"{risk.split(':')[0]} (a risk)" for risk in diff.risks]
+    changed = [
+        p.what for p in diff.parts if not any(r.startswith(f"{p.what} ") for r in diff.risks)
+    ]
+    if changed:
+        parts.append(f"{', '.join(changed)} changed")
     if diff.formulas_shifted:
         across = any(shift.columns for s in diff.sheets for shift in s.shifted)
         cells = "cells" if across else "rows"
@@ -54,11 +59,12 @@ def summarize_document(diff: DocumentDiff) -> str:
         paragraphs = sum(1 for c in diff.changes if c.what == "paragraph")
         tables = len(diff.changes) - paragraphs
         parts = [f"{what}: {_plural(paragraphs, 'paragraph')}", _plural(tables, "table")]
-        for items, noun in ((diff.headers, "header/footer"), (diff.comments, "comment"),
-                            (diff.images, "picture")):  # fmt: skip
+        if diff.headers:
+            parts.append(_headers(len(diff.headers)))
+        for items, noun in ((diff.comments, "comment"), (diff.images, "picture")):
             if items:
                 parts.append(_plural(len(items), noun))
-        return ", ".join(_document_warnings(diff) + parts)
+        return ", ".join(parts + _document_warnings(diff))
     parts = _document_warnings(diff)
     for kind in ("changed", "added", "removed"):
         if n := diff._count("paragraph", kind):
@@ -70,7 +76,7 @@ def summarize_document(diff: DocumentDiff) -> str:
                 parts[-1] += f" ({_table_details(diff.tables_changed)})"
     for kind in ("changed", "added", "removed"):
         if n := sum(1 for h in diff.headers if h.kind == kind):
-            parts.append(f"{_plural(n, 'header/footer')} {kind}")
+            parts.append(f"{_headers(n)} {kind}")
     for kind in ("changed", "added", "removed"):
         if n := sum(1 for i in diff.images if i.kind == kind):
             parts.append(f"{_plural(n, 'picture')} {kind}")
@@ -82,6 +88,10 @@ def summarize_document(diff: DocumentDiff) -> str:
         if n := sum(1 for c in diff.comments if c.kind == kind):
             parts.append(f"{_plural(n, 'comment')} {kind}")
     return ", ".join(parts)
+
+
+def _headers(n: int) -> str:
+    return f"{n} header/footer" if n == 1 else f"{n} headers/footers"
 
 
 def _document_warnings(diff: DocumentDiff) -> list[str]:
