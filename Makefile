@@ -25,4 +25,5 @@ bench:
 	@.venv/bin/python bench/sql_overhead.py
 	@.venv/bin/python bench/browser_job.py
 	@.venv/bin/python bench/doc_diff.py
+	@.venv/bin/python bench/doc_render.py
 	@.venv/bin/python bench/routine_firing.py
