@@ -1,7 +1,9 @@
 """What an XLSX sheet looks like beyond its values, read alongside them by
-runtime.doc_formats.load_xlsx: each cell's style (number format, bold, italic, font colour,
-fill, alignment, wrap) and the sheet's features (hidden and resized columns, hidden rows,
-freeze panes, autofilter, merged cells, conditional formatting, data validation).
+runtime.doc_formats.load_xlsx: each cell's style (number format, font, bold, italic, font
+colour, fill, border, alignment, wrap) and the sheet's features (hidden and resized columns,
+hidden rows, freeze panes, autofilter, merged cells, conditional formatting, data validation,
+charts and images); and the workbook's own parts (defined names, external links, data
+connections, macros).
 
 A review compares these (runtime.kinds.doc.diff.formatting) so that a job that only changed
 formats, hid a column or broke a filter's range is never "no changes". Styles are resolved to
@@ -11,6 +13,7 @@ cell data, with bounded regular expressions over bytes already checked by doc_fo
 
 from __future__ import annotations
 
+import posixpath
 import re
 import zipfile
 from typing import Any
@@ -53,6 +56,18 @@ def _colour(colour: Any) -> str:
     return ""
 
 
+# Characters an Excel number format shows as they are, escaped, quoted or not: "yyyy\-mm" is
+# "yyyy-mm", '"$"#,##0' is '$#,##0' (writers differ: LibreOffice escapes, openpyxl quotes).
+_NEEDLESS_ESCAPE = re.compile(r"\\([-+/():!^&'~{}<>= $])|\"([-+/():!^&'~{}<>= $]+)\"")
+
+
+def _plain_format(number_format: str) -> str:
+    """A number format without escapes or quotes that change nothing."""
+    if "\\" not in number_format and '"' not in number_format:
+        return number_format
+    return _NEEDLESS_ESCAPE.sub(lambda m: m.group(1) or m.group(2), number_format)
+
+
 class StyleReader:
     """Resolves a workbook's style ids to what they look like, once per id."""
 
@@ -86,9 +101,11 @@ class StyleReader:
         else:
             number_format = book._number_formats[fmt_id - self.builtin_max]
         if number_format != "General":
-            out.append(("number format", number_format))
+            out.append(("number format", _plain_format(number_format)))
         font = book._fonts[array.fontId] if array.fontId < len(book._fonts) else None
         if font is not None:
+            if font.name or font.sz:
+                out.append(("font", f"{font.name or '?'} {float(font.sz or 0):g}"))
             if font.b:
                 out.append(("bold", "yes"))
             if font.i:
@@ -100,6 +117,16 @@ class StyleReader:
         if pattern and pattern != "none":
             shown = _colour(getattr(fill, "fgColor", None)) or pattern
             out.append(("fill", shown))
+        borders = getattr(book, "_borders", [])
+        if array.borderId and array.borderId < len(borders):
+            border = borders[array.borderId]
+            sides = [
+                f"{side} {edge.style}"
+                for side in ("left", "right", "top", "bottom")
+                if (edge := getattr(border, side, None)) is not None and edge.style
+            ]
+            if sides:
+                out.append(("border", ", ".join(sides)))
         alignments = getattr(book, "_alignments", [])
         if array.alignmentId and array.alignmentId < len(alignments):
             alignment = alignments[array.alignmentId]
@@ -144,6 +171,7 @@ def read_features(archive: zipfile.ZipFile, sheet: Any) -> dict[str, str]:
         attrs = {k.decode(): v.decode() for k, v in _ATTR.findall(pane.group(1))}
         if attrs.get("state") in ("frozen", "frozenSplit"):
             features["freeze panes"] = attrs.get("topLeftCell", "?")
+    features.update(read_drawings(archive, path.lstrip("/"), tail))
     for name, pattern in (("autofilter", _AUTOFILTER), ("merged cells", _MERGE),
                           ("conditional formatting", _CONDITIONAL),
                           ("data validation", _VALIDATION)):  # fmt: skip
@@ -173,3 +201,142 @@ def _row_ranges(rows: list[int]) -> str:
         out.append(str(start) if start == prev else f"{start}-{prev}")
         start = prev = row
     return ", ".join(out)
+
+
+# --- drawings (charts and images) and workbook parts ----------------------------------------
+
+_RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)/?>")
+_DRAWING_REF = re.compile(rb'<(?:\w+:)?drawing\b[^>]*\br:id="([^"]+)"')
+_ANCHOR = re.compile(
+    rb"<(?:\w+:)?(oneCellAnchor|twoCellAnchor|absoluteAnchor)\b.*?</(?:\w+:)?\1>", re.S
+)
+_FROM = re.compile(
+    rb"<(?:\w+:)?from>\s*<(?:\w+:)?col>(\d+)</(?:\w+:)?col>.*?<(?:\w+:)?row>(\d+)</", re.S
+)
+_BLIP = re.compile(rb'<(?:\w+:)?blip\b[^>]*\br:embed="([^"]+)"')
+_CHART_REF = re.compile(rb'<(?:\w+:)?chart\b[^>]*\br:id="([^"]+)"')
+_CHART_KIND = re.compile(rb"<(?:\w+:)?(\w+?)Chart>")
+_TITLE = re.compile(rb"<(?:\w+:)?title>(.*?)</(?:\w+:)?title>", re.S)
+_TEXT = re.compile(rb"<(?:\w+:)?t>([^<]*)</(?:\w+:)?t>")
+_SERIES_REF = re.compile(rb"<(?:\w+:)?f>([^<]*)</(?:\w+:)?f>")
+_DEFINED_NAME = re.compile(rb"<(?:\w+:)?definedName\b([^>]*)>([^<]*)</(?:\w+:)?definedName>")
+MAX_DRAWN = 50  # charts and images described per sheet
+
+
+def _relationships(archive: zipfile.ZipFile, part: str) -> dict[str, dict[str, str]]:
+    """A part's relationships by id: type (its last path segment), target (resolved to an
+    archive path unless external), mode."""
+    folder, name = posixpath.split(part)
+    try:
+        xml = archive.read(posixpath.join(folder, "_rels", f"{name}.rels"))
+    except KeyError:
+        return {}
+    out = {}
+    for rel in _RELATIONSHIP.finditer(xml):
+        attrs = {k.decode(): v.decode(errors="replace") for k, v in _ATTR.findall(rel.group(1))}
+        target = attrs.get("Target", "")
+        if attrs.get("TargetMode") != "External":
+            target = (target.lstrip("/") if target.startswith("/")
+                      else posixpath.normpath(posixpath.join(folder, target)))  # fmt: skip
+        kind = attrs.get("Type", "").rsplit("/", 1)[-1]
+        out[attrs.get("Id", "")] = {"type": kind, "target": target,
+                                    "mode": attrs.get("TargetMode", "")}  # fmt: skip
+    return out
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KB" if n < 2**20 else f"{n / 2**20:.1f} MB"
+
+
+def read_drawings(archive: zipfile.ZipFile, sheet_part: str, xml: bytes) -> dict[str, str]:
+    """The sheet's charts and images, each with where it is anchored: "images": "3.1 KB
+    #1a2b3c4d at B8", "charts": "bar 'Sales' (Sheet!$B$1:$B$5) at D2"; so that a job that
+    drops a chart (openpyxl does not keep them), swaps a logo or moves a picture shows."""
+    rels = _relationships(archive, sheet_part)
+    images, charts = [], []
+    for ref in _DRAWING_REF.finditer(xml):
+        drawing = rels.get(ref.group(1).decode(), {}).get("target", "")
+        try:
+            drawing_xml = archive.read(drawing)
+        except KeyError:
+            continue
+        drawn = _relationships(archive, drawing)
+        for anchor in _ANCHOR.finditer(drawing_xml):
+            body = anchor.group(0)
+            at = "?"
+            if found := _FROM.search(body):
+                at = f"{_columns(str(int(found.group(1)) + 1), str(int(found.group(1)) + 1))}"
+                at += str(int(found.group(2)) + 1)
+            if blip := _BLIP.search(body):
+                target = drawn.get(blip.group(1).decode(), {}).get("target", "")
+                try:
+                    data = archive.read(target)
+                    images.append(f"{_size(len(data))} #{_digest(data)} at {at}")
+                except KeyError:
+                    images.append(f"(missing picture) at {at}")
+            elif chart := _CHART_REF.search(body):
+                charts.append(_chart(archive, drawn.get(chart.group(1).decode(), {}), at))
+    features = {}
+    if images:
+        features["images"] = "; ".join(sorted(images)[:MAX_DRAWN])
+    if charts:
+        features["charts"] = "; ".join(sorted(charts)[:MAX_DRAWN])
+    return features
+
+
+def _chart(archive: zipfile.ZipFile, rel: dict[str, str], at: str) -> str:
+    """One chart as text: its kind, title and the ranges its series read."""
+    try:
+        xml = archive.read(rel.get("target", ""))
+    except KeyError:
+        return f"(missing chart) at {at}"
+    kind = _CHART_KIND.search(xml)
+    shown = kind.group(1).decode() if kind else "chart"
+    if title := _TITLE.search(xml):
+        text = "".join(t.decode(errors="replace") for t in _TEXT.findall(title.group(1)))
+        shown += f" {text!r}" if text else ""
+    refs = [r.decode(errors="replace") for r in _SERIES_REF.findall(xml)][:8]
+    if refs:
+        shown += f" ({', '.join(refs)})"
+    return f"{shown} at {at}"
+
+
+def read_workbook_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """What the workbook holds beyond its sheets, each as text: defined names, external links
+    (other files its formulas read), data connections, and macros (a VBA project)."""
+    names = archive.namelist()
+    parts: dict[str, str] = {}
+    book = next((n for n in names if n.endswith("workbook.xml") and "/_rels/" not in n), None)
+    if book is not None:
+        defined = []
+        for m in _DEFINED_NAME.finditer(archive.read(book)):
+            attrs = {k.decode(): v.decode(errors="replace") for k, v in _ATTR.findall(m.group(1))}
+            name = attrs.get("name", "?")
+            if name.startswith("_xlnm._FilterDatabase"):
+                continue  # the autofilter's own range, shown with the sheet
+            scope = f" (sheet {int(attrs['localSheetId']) + 1})" if "localSheetId" in attrs else ""
+            defined.append(f"{name}{scope} = {m.group(2).decode(errors='replace')}")
+        if defined:
+            parts["defined names"] = ", ".join(sorted(defined))
+    links = []
+    for name in sorted(n for n in names if n.startswith("xl/externalLinks/") and
+                       n.endswith(".xml") and "/_rels/" not in n):  # fmt: skip
+        targets = [r["target"] for r in _relationships(archive, name).values() if r["target"]]
+        links.append(", ".join(targets) or name)
+    if links:
+        parts["external links"] = "; ".join(links)
+    if "xl/connections.xml" in names:
+        found = re.findall(rb'<(?:\w+:)?connection\b[^>]*\bname="([^"]*)"',
+                           archive.read("xl/connections.xml"))  # fmt: skip
+        parts["data connections"] = ", ".join(n.decode(errors="replace") for n in found) or "?"
+    macros = [n for n in names if n.lower().endswith("vbaproject.bin")]
+    if macros:
+        data = archive.read(macros[0])
+        parts["macros"] = f"VBA project ({_size(len(data))} #{_digest(data)})"
+    return parts

@@ -90,8 +90,13 @@ def read_workbook(path: str, summary: str, lines: list[str]) -> WorkbookReview:
                 hunk = RowHunk(kind="inserted" if status == "added" else "deleted")
                 sheet.hunks.append(hunk)
             continue
-        if sheet is None:
-            review.unread.append(line)
+        if sheet is None:  # the workbook's own lines: risks, then parts that changed
+            if line.startswith("  ! "):
+                review.warnings.append(line[4:])
+            elif line.startswith("  workbook "):
+                review.looks.append(line[2:])
+            else:
+                review.unread.append(line)
             continue
         try:
             hunk = _line(review, sheet, hunk, line)

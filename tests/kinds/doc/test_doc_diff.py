@@ -8,6 +8,8 @@ structured changes a reviewer is shown.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import io
 import time
 
@@ -685,7 +687,7 @@ def test_a_format_only_change_is_never_no_changes() -> None:
         "    feature column widths: (none) -> B 13",
         "    feature hidden columns: (none) -> B",
         "    format A1:C1 fill: '#DDEBF7' -> 'none'",
-        "    format C2:C2001 number format: '#,##0.00' -> '\"$\"#,##0'",
+        "    format C2:C2001 number format: '#,##0.00' -> '$#,##0'",  # "$" unquoted
     ]
     same = review("budget.xlsx", old, _styled_book(currency=False, header_fill=True,
                                                    hide_owner=False))  # fmt: skip
@@ -704,11 +706,11 @@ def test_filter_and_conditional_ranges_left_behind_by_an_inserted_row_are_report
     assert result is not None
     lines = result.diff_text.splitlines()
     assert (
-        "    feature autofilter not moved with its rows: A1:C2001 -> A1:C2001 "
+        "    feature autofilter not moved with its cells: A1:C2001 -> A1:C2001 "
         "(Excel would have made it A1:C2002)"
     ) in lines
     assert (
-        "    feature conditional formatting not moved with its rows: C2:C2001 -> C2:C2001 "
+        "    feature conditional formatting not moved with its cells: C2:C2001 -> C2:C2001 "
         "(Excel would have made it C2:C2002)"
     ) in lines
 
@@ -788,3 +790,114 @@ def test_a_deleted_column_is_one_change_and_formulas_that_followed_it_are_unchan
     assert done.summary == "1 column deleted"
     assert done.diff.sheets[0].columns[0].label == "column C"
     assert done.diff.change_count == 11  # its header and ten values
+
+
+# --- charts, images and the workbook's own parts -------------------------------------------
+
+
+def _charted_book(*, chart: bool = True, image_at: str = "B8", rate: str = "$B$1") -> bytes:
+    from openpyxl.chart import BarChart, Reference
+    from openpyxl.drawing.image import Image
+    from openpyxl.workbook.defined_name import DefinedName
+    from PIL import Image as Picture
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Sales"
+    for r in range(1, 6):
+        sheet.append([f"m{r}", r * 2])
+    if chart:
+        bars = BarChart()
+        bars.title = "Sales"
+        bars.add_data(Reference(sheet, min_col=2, min_row=1, max_row=5))
+        sheet.add_chart(bars, "D2")
+    logo = io.BytesIO()
+    Picture.new("RGB", (10, 10), "red").save(logo, "PNG")
+    logo.seek(0)
+    sheet.add_image(Image(logo), image_at)
+    book.defined_names["TaxRate"] = DefinedName("TaxRate", attr_text=f"Sales!{rate}")
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _with_parts(data: bytes, parts: dict[str, bytes]) -> bytes:
+    """The workbook's archive with these parts added (as a file from elsewhere would carry)."""
+    import zipfile
+
+    out = io.BytesIO(data)
+    with zipfile.ZipFile(out, "a") as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+EXTERNAL_LINK = {
+    "xl/externalLinks/externalLink1.xml": b'<externalLink xmlns="http://schemas.openxmlformats.'
+    b'org/spreadsheetml/2006/main"><externalBook r:id="rId1"/></externalLink>',
+    "xl/externalLinks/_rels/externalLink1.xml.rels": b'<Relationships xmlns="http://schemas.'
+    b'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://'
+    b'schemas.openxmlformats.org/officeDocument/2006/relationships/externalLinkPath" '
+    b'Target="file:///C:/finance/rates.xlsx" TargetMode="External"/></Relationships>',
+}
+
+
+def test_a_dropped_chart_a_moved_picture_and_a_changed_name_are_reported() -> None:
+    old = _charted_book()
+    new = _charted_book(chart=False, image_at="C9", rate="$B$2")
+    done = review("sales.xlsx", old, new)
+    assert done is not None
+    assert done.diff_text.splitlines() == [
+        "sales.xlsx (xlsx): defined names changed, 2 sheet features changed",
+        "  workbook defined names: TaxRate = Sales!$B$1 -> TaxRate = Sales!$B$2",
+        "  sheet 'Sales'",
+        "    feature charts: bar 'Sales' ('Sales'!$B$1:$B$5) at D2 -> (none)",
+        "    feature images: 75 B #01cdd83b at B8 -> 75 B #01cdd83b at C9",
+    ]
+
+
+def test_macros_and_external_links_added_are_flagged_as_risks() -> None:
+    old = _charted_book()
+    vba = b"\xd0\xcf\x11\xe0" + bytes(2044)  # an OLE compound file's signature, then padding
+    new = _with_parts(old, {"xl/vbaProject.bin": vba, **EXTERNAL_LINK})
+    done = review("sales.xlsx", old, new)
+    assert done is not None and done.diff is not None
+    assert done.summary == "external links added (a risk), macros added (a risk)"
+    lines = done.diff_text.splitlines()
+    assert lines[1:3] == [
+        "  ! external links added: file:///C:/finance/rates.xlsx "
+        "(its formulas read values from another file)",
+        "  ! macros added: VBA project (2.0 KB #"
+        + hashlib.sha256(vba).hexdigest()[:8]
+        + ") (it runs code when a person opens the workbook and enables it)",
+    ]
+    # Removing them is no risk, but still a change.
+    back = review("sales.xlsx", new, old)
+    assert back is not None and back.diff is not None
+    assert back.diff.risks == [] and back.summary == "external links, macros changed"
+
+
+def test_borders_and_fonts_are_compared_and_needless_escapes_are_not() -> None:
+    from openpyxl.styles import Border, Font, Side
+
+    def book(*, styled: bool, escaped: bool) -> bytes:
+        made = openpyxl.Workbook()
+        sheet = made.active
+        sheet.append(["due", "owner"])
+        sheet.append([datetime.date(2026, 3, 1), "ann"])
+        sheet["A2"].number_format = "yyyy\\-mm\\-dd" if escaped else "yyyy-mm-dd"
+        if styled:
+            sheet["B2"].border = Border(bottom=Side(style="thin"))
+            sheet["B1"].font = Font(name="Arial", sz=14)
+        out = io.BytesIO()
+        made.save(out)
+        return out.getvalue()
+
+    assert review("t.xlsx", book(styled=False, escaped=False),
+                  book(styled=False, escaped=True)).summary == "no changes"  # fmt: skip
+    done = review("t.xlsx", book(styled=False, escaped=False), book(styled=True, escaped=True))
+    assert done is not None
+    assert done.diff_text.splitlines()[2:] == [
+        "    format B1 font: 'default' -> 'Arial 14'",
+        "    format B2 border: 'none' -> 'bottom thin'",
+    ]

@@ -16,8 +16,9 @@ from runtime.kinds.doc.diff.formulas import _RowMap
 from runtime.kinds.doc.diff.model import FeatureChange, FormatChange
 
 MAX_FORMAT_CHANGES = 200  # ranges listed per sheet; the count says how many cells in all
-DEFAULTS = {"number format": "General", "bold": "no", "italic": "no", "font colour": "default",
-            "fill": "none", "alignment": "general", "wrap": "no"}  # fmt: skip
+DEFAULTS = {"number format": "General", "font": "default", "bold": "no", "italic": "no",
+            "font colour": "default", "fill": "none", "border": "none", "alignment": "general",
+            "wrap": "no"}  # fmt: skip
 
 
 def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
@@ -46,7 +47,7 @@ def _features(old: SheetLook, new: SheetLook, rows: _RowMap) -> list[FeatureChan
             expected = moved[1:].replace(",", ", ") if moved else None
             if expected != was:
                 out.append(FeatureChange(
-                    what=f"{key} not moved with its rows", old=was,
+                    what=f"{key} not moved with its cells", old=was,
                     new=f"{now} (Excel would have made it {expected or 'smaller'})",
                 ))  # fmt: skip
     return out

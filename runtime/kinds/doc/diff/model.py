@@ -136,6 +136,8 @@ class WorkbookDiff(BaseModel):
     status: FileStatus
     sheets: list[SheetDiff] = []
     reordered: bool = False
+    parts: list[FeatureChange] = []  # defined names, external links, macros, … that changed
+    risks: list[str] = []  # what a reviewer must weigh: macros or external links added
 
     def _hunks(self, kind: str) -> list[RowHunk]:
         return [h for s in self.sheets if s.status == "changed" for h in s.hunks if h.kind == kind]

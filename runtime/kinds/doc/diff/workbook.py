@@ -29,6 +29,7 @@ from runtime.kinds.doc.diff.model import (
     CellChange,
     ChangeKind,
     ColumnHunk,
+    FeatureChange,
     FileStatus,
     FormulaShift,
     RowHunk,
@@ -234,16 +235,46 @@ def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
     common_old = [now_named.get(n, n) for n in old_sheets if n in new_sheets or n in now_named]
     common_new = [n for n in new_sheets if n in old_sheets or n in renamed]
     reordered = common_old != common_new
+    parts = _part_changes(
+        old.parts if old is not None else {}, new.parts if new is not None else {}
+    )
     status: FileStatus = (
         "added"
         if old is None
         else "removed"
         if new is None
         else "changed"
-        if sheets or reordered
+        if sheets or reordered or parts
         else "unchanged"
     )
-    return WorkbookDiff(status=status, sheets=sheets, reordered=reordered)
+    return WorkbookDiff(status=status, sheets=sheets, reordered=reordered, parts=parts,
+                        risks=_risks(parts))  # fmt: skip
+
+
+# Parts a workbook opened by a person acts on: code that runs, data read from elsewhere.
+RISKS = {
+    "macros": "it runs code when a person opens the workbook and enables it",
+    "external links": "its formulas read values from another file",
+    "data connections": "it fetches data from outside when refreshed",
+}
+
+
+def _part_changes(old: dict[str, str], new: dict[str, str]) -> list[FeatureChange]:
+    return [
+        FeatureChange(what=what, old=old.get(what, "(none)"), new=new.get(what, "(none)"))
+        for what in sorted(set(old) | set(new))
+        if old.get(what) != new.get(what)
+    ]
+
+
+def _risks(parts: list[FeatureChange]) -> list[str]:
+    """A sentence for each risky part the change adds or alters (removing one is no risk)."""
+    out = []
+    for part in parts:
+        if part.what in RISKS and part.new != "(none)":
+            verb = "added" if part.old == "(none)" else "changed"
+            out.append(f"{part.what} {verb}: {part.new} ({RISKS[part.what]})")
+    return out
 
 
 RENAME_SIMILARITY = 0.6  # share of a sheet's rows found in the other for a rename
