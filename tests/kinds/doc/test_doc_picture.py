@@ -25,6 +25,7 @@ from runtime.jobs import JobState
 from runtime.kinds import registry
 from runtime.kinds.doc import diff as doc_diff
 from runtime.kinds.doc.picture import missing, render_pictures, rgb
+from runtime.kinds.doc.picture.render import PAGE_PIXELS
 from runtime.kinds.doc.picture.soffice import Drawing, NotDrawn, draw
 from runtime.settings import Settings
 from tests.kinds.doc.test_doc_jobs import git, settle, write_policy
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.skipif(
     reason="LibreOffice and poppler-utils are installed by scripts/setup.sh test",
 )
 
-CELL_PIXELS = 2_000  # a default-sized cell at 144 dpi is ~130 x 30 pixels
+CELL_PIXELS = 2_000  # a default-sized cell on a letter page 1,584 pixels wide: ~130 x 30
 
 
 def pixels(image: Image.Image) -> list[tuple[int, int, int]]:
@@ -193,8 +194,26 @@ async def test_a_word_documents_changed_paragraph_and_table_cell_are_highlighted
     assert "page 1 of 1, after" in drawn.pictures[1].caption
 
 
+async def test_a_page_of_any_paper_size_is_drawn_no_larger_than_its_bound():
+    from docx.shared import Inches
+
+    def poster(owner: str) -> bytes:
+        doc = WordDocument(io.BytesIO(word(owner, None)))
+        doc.sections[0].page_width = doc.sections[0].page_height = Inches(22)  # Word's largest
+        out = io.BytesIO()
+        doc.save(out)
+        return out.getvalue()
+
+    drawn = await pictures_of("poster.docx", poster("alice"), poster("bob"))
+    assert len(drawn.pictures) == 2, drawn.notes
+    for picture in drawn.pictures:
+        image = png(picture.png)
+        assert image.width <= PAGE_PIXELS and image.height <= PAGE_PIXELS
+        assert near(image, rgb(picture.name.split("-")[-1].removesuffix(".png"))) > 0
+
+
 async def test_a_render_past_its_deadline_is_killed_and_says_so():
-    drawing = Drawing("budget.xlsx", workbook(12, PLAN_OLD), 96)
+    drawing = Drawing("budget.xlsx", workbook(12, PLAN_OLD), 1100)
     started = time.monotonic()
     with pytest.raises(NotDrawn, match="did not finish within"):
         await draw([drawing], timeout_s=0.3)

@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 
 MAX_PICTURES = 16  # a job's, before and after counted apart
 MAX_PAGES = 3  # a Word document's pages pictured per side
-SHEET_DPI = 144  # a region is one page scaled to fit: drawn finer, then cut to its cells
-PAGE_DPI = 96
+# A page's longer side in pixels, whatever its paper (a document may set any size): a sheet's
+# region is one page scaled to fit, drawn finer (letter at 144 dpi), then cut to its cells; a
+# Word page about 100 dpi.
+SHEET_PIXELS = 1584
+PAGE_PIXELS = 1100
 MARKED_PIXELS = 200  # a page with fewer highlighted pixels holds no change
 SIDES: tuple[Side, Side] = ("before", "after")
 
@@ -125,12 +128,12 @@ def _plan(rank: int, review: Review, side: Side, data: bytes, room: int) -> tupl
     name = PurePosixPath(review.path).name
     if review.format == "docx":
         marked, count = mark_document(data, review.diff, side)  # type: ignore[arg-type]
-        return _Planned(rank, review.path, side, Drawing(name, marked, PAGE_DPI)), int(count > 0)
+        return _Planned(rank, review.path, side, Drawing(name, marked, PAGE_PIXELS)), int(count > 0)
     sheets = review.diff.sheets  # type: ignore[union-attr]
     found = [(place, region) for place, sheet in enumerate(sheets)
              for region in regions([sheet], side)]  # fmt: skip
     kept = found[: max(room, 0)]
-    plan = _Planned(rank, review.path, side, Drawing(name, b"", SHEET_DPI))
+    plan = _Planned(rank, review.path, side, Drawing(name, b"", SHEET_PIXELS))
     if kept:
         plan.drawing.data, printed = mark_workbook(data, [r for _, r in kept], side)
         by_name = {region.sheet: (place, region) for place, region in kept}

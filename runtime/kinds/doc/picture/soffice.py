@@ -46,11 +46,11 @@ class NotDrawn(Exception):
 @dataclass
 class Drawing:
     """One document to draw: its file name (an extension LibreOffice knows), bytes and the
-    resolution of its pages."""
+    longer side of its pages in pixels (so a page's size bounds memory, whatever its paper)."""
 
     name: str
     data: bytes
-    dpi: int
+    long_side: int
     pages: list[bytes] = field(default_factory=list)  # PPM, page 1 first, once drawn
 
 
@@ -151,7 +151,7 @@ def _script(soffice: str, drawings: list[Drawing]) -> str:
         stem = Path(_local(index, drawing)).stem
         pdf = f"{INSIDE}/out/{stem}.pdf"
         lines.append(
-            f"if [ -s {pdf} ]; then pdftoppm -r {int(drawing.dpi)} -l {MAX_PAGES} "
+            f"if [ -s {pdf} ]; then pdftoppm -scale-to {int(drawing.long_side)} -l {MAX_PAGES} "
             f"{pdf} {INSIDE}/pages/{stem}; fi"
         )
     return "\n".join(lines)
