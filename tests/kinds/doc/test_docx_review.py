@@ -23,6 +23,7 @@ from pathlib import Path
 
 import docx
 import pytest
+from docx.enum.section import WD_SECTION
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 
@@ -172,6 +173,22 @@ def test_a_column_deleted_and_a_row_added_in_one_table(pair: Pair):
     )
 
 
+def test_a_column_and_a_row_inserted_together_leave_the_other_cells_paired(pair: Pair):
+    rows = [["region", "q1", "q2"]] + [[f"r{i}", str(i), str(i * 2)] for i in range(1, 7)]
+    wider = [[row[0], f"n{k}", *row[1:]] for k, row in enumerate(rows)]
+    wider.insert(3, ["west", "z", "z", "z"])
+    wider[6][3] = "99"
+    old, new = pair(grid(rows), grid(wider))
+    assert rendered(old, new) == (
+        "f.docx (docx): 1 table changed (1 cell changed, 1 row added, 1 column added)\n"
+        "  in 'Budget':\n"
+        "    ~ table 1 (7x3 -> 8x4)\n"
+        "        + column 2: 'n0' | 'n1' | 'n2' | 'z' | 'n3' | 'n4' | 'n5' | 'n6'\n"
+        "        r7c4 (was r6c3) (row 'r5', column 'q2') '10' -> '99'\n"
+        "        + row 4: 'west' | 'z' | 'z' | 'z'\n"
+    )
+
+
 def margins(header: str, footer: str = "", first_page: str = "") -> Edit:
     def edit(document: docx.document.Document) -> None:
         section = document.sections[0]
@@ -197,6 +214,23 @@ def test_headers_and_footers_changed_added_and_removed(pair: Pair):
         "  ~ header: Acme {+Ltd +}quarterly\n"
         "  + footer: Page footer\n"
         "  - first-page header: Draft\n"
+    )
+
+
+def test_a_later_sections_own_header_is_named_by_its_section(pair: Pair):
+    def sections(second: str) -> Edit:
+        def edit(document: docx.document.Document) -> None:
+            document.add_paragraph("One.")
+            section = document.add_section(WD_SECTION.NEW_PAGE)
+            section.header.is_linked_to_previous = False
+            section.header.paragraphs[0].text = second
+            document.add_paragraph("Two.")
+
+        return edit
+
+    old, new = pair(sections("Part A"), sections("Part B"))
+    assert rendered(old, new) == (
+        "f.docx (docx): 1 header/footer changed\n  ~ header (section 2): Part [-A-]{+B+}\n"
     )
 
 
