@@ -97,7 +97,7 @@ FORMATS = {
 MAX_BYTES = 20 * 1024 * 1024  # file size, any format
 MAX_UNPACKED = 100 * 1024 * 1024  # XLSX / DOCX: total uncompressed size of the zip entries
 MAX_ENTRIES = 10_000  # XLSX / DOCX: zip entries
-MAX_SHEET_CELLS = 5_000_000  # XLSX: cells read per sheet (empty rows between content count)
+MAX_CELLS = 3_000_000  # XLSX: cells read per workbook (an empty row between content counts one)
 
 _LABELS = {"xlsx": "an XLSX workbook", "docx": "a DOCX document"}
 _NAMES = {"xlsx": "XLSX workbook", "docx": "DOCX document", "csv": "CSV file"}
@@ -452,8 +452,9 @@ def load_xlsx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Workbook:
     try:
         styles = StyleReader(book)
         with zipfile.ZipFile(io.BytesIO(data)) as archive:  # once, for every sheet's features
+            budget = [MAX_CELLS]  # cells the sheets may still take, shared by all
             for name in book.sheetnames:
-                sheets[name], looks[name] = _read_sheet(book[name], styles, archive)
+                sheets[name], looks[name] = _read_sheet(book[name], styles, archive, budget)
             parts = read_workbook_parts(archive)
     except DocumentError as error:
         raise DocumentError(f"{path}: {error.message}") from None
@@ -470,9 +471,10 @@ def _require(path: str, fmt: str, wanted: str) -> None:
 
 
 def _read_sheet(
-    sheet: Any, styles: StyleReader, archive: zipfile.ZipFile
+    sheet: Any, styles: StyleReader, archive: zipfile.ZipFile, budget: list[int]
 ) -> tuple[list[list[Cell]], SheetLook]:
-    """The sheet's values, and how it looks: each cell's style and the sheet's features."""
+    """The sheet's values, and how it looks: each cell's style and the sheet's features.
+    `budget` holds the cells the workbook may still take (DocumentError past it)."""
     if not hasattr(sheet, "iter_rows"):  # a chart sheet
         return [], SheetLook()
     sheet.reset_dimensions()  # read every cell, whatever the stored dimension says
@@ -481,7 +483,6 @@ def _read_sheet(
     index: dict[Style, int] = {(): 0}
     known: dict[int, int] = {0: 0}  # the file's style id -> index in this sheet's styles
     gap = 0  # empty rows read since the last row with something in it
-    cells = 0  # cells kept, counting the empty rows kept in gaps as one each
     for row in sheet.iter_rows():
         if not row:  # a row the file leaves out, or one with no cells
             gap += 1
@@ -501,11 +502,12 @@ def _read_sheet(
             continue
         # Empty rows are kept only between rows with content: a file that marks its last
         # row (XFD1048576) costs nothing, and one with content that far is refused.
-        cells += gap + len(values) + len(marks)
-        if cells > MAX_SHEET_CELLS:
+        budget[0] -= gap + max(len(values), len(marks))
+        if budget[0] < 0:
             raise DocumentError(
-                f"sheet {sheet.title!r} reaches row {len(rows) + gap + 1:,}: over "
-                f"{MAX_SHEET_CELLS:,} cells (empty ones between included) are not reviewed"
+                f"sheet {sheet.title!r} reaches row {len(rows) + gap + 1:,} and the workbook "
+                f"over {MAX_CELLS:,} cells (an empty row between others counts as one); "
+                "workbooks that large are not reviewed"
             )
         rows.extend([] for _ in range(gap))
         looks.extend([] for _ in range(gap))
