@@ -212,6 +212,38 @@ async def test_a_page_of_any_paper_size_is_drawn_no_larger_than_its_bound():
         assert near(image, rgb(picture.name.split("-")[-1].removesuffix(".png"))) > 0
 
 
+def test_the_copy_that_is_drawn_carries_no_macro_project():
+    import zipfile
+
+    from runtime.kinds.doc.diff.model import DocumentDiff
+    from runtime.kinds.doc.picture.marking import mark_document
+
+    plain = zipfile.ZipFile(io.BytesIO(word("alice", None)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as armed:  # a Word document with a VBA project related
+        for info in plain.infolist():
+            data = plain.read(info.filename)
+            if info.filename == "word/_rels/document.xml.rels":
+                data = data.replace(
+                    b"</Relationships>",
+                    b'<Relationship Id="rIdVba" Type="http://schemas.microsoft.com/office/2006/'
+                    b'relationships/vbaProject" Target="vbaProject.bin"/></Relationships>',
+                )
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"</Types>",
+                    b'<Default Extension="bin" ContentType="application/vnd.ms-office.'
+                    b'vbaProject"/></Types>',
+                )
+            armed.writestr(info, data)
+        armed.writestr("word/vbaProject.bin", b"\xd0\xcf\x11\xe0 a macro project")
+    assert "word/vbaProject.bin" in zipfile.ZipFile(io.BytesIO(out.getvalue())).namelist()
+    drawn, _ = mark_document(out.getvalue(), DocumentDiff(status="changed"), "after")
+    copy = zipfile.ZipFile(io.BytesIO(drawn))
+    assert not [n for n in copy.namelist() if "vba" in n.lower()]
+    assert b"vbaProject" not in copy.read("word/_rels/document.xml.rels")
+
+
 async def test_a_render_past_its_deadline_is_killed_and_says_so():
     drawing = Drawing("budget.xlsx", workbook(12, PLAN_OLD), 1100)
     started = time.monotonic()

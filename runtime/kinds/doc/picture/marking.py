@@ -3,7 +3,8 @@ cells filled with a highlight colour, a workbook cut to the changed region of ea
 (one printed page per sheet) and every other sheet hidden.
 
 Pure but for openpyxl and python-docx: bytes and a diff in, bytes out. It must never change
-what a cell holds, only how it looks, and never mark a cell the diff does not name.
+what a cell holds, only how it looks, never mark a cell the diff does not name, and never
+pass on a macro project (openpyxl drops a workbook's; a Word document's is cut here).
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def mark_document(data: bytes, diff: DocumentDiff, side: Side) -> tuple[bytes, i
     from docx.oxml.ns import qn
 
     document = docx.Document(io.BytesIO(data))
+    _drop_macros(document)
     paragraphs, tables = _blocks(document.element.body)
     texts = [_text(p) for p in paragraphs]
     marked = 0
@@ -181,6 +183,15 @@ def mark_document(data: bytes, diff: DocumentDiff, side: Side) -> tuple[bytes, i
     out = io.BytesIO()
     document.save(out)
     return out.getvalue(), marked
+
+
+def _drop_macros(document) -> None:  # type: ignore[no-untyped-def]
+    """No macro project in the copy that is drawn (LibreOffice's profile runs none either):
+    a part no relationship reaches is not saved."""
+    for part in [document.part.package, *document.part.package.iter_parts()]:
+        for key, rel in list(part.rels.items()):
+            if rel.reltype.endswith("/vbaProject"):
+                del part.rels[key]
 
 
 def _blocks(body):  # type: ignore[no-untyped-def]
