@@ -39,6 +39,7 @@ class SheetRegion:
     cells: list[tuple[int, int]] = field(default_factory=list)  # (row, column), 1-based
     outlined: list[tuple[int, int]] = field(default_factory=list)  # cells whose look changed
     cut_from: str | None = None  # the whole changed region, when it was over the cap
+    left_out: int = 0  # changed cells outside the printed range (when cut)
 
 
 def regions(sheets: list[SheetDiff], side: Side) -> list[SheetRegion]:
@@ -76,13 +77,15 @@ def regions(sheets: list[SheetDiff], side: Side) -> list[SheetRegion]:
         def inside(cell: tuple[int, int], b: int = bottom, r: int = right) -> bool:
             return cell[0] <= b and cell[1] <= r
 
+        kept = [c for c in cells if inside(c)]
         out.append(
             SheetRegion(
                 sheet=name,
                 shown=_range(top, left, bottom, right),
-                cells=[c for c in cells if inside(c)],
+                cells=kept,
                 outlined=[c for c in outlined if inside(c)],
                 cut_from=whole if cut else None,
+                left_out=len(cells) - len(kept),
             )
         )
     return out

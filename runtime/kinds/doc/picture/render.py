@@ -158,7 +158,9 @@ def _sheets(plan: _Planned, notes: list[str]) -> list[tuple[int, Picture]]:
             f"changed highlighted"
         )
         if region.cut_from:
-            caption += f" (cut to {MAX_ROWS} rows x {MAX_COLUMNS} columns of {region.cut_from})"
+            caption += f" (cut to {MAX_ROWS} rows x {MAX_COLUMNS} columns of {region.cut_from}"
+            hidden = f"; {region.left_out:,} changed cell(s) not shown" if region.left_out else ""
+            caption += hidden + ")"
         name = f"{_slug(PurePosixPath(plan.path).stem)}-{_slug(region.sheet)}-{plan.side}.png"
         out.append((plan.order[region.sheet], Picture(name, image.png(), caption)))
     return out
