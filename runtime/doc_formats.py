@@ -583,20 +583,20 @@ def _problem(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc)[:160]}" if str(exc) else type(exc).__name__
 
 
-# Word's side parts python-docx parses when it opens a file, by content type, as the empty
-# element that stands in for one that is not XML (so one broken part does not hide the body).
+# The side parts python-docx parses when it opens a file (docx.opc.part.PartFactory), by
+# content type, as the empty XML that stands in for one that is not XML (so one broken part
+# does not hide the body).
 _MAIN = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _WML = "application/vnd.openxmlformats-officedocument.wordprocessingml."
 _EMPTY_PARTS = {
-    f"{_WML}comments+xml": "comments",
-    f"{_WML}header+xml": "hdr",
-    f"{_WML}footer+xml": "ftr",
-    f"{_WML}footnotes+xml": "footnotes",
-    f"{_WML}endnotes+xml": "endnotes",
-    f"{_WML}numbering+xml": "numbering",
-    f"{_WML}styles+xml": "styles",
-    f"{_WML}settings+xml": "settings",
-}
+    f"{_WML}{kind}+xml": f'<w:{root} xmlns:w="{_MAIN}"/>'
+    for kind, root in (("comments", "comments"), ("header", "hdr"), ("footer", "ftr"),
+                       ("numbering", "numbering"), ("styles", "styles"), ("settings", "settings"))
+}  # fmt: skip
+_CORE = "http://schemas.openxmlformats.org/package/2006/metadata/core-properties"
+_EMPTY_PARTS["application/vnd.openxmlformats-package.core-properties+xml"] = (
+    f'<cp:coreProperties xmlns:cp="{_CORE}"/>'
+)
 
 
 def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[str]]:
@@ -624,11 +624,18 @@ def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[st
             try:
                 etree.fromstring(archive.read(name))
             except etree.XMLSyntaxError:
-                empty = f'<w:{_EMPTY_PARTS[content_type]} xmlns:w="{_MAIN}"/>'
-                replaced[name] = empty.encode()
+                replaced[name] = _EMPTY_PARTS[content_type].encode()
                 unread.append(f"{name}: not XML, left out")
+        dropped: set[str] = set()
         for name in sorted(n for n in names if n.endswith(".rels")):
-            rels = etree.fromstring(archive.read(name))
+            try:
+                rels = etree.fromstring(archive.read(name))
+            except etree.XMLSyntaxError:
+                if name == "_rels/.rels":  # the way to the body itself
+                    raise
+                dropped.add(name)
+                unread.append(f"{name}: not XML, left out (with the relationships it lists)")
+                continue
             base = posixpath.dirname(posixpath.dirname(name))  # word/_rels/x.rels -> word
             for rel in list(rels):
                 target = rel.get("Target", "")
@@ -640,12 +647,13 @@ def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[st
                     rels.remove(rel)
                     unread.append(f"{path}: missing from the file, left out")
                     replaced[name] = etree.tostring(rels, xml_declaration=True, encoding="UTF-8")
-        if not replaced:
+        if not replaced and not dropped:
             raise failure
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as rewritten:
             for info in archive.infolist():
-                rewritten.writestr(info, replaced.get(info.filename) or archive.read(info))
+                if info.filename not in dropped:
+                    rewritten.writestr(info, replaced.get(info.filename) or archive.read(info))
     return docx.Document(io.BytesIO(out.getvalue())), unread
 
 
@@ -721,18 +729,29 @@ class _DocxReader:
                 ("first_page_footer", "first-page footer"),
                 ("even_page_footer", "even-page footer"),
             ):  # fmt: skip
-                part = getattr(section, attr)
-                if part.is_linked_to_previous:
+                named = name if n == 1 else f"{name} (section {n})"
+                try:
+                    text = self._header(getattr(section, attr))
+                except KeyError as exc:  # python-docx names the relationship id it lacks
+                    out.unread.append(f"the {named}: its relationship {exc.args[0]} is missing")
                     continue
-                lines = []
-                for block in self.blocks(part._element):
-                    if isinstance(block, Paragraph):
-                        lines.append(block.text)
-                    else:
-                        lines += [" | ".join(row) for row in block.rows]
-                text = "\n".join(lines).strip()
+                except Exception as exc:
+                    out.unread.append(f"the {named}: {_problem(exc)}")
+                    continue
                 if text:
-                    out.headers[name if n == 1 else f"{name} (section {n})"] = text
+                    out.headers[named] = text
+
+    def _header(self, part: Any) -> str:
+        """A header's or footer's text ("" when linked to the previous section's)."""
+        if part.is_linked_to_previous:
+            return ""
+        lines = []
+        for block in self.blocks(part._element):
+            if isinstance(block, Paragraph):
+                lines.append(block.text)
+            else:
+                lines += [" | ".join(row) for row in block.rows]
+        return "\n".join(lines).strip()
 
     def marks(self, out: Document) -> None:
         """One pass over the body: tracked changes, comments with the text they are on, and

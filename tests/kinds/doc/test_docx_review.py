@@ -404,3 +404,42 @@ def test_a_picture_whose_relationship_or_file_is_missing_is_named(pair: Pair):
         f"  ! not read: new version: a picture: its relationship {rid[1].decode()} is missing",
         picture,
     ]
+
+
+BODY = {"[Content_Types].xml", "_rels/.rels", "word/document.xml"}  # without them, no body
+# The other parts the review reads: damage to one is named; the rest (fonts, theme, app
+# properties, thumbnails, custom XML) it does not read, and their damage changes no review.
+READ = re.compile(
+    r"word/(comments|header\d*|footer\d*|styles|settings|numbering)\.xml|docProps/core\.xml"
+    r"|word/_rels/document\.xml\.rels"
+)
+
+
+@pytest.mark.parametrize("damage", ["dropped", "not XML", "cut short"])
+def test_any_other_part_damaged_is_named_and_never_stops_the_review(pair: Pair, damage: str):
+    def rich(document: docx.document.Document) -> None:
+        for edit in (margins("Acme", footer="Page"), commented(("Costs fell.", "Ann", "Why?")),
+                     pictures(RED), tracked(("ins", "7 million", "Ann"))):  # fmt: skip
+            edit(document)
+
+    old, _ = pair(rich, rich)
+    (picture,) = load_docx("f.docx", old).images
+    names = set(zipfile.ZipFile(io.BytesIO(old)).namelist()) - BODY
+    assert {n for n in names if READ.fullmatch(n)} >= {"word/comments.xml", "word/styles.xml"}
+    for part in sorted(names):
+
+        def change(name: str, data: bytes, part: str = part) -> bytes | None:
+            if name != part:
+                return data
+            return None if damage == "dropped" else b"<" if damage == "not XML" else data[:-20]
+
+        done = review("f.docx", old, rewritten(old, change))
+        assert done is not None and done.diff is not None
+        if READ.fullmatch(part) or (part == picture.name and damage == "dropped"):
+            assert done.status == "changed", part
+            assert "not read" in done.summary, (part, done.summary)
+            problems = "\n".join(done.diff.unread)
+            assert part in problems or "relationship" in problems, (part, problems)
+            assert "  ! not read: new version: " in done.diff_text
+        elif part == picture.name:
+            assert done.summary == "1 unaccepted tracked change, 1 picture changed"

@@ -123,9 +123,9 @@ def diff_docx(old: Document | None, new: Document | None) -> DocumentDiff:
             changes.append(_paragraph_change(x, y, section))  # type: ignore[arg-type]
     diff = DocumentDiff(changes=changes, status="unchanged")
     _parts(diff, old or Document.model_construct(), new or Document.model_construct())
-    changed = (
-        diff.change_count > 0
-    )  # warnings alone (tracked changes kept as they were) are no change
+    # Tracked changes kept as they were are no change; a part the new version lost is one.
+    lost = [problem for problem in new.unread if problem not in old.unread] if new and old else []
+    changed = diff.change_count > 0 or bool(lost)
     status: FileStatus = (
         "added"
         if old is None
