@@ -172,6 +172,7 @@ def read_features(archive: zipfile.ZipFile, sheet: Any) -> dict[str, str]:
         if attrs.get("state") in ("frozen", "frozenSplit"):
             features["freeze panes"] = attrs.get("topLeftCell", "?")
     features.update(read_drawings(archive, path.lstrip("/"), tail))
+    features.update(_rules(tail))
     for name, pattern in (("autofilter", _AUTOFILTER), ("merged cells", _MERGE),
                           ("conditional formatting", _CONDITIONAL),
                           ("data validation", _VALIDATION)):  # fmt: skip
@@ -179,6 +180,55 @@ def read_features(archive: zipfile.ZipFile, sheet: Any) -> dict[str, str]:
         if found:
             features[name] = ", ".join(found)
     return features
+
+
+_CONDITIONAL_BLOCK = re.compile(
+    rb'<(?:\w+:)?conditionalFormatting\b[^>]*\bsqref="([^"]+)"[^>]*>(.*?)</(?:\w+:)?conditionalFormatting>',
+    re.S,
+)
+_CF_RULE = re.compile(rb"<(?:\w+:)?cfRule\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?cfRule>)", re.S)
+_VALIDATION_BLOCK = re.compile(
+    rb"<(?:\w+:)?dataValidation\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?dataValidation>)", re.S
+)
+_FORMULA = re.compile(rb"<(?:\w+:)?formula\d?>([^<]*)</")
+MAX_RULES = 50  # conditional-format and validation rules described per sheet
+
+
+def _rules(xml: bytes) -> dict[str, str]:
+    """What the sheet's conditional formats and data validations test, not just where: a rule
+    flipped from "greater than 5" to "less than 5" keeps its range."""
+    import html
+
+    def shown(attrs: dict[str, str], body: bytes | None, keys: tuple[str, ...]) -> str:
+        parts = [html.unescape(attrs[k]) for k in keys if attrs.get(k)]
+        parts += [html.unescape(f.decode(errors="replace")) for f in _FORMULA.findall(body or b"")]
+        if attrs.get("dxfId"):
+            parts.append(f"(style {attrs['dxfId']})")
+        for message in ("prompt", "error"):
+            if attrs.get(message):
+                parts.append(f"{message} {html.unescape(attrs[message])!r}")
+        return " ".join(parts)
+
+    def attributes(raw: bytes) -> dict[str, str]:
+        return {k.decode(): v.decode(errors="replace") for k, v in _ATTR.findall(raw)}
+
+    conditional = []
+    for block in _CONDITIONAL_BLOCK.finditer(xml):
+        for rule in _CF_RULE.finditer(block.group(2)):
+            attrs = attributes(rule.group(1))
+            described = shown(attrs, rule.group(2), ("type", "operator", "text"))
+            conditional.append(f"{block.group(1).decode()}: {described}")
+    validations = []
+    for rule in _VALIDATION_BLOCK.finditer(xml):
+        attrs = attributes(rule.group(1))
+        described = shown(attrs, rule.group(2), ("type", "operator"))
+        validations.append(f"{attrs.get('sqref', '?')}: {described or 'any value'}")
+    out = {}
+    if conditional:
+        out["conditional formatting rules"] = "; ".join(conditional[:MAX_RULES])
+    if validations:
+        out["data validation rules"] = "; ".join(validations[:MAX_RULES])
+    return out
 
 
 def _columns(first: str, last: str) -> str:
@@ -282,12 +332,47 @@ def read_drawings(archive: zipfile.ZipFile, sheet_part: str, xml: bytes) -> dict
                     images.append(f"(missing picture) at {at}")
             elif chart := _CHART_REF.search(body):
                 charts.append(_chart(archive, drawn.get(chart.group(1).decode(), {}), at))
-    features = {}
+    features = _comments(archive, rels)
     if images:
         features["images"] = "; ".join(sorted(images)[:MAX_DRAWN])
     if charts:
         features["charts"] = "; ".join(sorted(charts)[:MAX_DRAWN])
     return features
+
+
+_AUTHOR = re.compile(rb"<(?:\w+:)?author>([^<]*)</(?:\w+:)?author>")
+_COMMENT = re.compile(rb"<(?:\w+:)?comment\b([^>]*)>(.*?)</(?:\w+:)?comment>", re.S)
+
+
+def _comments(archive: zipfile.ZipFile, rels: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The sheet's cell comments (notes): "A1 'Some text' by John; ..."."""
+    import html
+
+    found = []
+    for rel in rels.values():
+        if rel["type"] != "comments":
+            continue
+        try:
+            xml = archive.read(rel["target"])
+        except KeyError:
+            continue
+        authors = [html.unescape(a.decode(errors="replace")) for a in _AUTHOR.findall(xml)]
+        for comment in _COMMENT.finditer(xml):
+            attrs = {
+                k.decode(): v.decode(errors="replace") for k, v in _ATTR.findall(comment.group(1))
+            }
+            text = html.unescape(
+                "".join(t.decode(errors="replace") for t in _TEXT.findall(comment.group(2)))
+            )
+            author = attrs.get("authorId", "")
+            by = (
+                f" by {authors[int(author)]}"
+                if author.isdigit() and int(author) < len(authors)
+                else ""
+            )
+            shown = text if len(text) <= 80 else text[:79] + "…"
+            found.append(f"{attrs.get('ref', '?')} {shown!r}{by}")
+    return {"comments": "; ".join(found[:MAX_DRAWN])} if found else {}
 
 
 def _chart(archive: zipfile.ZipFile, rel: dict[str, str], at: str) -> str:
