@@ -171,10 +171,10 @@ class Comment(BaseModel):
 
 
 class Revision(BaseModel):
-    """An unaccepted tracked change in a DOCX body (w:ins / w:del): the text it inserts or
-    deletes and who made it."""
+    """An unaccepted tracked change in a DOCX body: the text it inserts (w:ins), deletes
+    (w:del), moves (w:moveTo) or formats (w:rPrChange, w:pPrChange), and who made it."""
 
-    kind: Literal["inserted", "deleted"]
+    kind: Literal["inserted", "deleted", "moved", "formatted"]
     author: str = ""
     text: str
 
@@ -759,6 +759,8 @@ class _DocxReader:
         from docx.oxml.ns import qn
 
         ins, dele, blip, imagedata = qn("w:ins"), qn("w:del"), qn("a:blip"), _VML_IMAGE
+        moved = qn("w:moveTo")
+        formatted = (qn("w:rPrChange"), qn("w:pPrChange"))
         start, end = qn("w:commentRangeStart"), qn("w:commentRangeEnd")
         t, embed, rid = qn("w:t"), qn("r:embed"), qn("r:id")
         anchors: dict[str, list[str]] = {}
@@ -774,8 +776,11 @@ class _DocxReader:
                 anchors[key], open_ids = [], [*open_ids, key]
             elif tag == end:
                 open_ids = [k for k in open_ids if k != element.get(qn("w:id"), "")]
-            elif tag in (ins, dele) and element.getparent().tag != qn("w:rPr"):
-                self._revision(out, element, "inserted" if tag == ins else "deleted")
+            elif tag in (ins, dele, moved) and element.getparent().tag != qn("w:rPr"):
+                kind = "inserted" if tag == ins else "deleted" if tag == dele else "moved"
+                self._revision(out, element, kind)
+            elif tag in formatted:
+                self._formatted(out, element)
             elif tag in (blip, imagedata):
                 key = element.get(embed if tag == blip else rid)
                 if not key:
@@ -791,10 +796,33 @@ class _DocxReader:
                 )
         self._comments(out, {k: "".join(v) for k, v in anchors.items()})
 
+    def _formatted(self, out: Document, change: Any) -> None:
+        """A tracked formatting change: of a run (its text) or a paragraph (its text); runs
+        one after another by one author are one change."""
+        from docx.oxml.ns import qn
+
+        holder = change.getparent().getparent()  # w:rPr in a w:r, or w:pPr in a w:p
+        if holder is None or holder.tag not in (qn("w:r"), qn("w:p")):
+            return  # a paragraph mark's or a style's
+        if holder.tag == qn("w:p"):
+            text = _paragraph_text(holder)[0]
+        else:
+            text = "".join(str(e) for e in holder.iterchildren() if e.tag in _run_text_tags())
+        author = change.get(qn("w:author"), "")
+        last = out.revisions[-1] if out.revisions else None
+        follows = holder.tag == qn("w:r") and holder.getprevious() is self._formatted_run
+        if last and last.kind == "formatted" and last.author == author and follows:
+            last.text += text
+        else:
+            out.revisions.append(Revision(kind="formatted", author=author, text=text))
+        self._formatted_run = holder if holder.tag == qn("w:r") else None
+
+    _formatted_run: Any = None
+
     def _revision(self, out: Document, element: Any, kind: str) -> None:
         from docx.oxml.ns import qn
 
-        tag = qn("w:t") if kind == "inserted" else qn("w:delText")
+        tag = qn("w:delText") if kind == "deleted" else qn("w:t")
         text = "".join(e.text or "" for e in element.iter(tag))
         if not text:  # a paragraph mark or a table row: its text is in its runs' revisions
             return

@@ -66,8 +66,8 @@ _PICTURE = re.compile(
     r"sha256 (?P<sha>[0-9a-f]*)(?: -> (?P<sha_to>[0-9a-f]*))?\)$"
 )
 _REVISION = re.compile(
-    rf"^  (?P<sign>[+-]) tracked change: (?P<what>inserted|deleted) (?P<text>{_QUOTED})"
-    rf"(?: by (?P<author>{_QUOTED}))?$"
+    r"^  (?P<sign>[+-]) tracked change: (?P<what>inserted|deleted|moved|formatted) "
+    rf"(?P<text>{_QUOTED})(?: by (?P<author>{_QUOTED}))?$"
 )
 _COMMENT = re.compile(
     rf"^  (?P<sign>[+-]) comment(?: by (?P<author>{_QUOTED}))?(?: on (?P<anchor>{_QUOTED}))?: "

@@ -258,22 +258,29 @@ def test_comments_added_and_removed_name_their_author_and_text(pair: Pair):
     )
 
 
+def revision(tag: str, author: str, text: str = "") -> OxmlElement:
+    """A w:ins, w:del, w:moveTo or w:rPrChange by `author`, holding a run of `text` if any."""
+    element = OxmlElement(f"w:{tag}")
+    for key, value in (("w:id", "1"), ("w:author", author), ("w:date", "2026-12-01T00:00:00Z")):
+        element.set(qn(key), value)
+    if tag == "rPrChange":
+        element.append(OxmlElement("w:rPr"))  # the run's properties before the change
+    elif text:
+        run, t = OxmlElement("w:r"), OxmlElement("w:delText" if tag == "del" else "w:t")
+        t.text = text
+        t.set(qn("xml:space"), "preserve")
+        run.append(t)
+        element.append(run)
+    return element
+
+
 def tracked(*revisions: tuple[str, str, str]) -> Edit:
-    """'The total is ' then (w:ins or w:del, text, author) revisions in one paragraph."""
+    """'The total is ' then (w:ins / w:del, text, author) revisions in one paragraph."""
 
     def edit(document: docx.document.Document) -> None:
         paragraph = document.add_paragraph("The total is ")
-        for n, (tag, text, author) in enumerate(revisions, start=1):
-            revision = OxmlElement(f"w:{tag}")
-            revision.set(qn("w:id"), str(n))
-            revision.set(qn("w:author"), author)
-            revision.set(qn("w:date"), "2026-12-01T00:00:00Z")
-            run, t = OxmlElement("w:r"), OxmlElement("w:t" if tag == "ins" else "w:delText")
-            t.text = text
-            t.set(qn("xml:space"), "preserve")
-            run.append(t)
-            revision.append(run)
-            paragraph._p.append(revision)
+        for tag, text, author in revisions:
+            paragraph._p.append(revision(tag, author, text))
 
     return edit
 
@@ -300,6 +307,29 @@ def test_tracked_changes_accepted_by_the_job_are_reported_gone(pair: Pair):
     assert rendered(old, new) == (
         "f.docx (docx): 1 tracked change accepted or rejected\n"
         "  - tracked change: inserted '7 million' by 'Ann'\n"
+    )
+
+
+def test_tracked_moves_and_formatting_count_as_unaccepted_too(pair: Pair):
+    def revised(document: docx.document.Document) -> None:
+        paragraph = document.add_paragraph()
+        for text in ("Bold ", "now"):  # formatted in two runs: one tracked change
+            run = paragraph.add_run(text)
+            run.bold = True
+            run._r.get_or_add_rPr().append(revision("rPrChange", "Cy"))
+        document.add_paragraph("Moved here")._p.append(revision("moveTo", "Di", " and more"))
+
+    old, new = pair(lambda document: None, revised)
+    assert rendered(old, new) == (
+        "f.docx (docx): 2 unaccepted tracked changes, 2 paragraphs added, "
+        "2 tracked changes added\n"
+        "  ! 2 unaccepted tracked changes in the new version: publishing it publishes them as "
+        "suggestions\n"
+        "  + tracked change: formatted 'Bold now' by 'Cy'\n"
+        "  + tracked change: moved ' and more' by 'Di'\n"
+        "  in 'Budget':\n"
+        "    + [Normal] Bold now\n"
+        "    + [Normal] Moved here and more\n"
     )
 
 

@@ -83,10 +83,15 @@ class FormulaShift(BaseModel):
     columns: int = 0
 
     def sentence(self, sheet: str) -> str:
+        formulas = "formula" if self.count == 1 else "formulas"
+        if not self.rows and not self.columns:  # its cell stayed; what it reads moved
+            return (
+                f"{self.count:,} {formulas} in {sheet}!{self.column} now read other cells of "
+                "the sheets they name (their references did not move with those sheets' rows)"
+            )
         where = [_away(self.rows, "row", "below", "above")] if self.rows else []
         if self.columns:
             where.append(_away(self.columns, "column", "to the right", "to the left"))
-        formulas = "formula" if self.count == 1 else "formulas"
         moved = "rows" if not self.columns else "columns" if not self.rows else "cells"
         return (
             f"{self.count:,} {formulas} in {sheet}!{self.column} now refer to "
@@ -299,7 +304,7 @@ class RevisionChange(BaseModel):
     (accepted or rejected); `revision` is what it does."""
 
     kind: Literal["added", "removed"]
-    revision: Literal["inserted", "deleted"]
+    revision: Literal["inserted", "deleted", "moved", "formatted"]
     author: str = ""
     text: str
 
