@@ -99,6 +99,23 @@ def rendered(old: bytes | None, new: bytes | None, max_lines: int = 400) -> str:
     return done.diff_text
 
 
+def test_a_paragraph_restyled_and_one_reworded_under_their_heading(pair: Pair):
+    def body(style: str, text: str) -> Edit:
+        def edit(document: docx.document.Document) -> None:
+            document.add_paragraph("Scope", style=style)
+            document.add_paragraph(text)
+
+        return edit
+
+    old, new = pair(body("Normal", "Costs fell by 5%."), body("Heading 2", "Costs fell by 7%."))
+    assert rendered(old, new) == (
+        "f.docx (docx): 2 paragraphs changed\n"
+        "  in 'Scope':\n"  # a heading heads its own section (in the new version)
+        "    ~ [Normal -> Heading 2] Scope\n"
+        "    ~ [Normal] Costs fell by [-5-]{+7+}%.\n"
+    )
+
+
 def sentence(bold: str = "", italic: str = "") -> Edit:
     """'The total is 5 million this year.' with '5 million' / 'this year' bold or italic."""
 
@@ -145,6 +162,18 @@ def grid(rows: list[list[str]]) -> Edit:
 
 
 QUARTERS = [["region", "q1", "q2", "q3"], ["north", "1", "2", "3"], ["south", "4", "5", "6"]]
+
+
+def test_a_changed_cell_is_named_by_its_row_and_column_headers(pair: Pair):
+    changed = [list(row) for row in QUARTERS]
+    changed[2][2] = "50"
+    old, new = pair(grid(QUARTERS), grid(changed))
+    assert rendered(old, new) == (
+        "f.docx (docx): 1 table changed (1 cell changed)\n"
+        "  in 'Budget':\n"
+        "    ~ table 1 (3x4)\n"
+        "        r3c3    (row 'south', column 'q2') '5' -> '50'\n"
+    )
 
 
 def test_a_column_inserted_in_the_middle_is_reported_once(pair: Pair):
