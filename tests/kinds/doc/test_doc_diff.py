@@ -901,3 +901,63 @@ def test_borders_and_fonts_are_compared_and_needless_escapes_are_not() -> None:
         "    format B1 font: 'default' -> 'Arial 14'",
         "    format B2 border: 'none' -> 'bottom thin'",
     ]
+
+
+# --- references to other sheets --------------------------------------------------------------
+
+
+def _priced_books(*, rewrite: bool, rename: str | None = None) -> tuple[bytes, bytes]:
+    """An Orders sheet reading prices from a Prices sheet cell by cell (=Prices!B5*C2), and the
+    same after a price row is inserted above row 5 of Prices: as Excel does it (`rewrite`:
+    every reference below moves down), or by a tool that leaves the other sheet's formulas."""
+    prices = [["item", "price"]] + [[f"p{r}", r * 10] for r in range(2, 12)]
+    orders = [["order", "qty", "amount"]]
+    orders += [[f"o{r}", r, f"=Prices!B{r}*B{r}"] for r in range(2, 12)]
+    orders.append(["total", None, "=SUM(Prices!B2:B11)"])
+    new_prices = [*prices[:4], ["p-new", 99], *prices[4:]]
+    new_orders = [list(row) for row in orders]
+    if rewrite:
+        for r, row in enumerate(new_orders[1:-1], start=2):
+            row[2] = f"=Prices!B{r + 1 if r >= 5 else r}*B{r}"
+        new_orders[-1][2] = "=SUM(Prices!B2:B12)"
+    name = rename or "Prices"
+    if rename:
+        quoted = f"'{rename}'!"
+        new_orders = [[c.replace("Prices!", quoted) if isinstance(c, str) else c for c in row]
+                      for row in new_orders]  # fmt: skip
+    old = xlsx_bytes({"Orders": orders, "Prices": prices})
+    return old, xlsx_bytes({"Orders": new_orders, name: new_prices})
+
+
+def test_formulas_reading_another_sheet_follow_its_inserted_row() -> None:
+    old, new = _priced_books(rewrite=True)
+    done = review("orders.xlsx", old, new)
+    assert done is not None
+    assert done.diff_text.splitlines() == [
+        "orders.xlsx (xlsx): 1 row inserted",
+        "  sheet 'Prices'",
+        "    row 5 inserted",
+        "      A5 'p-new', B5 99",
+    ]
+
+
+def test_formulas_left_reading_the_wrong_rows_of_another_sheet_are_flagged() -> None:
+    old, new = _priced_books(rewrite=False)
+    done = review("orders.xlsx", old, new)
+    assert done is not None
+    lines = done.diff_text.splitlines()
+    assert lines[:3] == [
+        "orders.xlsx (xlsx): 8 formulas now refer to other rows, 8 cells changed, 1 row inserted",
+        "  sheet 'Orders'",
+        "    ! 8 formulas in Orders!C now read other cells of the sheets they name "
+        "(their references did not move with those sheets' rows)",
+    ]
+    assert "    C5      =Prices!B5*B5 -> =Prices!B5*B5" + SAME_TEXT in lines
+    assert "    C2      =Prices!B2*B2 -> =Prices!B2*B2" + SAME_TEXT not in lines  # above it
+
+
+def test_a_renamed_sheet_is_renamed_in_the_formulas_that_read_it() -> None:
+    old, new = _priced_books(rewrite=True, rename="Price list")
+    done = review("orders.xlsx", old, new)
+    assert done is not None
+    assert done.summary == "1 row inserted, sheet 'Prices' renamed to 'Price list'"

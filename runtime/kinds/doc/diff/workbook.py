@@ -8,6 +8,7 @@ as Excel moves them). Pure: no I/O, no rendering.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from runtime.doc_formatting import SheetLook
 from runtime.kinds.doc.diff.align import Step, _kind, _row_similarity, _runs, _steps
 from runtime.kinds.doc.diff.formatting import diff_looks
 from runtime.kinds.doc.diff.formulas import (
+    SheetMoves,
     _formula_shape,
     _loose_shape,
     _Moves,
@@ -208,22 +210,29 @@ def diff_xlsx(old: Workbook | None, new: Workbook | None) -> WorkbookDiff:
     old_sheets = old.sheets if old is not None else {}
     new_sheets = new.sheets if new is not None else {}
     renamed = _renames(old_sheets, new_sheets)  # new name -> old name
+    # First every sheet both have is aligned, so that a formula's references to another
+    # sheet move with that sheet's rows, columns and name; then each is compared.
+    aligned: dict[str, tuple[str, _Aligned]] = {}  # new name -> (old name, alignment)
+    for name, rows in new_sheets.items():
+        was = renamed.get(name, name)
+        if was in old_sheets:
+            aligned[name] = (was, _align_sheet(name, old_sheets[was], rows))
+    others = {was: SheetMoves(name, al.rows.rows, al.rows.columns)
+              for name, (was, al) in aligned.items()}  # fmt: skip
+    old_looks = old.looks if old is not None else {}
+    new_looks = new.looks if new is not None else {}
     sheets: list[SheetDiff] = []
     for name, rows in new_sheets.items():
-        looks = (old.looks if old is not None else {}, new.looks if new is not None else {})
-        if name in renamed:
-            was = renamed[name]
-            diff = _diff_sheet(
-                name, old_sheets[was], rows, looks[0].get(was), looks[1].get(name)
-            ) or SheetDiff(name=name, status="changed")
-            sheets.append(diff.model_copy(update={"renamed_from": was}))
-        elif name not in old_sheets:
+        if name not in aligned:
             sheets.append(_whole_sheet(name, rows, "added"))
-        elif (
-            diff := _diff_sheet(
-                name, old_sheets[name], rows, looks[0].get(name), looks[1].get(name)
-            )
-        ) is not None:
+            continue
+        was, al = aligned[name]
+        al.rows.read_others(others)
+        diff = _diff_aligned(al, old_looks.get(was), new_looks.get(name))
+        if name in renamed:
+            diff = diff or SheetDiff(name=name, status="changed")
+            sheets.append(diff.model_copy(update={"renamed_from": was}))
+        elif diff is not None:
             sheets.append(diff)
     gone = set(renamed.values())
     sheets += [
@@ -333,13 +342,24 @@ def _whole_sheet(
     return SheetDiff(name=name, status=status, hunks=hunks)
 
 
-def _diff_sheet(
-    name: str,
-    old: list[list[Cell]],
-    new: list[list[Cell]],
-    old_look: SheetLook | None = None,
-    new_look: SheetLook | None = None,
-) -> SheetDiff | None:
+@dataclass
+class _Aligned:
+    """One sheet both workbooks have, aligned: its rows (with only the columns compared when
+    columns were inserted or deleted), their keys and steps, and where rows and columns went."""
+
+    name: str
+    old: list[list[Cell]]
+    new: list[list[Cell]]
+    a: _Keys
+    b: _Keys
+    steps: list[Step]
+    pairs: list[tuple[int, int]]
+    rows: _RowMap
+    cols: _Columns
+    column_hunks: list[ColumnHunk]
+
+
+def _align_sheet(name: str, old: list[list[Cell]], new: list[list[Cell]]) -> _Aligned:
     column_steps = _column_steps(old, new)
     cols = _Columns(column_steps, max((len(row) for row in old), default=0))
     column_hunks: list[ColumnHunk] = []
@@ -358,8 +378,16 @@ def _diff_sheet(
     steps = list(_steps(a.keys, b.keys, similar, equal=True))
     pairs = [(i, j) for i, j in steps if i is not None and j is not None]
     rows = _RowMap(len(old), pairs, cols.moves)
+    return _Aligned(name, old, new, a, b, steps, pairs, rows, cols, column_hunks)
+
+
+def _diff_aligned(
+    al: _Aligned, old_look: SheetLook | None, new_look: SheetLook | None
+) -> SheetDiff | None:
+    """The differences of an aligned sheet (its row map knowing how the other sheets moved)."""
+    name, rows, cols = al.name, al.rows, al.cols
     hunks = []
-    for run in _runs(_sheet_changes(name, old, new, a, b, steps, rows, cols)):
+    for run in _runs(_sheet_changes(name, al.old, al.new, al.a, al.b, al.steps, rows, cols)):
         (i0, j0), _ = run[0]
         (i1, j1), _ = run[-1]
         hunk = RowHunk(
@@ -369,11 +397,11 @@ def _diff_sheet(
             changes=[change for _, changes in run for change in changes],
         )
         hunks.append(hunk)
-    column_pairs = list(zip(cols.old, cols.new, strict=True)) if column_steps else None
-    formats, formatted, features = diff_looks(old_look, new_look, pairs, rows, column_pairs)
-    if not hunks and not column_hunks and not formats and not features:
+    column_pairs = list(zip(cols.old, cols.new, strict=True)) if cols.steps else None
+    formats, formatted, features = diff_looks(old_look, new_look, al.pairs, rows, column_pairs)
+    if not hunks and not al.column_hunks and not formats and not features:
         return None
-    return SheetDiff(name=name, status="changed", hunks=hunks, columns=column_hunks,
+    return SheetDiff(name=name, status="changed", hunks=hunks, columns=al.column_hunks,
                      shifted=_shifts(hunks), formats=formats, formatted_cells=formatted,
                      features=features)  # fmt: skip
 
@@ -395,7 +423,8 @@ def _shifts(hunks: list[RowHunk]) -> list[FormulaShift]:
             column, row = coordinate_from_string(c.new_cell)
             moved = old_row - row
             across = column_index_from_string(old_column) - column_index_from_string(column)
-            if moved or across:
+            if moved or across or "!" in c.old:  # type: ignore[operator]
+                # Not moved itself but naming a sheet: what it reads there moved.
                 counts[(column, moved, across)] = counts.get((column, moved, across), 0) + 1
     return [
         FormulaShift(column=column, count=n, rows=moved, columns=across)
