@@ -141,8 +141,9 @@ class Paragraph(BaseModel):
     kind: Literal["paragraph"] = "paragraph"
     style: str = "Normal"
     text: str
-    # The runs' own bold / italic / underline as (what, start, end) spans of `text`, merged
-    # across runs; formatting a paragraph or character style gives is the style's, not here.
+    # The runs' own bold / italic / underline and character style ("style 'Strong'") as
+    # (what, start, end) spans of `text`, merged across runs (what a paragraph style or a
+    # character style itself sets is the style's, not here).
     marks: list[tuple[str, int, int]] = []
 
 
@@ -659,7 +660,8 @@ def _without_broken_parts(data: bytes, failure: Exception) -> tuple[Any, list[st
 
 _RUN_CONTAINERS = {"hyperlink", "ins", "smartTag", "fldSimple", "sdt", "sdtContent", "moveTo",
                    "customXml", "dir", "bdo"}  # fmt: skip
-_MARK_TAGS = (("b", "bold"), ("i", "italic"), ("u", "underline"))
+_MARK_TAGS = (("b", "bold"), ("i", "italic"), ("u", "underline"), ("rStyle", "style"))
+_MARK_ORDER = {"bold": "0", "italic": "1", "underline": "2"}  # then styles by name
 _OFF = ("0", "false", "off", "none")
 _VML_IMAGE = "{urn:schemas-microsoft-com:vml}imagedata"  # pictures in older Word files
 
@@ -673,12 +675,15 @@ class _DocxReader:
 
         self.document = document
         self.styles: dict[str, str] = {}
+        self.character_styles: dict[str, str] = {}
         self.default_style = "Normal"
         try:
             styles = document.styles
             for style in styles:
                 if style.type == WD_STYLE_TYPE.PARAGRAPH and style.style_id:
                     self.styles[style.style_id] = style.name
+                elif style.type == WD_STYLE_TYPE.CHARACTER and style.style_id:
+                    self.character_styles[style.style_id] = style.name
             default = styles.default(WD_STYLE_TYPE.PARAGRAPH)
             if default is not None and default.name:
                 self.default_style = default.name
@@ -691,7 +696,7 @@ class _DocxReader:
 
         for child in parent.iterchildren():
             if child.tag == qn("w:p"):
-                text, marks = _paragraph_text(child)
+                text, marks = _paragraph_text(child, self.character_styles)
                 yield Paragraph.model_construct(
                     kind="paragraph", style=self._style(child), text=text, marks=marks
                 )
@@ -854,8 +859,11 @@ class _DocxReader:
             )
 
 
-def _paragraph_text(p: Any) -> tuple[str, list[tuple[str, int, int]]]:
-    """A w:p's text with tracked insertions and without deletions, and its runs' marks."""
+def _paragraph_text(
+    p: Any, character_styles: dict[str, str] | None = None
+) -> tuple[str, list[tuple[str, int, int]]]:
+    """A w:p's text with tracked insertions and without deletions, and its runs' marks (their
+    character styles too when given the names of the document's, by style id)."""
     from docx.oxml.ns import qn
 
     parts: list[str] = []
@@ -875,7 +883,11 @@ def _paragraph_text(p: Any) -> tuple[str, list[tuple[str, int, int]]]:
         if rpr is not None:
             for tag, what in _MARK_TAGS:
                 flag = rpr.find(qn(f"w:{tag}"))
-                if flag is None or flag.get(val, "true") in _OFF:
+                if tag == "rStyle":
+                    if flag is None or character_styles is None or not flag.get(val):
+                        continue
+                    what = f"style {character_styles.get(flag.get(val), flag.get(val))!r}"
+                elif flag is None or flag.get(val, "true") in _OFF:
                     continue
                 mine = spans.setdefault(what, [])
                 if mine and mine[-1][1] == at:
@@ -883,7 +895,8 @@ def _paragraph_text(p: Any) -> tuple[str, list[tuple[str, int, int]]]:
                 else:
                     mine.append([at, at + len(text)])
         at += len(text)
-    marks = [(what, a, b) for _, what in _MARK_TAGS for a, b in spans.get(what, [])]
+    order = sorted(spans, key=lambda what: _MARK_ORDER.get(what, f"3{what}"))
+    marks = [(what, a, b) for what in order for a, b in spans[what]]
     return "".join(parts), marks
 
 

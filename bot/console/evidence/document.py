@@ -53,7 +53,9 @@ _TABLE_CELL = re.compile(
 _TABLE_ROW = re.compile(
     r"^        (?P<sign>[+-]) (?P<what>row|column) (?P<row>\d+): (?P<cells>.*)$"
 )
-_MARKS = re.compile(rf"^      (?P<sign>[+-]) (?P<what>bold|italic|underline) (?P<text>{_QUOTED})$")
+_MARKS = re.compile(
+    rf"^      (?P<sign>[+-]) (?P<what>bold|italic|underline|style {_QUOTED}) (?P<text>{_QUOTED})$"
+)
 # Lines about the whole document, before its body's (runtime's render._render_document_parts).
 _TRACKED = re.compile(r"^  ! (?P<n>\d+) unaccepted tracked changes? in the new version: .*$")
 _UNREAD = re.compile(r"^  ! not read: (?P<what>.*)$")

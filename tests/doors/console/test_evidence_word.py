@@ -107,3 +107,16 @@ def test_a_part_not_read_is_shown_as_a_warning():
     assert block.diff.unread == ["new version: word/comments.xml: not XML, left out"]
     html = str(render("_word.html", review=block, words=words))
     assert "Not read: new version: word/comments.xml" in html
+
+
+def test_a_character_style_mark_reads_back():
+    def strong(style):
+        def edit(document) -> None:
+            document.add_paragraph("The total is ").add_run("5 million", style=style)
+
+        return edit
+
+    block, recorded = read_back(made(strong(None)), made(strong("Strong")))
+    (paragraph,) = block.diff.changes
+    assert paragraph.marks_added == [("style 'Strong'", "5 million")]
+    assert paragraph.marks_added == recorded.changes[0].marks_added

@@ -140,6 +140,24 @@ def test_a_run_made_bold_and_one_no_longer_italic_are_named_with_their_text(pair
     )
 
 
+def test_a_run_given_a_character_style_names_the_style(pair: Pair):
+    def strong(style: str | None) -> Edit:
+        def edit(document: docx.document.Document) -> None:
+            paragraph = document.add_paragraph("The total is ")
+            paragraph.add_run("5 million", style=style)
+            paragraph.add_run(".")
+
+        return edit
+
+    old, new = pair(strong(None), strong("Strong"))
+    assert rendered(old, new) == (
+        "f.docx (docx): 1 paragraph changed\n"
+        "  in 'Budget':\n"
+        "    ~ [Normal] The total is 5 million.\n"
+        "      + style 'Strong' '5 million'\n"
+    )
+
+
 def test_formatting_split_over_runs_reads_as_one_span():
     def split(document: docx.document.Document) -> None:
         paragraph = document.add_paragraph("The total is ")
@@ -409,7 +427,7 @@ def test_a_huge_review_shows_its_summary_then_stops_with_a_note(pair: Pair):
         "  + comment on 'Line 1 says new.': 'new 1'",
         "  + comment on 'Line 2 says new.': 'new 2'",
         "  + comment on 'Line 3 says new.': 'new 3'",
-        "... 446 more changes not shown",
+        "... 446 more changes not shown (all of them in the job's document-diff.json artifact)",
     ]
 
 
