@@ -11,6 +11,7 @@ picture that cannot be made is a note in the review, never a failure.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ class ChangeReview:
     summaries: list[str] = field(default_factory=list)
     documents: list[ArtifactRef] = field(default_factory=list)
     pictures: list[tuple[ArtifactRef, str]] = field(default_factory=list)  # with a caption
+    # Every document's structured diff, uncapped (the text above stops at its line limit).
+    whole: list[dict[str, Any]] = field(default_factory=list)
     picture_notes: list[str] = field(default_factory=list)
 
 
@@ -68,6 +71,8 @@ async def review_change(
             continue
         out.summaries.append(f"{path}: {review.summary}")
         texts.append(review.diff_text.rstrip())
+        if keep:
+            out.whole.append(review.model_dump(mode="json", exclude={"diff_text", "preview"}))
         if review.preview:
             previews.append(f"{path}\n{review.preview.rstrip()}")
         if new is not None and keep:
@@ -111,6 +116,9 @@ async def document_artifacts(
         refs.append(recorder.put("document-diff.txt", review.text.encode()))
     if review.preview:
         refs.append(recorder.put("preview.txt", review.preview.encode()))
+    if review.whole:
+        whole = json.dumps({"documents": review.whole}, ensure_ascii=False, indent=1)
+        refs.append(recorder.put("document-diff.json", redact(whole).encode(), "application/json"))
     refs.extend(review.documents)
     refs.extend(ref for ref, _ in review.pictures)
     artifacts.extend(refs)

@@ -14,10 +14,12 @@ from tests.doors.console.rig import ConsoleRig, job_id_of, shot
 from tests.kinds.doc.test_doc_jobs import write_policy
 from tests.kinds.doc.test_doc_picture import NEXT_VERSIONS, pictured_repo
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("soffice") is None or shutil.which("pdftoppm") is None,
-    reason="LibreOffice and poppler-utils are installed by scripts/setup.sh test",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _libreoffice_installed() -> None:
+    """The set-up installs LibreOffice and poppler; a missing one fails with what to run."""
+    missing = [tool for tool in ("soffice", "pdftoppm") if shutil.which(tool) is None]
+    assert not missing, f"{missing} not installed: run scripts/setup.sh test"
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("soffice") is None or shutil.which("pdftoppm") is None,
-    reason="LibreOffice and poppler-utils are installed by scripts/setup.sh test",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _libreoffice_installed() -> None:
+    """The set-up installs LibreOffice and poppler; a missing one fails with what to run."""
+    missing = [tool for tool in ("soffice", "pdftoppm") if shutil.which(tool) is None]
+    assert not missing, f"{missing} not installed: run scripts/setup.sh test"
 
 
 async def test_the_pictures_of_a_doc_change_are_uploaded_with_its_approval_request(rig):

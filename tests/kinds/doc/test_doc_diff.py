@@ -41,7 +41,7 @@ from runtime.kinds.doc.diff import (
     render_workbook_diff,
     review,
 )
-from runtime.kinds.doc.diff.render import SAME_TEXT
+from runtime.kinds.doc.diff.render import SAME_TEXT, WHOLE_DIFF
 from tests.support.office_files import xlsx_bytes
 
 
@@ -288,7 +288,7 @@ def test_a_huge_diff_is_capped_but_the_structure_keeps_everything() -> None:
     assert diff.cells_changed == 1000
     lines = render_workbook_diff("big.xlsx", diff, max_lines=50).splitlines()
     assert len(lines) == 50
-    assert lines[-1] == "... 953 more changes not shown"
+    assert lines[-1] == "... 953 more changes not shown (" + WHOLE_DIFF + ")"
     assert lines[2] == "    B1      (empty) -> -1"
 
 

@@ -7,6 +7,7 @@ workbook (formulas included) and a Word document, so every diff is computed on r
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,6 +128,13 @@ async def test_weekly_summary_workbook_from_a_template_reviewed_then_published(d
     assert "SEV1" in review and "payments-api" in review
     preview = text_of(engine, job, "preview.txt")
     assert "By severity" in preview and "severity" in preview
+    # The whole structured diff, uncapped, for the reviewer who needs every cell.
+    whole = json.loads(text_of(engine, job, "document-diff.json"))["documents"]
+    book = next(d for d in whole if d["path"] == "out/weekly.xlsx")
+    assert book["status"] == "added" and book["summary"] in review
+    sheets = {s["name"]: s for s in book["diff"]["sheets"]}
+    added = [c for h in sheets["By severity"]["hunks"] for c in h["changes"]]
+    assert {"new_cell": "A1", "new": "severity"}.items() <= added[0].items()
     assert any("out/weekly.xlsx" in line for line in job.pending_action.documents)
     assert not main_has(repo, "out/weekly.xlsx")  # nothing published before approval
 

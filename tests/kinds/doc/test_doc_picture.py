@@ -30,10 +30,14 @@ from runtime.kinds.doc.picture.soffice import Drawing, NotDrawn, draw
 from runtime.settings import Settings
 from tests.kinds.doc.test_doc_jobs import git, settle, write_policy
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("soffice") is None or shutil.which("pdftoppm") is None,
-    reason="LibreOffice and poppler-utils are installed by scripts/setup.sh test",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def _libreoffice_installed() -> None:
+    """These tests draw with the real LibreOffice and poppler; the set-up installs both, so a
+    missing one fails here with what to run rather than skipping."""
+    missing = [tool for tool in ("soffice", "pdftoppm") if shutil.which(tool) is None]
+    assert not missing, f"{missing} not installed: run scripts/setup.sh test"
+
 
 CELL_PIXELS = 2_000  # a default-sized cell on a letter page 1,584 pixels wide: ~130 x 30
 

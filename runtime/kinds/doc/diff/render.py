@@ -27,6 +27,7 @@ MAX_LINES = 400  # rendered diff lines, "... N more changes" included
 VALUE_WIDTH = 60  # characters of a cell value shown in a rendered diff
 SAME_TEXT = "  (same text, other cells now: it moved)"
 ROW_WIDTH = 200  # characters of an inserted or deleted row shown on one line
+WHOLE_DIFF = "all of them in the job's document-diff.json artifact"
 
 
 def _show(value: Cell, width: int = VALUE_WIDTH) -> str:
@@ -100,9 +101,9 @@ class _Lines:
         if self.full:
             more = total_changes - self.shown
             self.lines.append(
-                f"... {_plural(more, 'more change')} not shown"
+                f"... {_plural(more, 'more change')} not shown ({WHOLE_DIFF})"
                 if more
-                else "... more lines not shown"
+                else f"... more lines not shown ({WHOLE_DIFF})"
             )
         return "\n".join(self.lines) + "\n"
 
