@@ -124,7 +124,8 @@ def diff_docx(old: Document | None, new: Document | None) -> DocumentDiff:
     diff = DocumentDiff(changes=changes, status="unchanged")
     _parts(diff, old or Document.model_construct(), new or Document.model_construct())
     # Tracked changes kept as they were are no change; a part the new version lost is one.
-    lost = [problem for problem in new.unread if problem not in old.unread] if new and old else []
+    lost = [p for p in getattr(new, "unread", []) if p not in getattr(old, "unread", [])]
+    lost = lost if new is not None and old is not None else []
     changed = diff.change_count > 0 or bool(lost)
     status: FileStatus = (
         "added"
@@ -177,32 +178,53 @@ def _unmatched(old: list[Any], new: list[Any]) -> list[tuple[Any, Any]]:
 
 
 def _images(old: Document, new: Document) -> list[ImageChange]:
-    """Pictures only one side has (by their bytes); one removed and one added under the same
-    part name is that picture changed."""
-    olds = [(i.name, i.sha256, i.size) for i in getattr(old, "images", [])]
-    news = [(i.name, i.sha256, i.size) for i in getattr(new, "images", [])]
-    gone = [item for kind, item in _unmatched(olds, news) if kind == "removed"]
+    """Pictures only one side has, by their bytes (a part renamed on saving is the same
+    picture); one gone and one new under the same part name is that picture changed."""
+    olds, news = list(getattr(old, "images", [])), list(getattr(new, "images", []))
+    gone = [olds[n] for kind, n in _unmatched_at(olds, news) if kind == "removed"]
     out: list[ImageChange] = []
-    for kind, (name, sha, size) in _unmatched(olds, news):
+    for kind, n in _unmatched_at(olds, news):
         if kind == "removed":
             continue
-        was = next((g for g in gone if g[0] == name), None)
-        if was is not None:
-            gone.remove(was)
+        image = news[n]
+        was = next((g for g in gone if g.name == image.name), None)
+        if was is None:
             out.append(
                 ImageChange(
-                    kind="changed",
-                    name=name,
-                    old_sha256=was[1],
-                    new_sha256=sha,
-                    old_size=was[2],
-                    new_size=size,
+                    kind="added", name=image.name, new_sha256=image.sha256, new_size=image.size
                 )
             )
-        else:
-            out.append(ImageChange(kind="added", name=name, new_sha256=sha, new_size=size))
-    for name, sha, size in gone:
-        out.append(ImageChange(kind="removed", name=name, old_sha256=sha, old_size=size))
+            continue
+        gone.remove(was)
+        out.append(
+            ImageChange(
+                kind="changed",
+                name=image.name,
+                old_sha256=was.sha256,
+                new_sha256=image.sha256,
+                old_size=was.size,
+                new_size=image.size,
+            )
+        )
+    for was in gone:
+        out.append(
+            ImageChange(kind="removed", name=was.name, old_sha256=was.sha256, old_size=was.size)
+        )
+    return out
+
+
+def _unmatched_at(olds: list[Any], news: list[Any]) -> list[tuple[str, int]]:
+    """_unmatched on pictures' bytes, as (kind, index in its side's list)."""
+    old_keys = [(i.sha256, i.size, n) for n, i in enumerate(olds)]
+    new_keys = [(i.sha256, i.size, n) for n, i in enumerate(news)]
+    spare_old = Counter(k[:2] for k in old_keys) - Counter(k[:2] for k in new_keys)
+    spare_new = Counter(k[:2] for k in new_keys) - Counter(k[:2] for k in old_keys)
+    out: list[tuple[str, int]] = []
+    for kind, keys, spare in (("added", new_keys, spare_new), ("removed", old_keys, spare_old)):
+        for sha, size, n in keys:
+            if spare[(sha, size)] > 0:
+                spare[(sha, size)] -= 1
+                out.append((kind, n))
     return out
 
 
