@@ -520,3 +520,18 @@ def test_any_other_part_damaged_is_named_and_never_stops_the_review(pair: Pair, 
             assert "  ! not read: new version: " in done.diff_text
         elif part == picture.name:
             assert done.summary == "1 unaccepted tracked change, 1 picture changed"
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_the_same_document_saved_again_by_libreoffice_is_no_change(tmp_path: Path):
+    def rich(document: docx.document.Document) -> None:
+        for edit in (margins("Acme", footer="Page", first_page="Draft"),
+                     sentence(bold="5 million", italic="this year"), grid(QUARTERS),
+                     commented(("Costs fell.", "Ann", "Why?")), pictures(RED, BLUE),
+                     tracked(("ins", "7 million", "Ann"), ("del", "5", "Bob"))):  # fmt: skip
+            edit(document)
+
+    original = made(rich)
+    saved = libreoffice({"f.docx": original}, tmp_path)["f.docx"]
+    assert saved != original
+    assert rendered(original, saved) == "f.docx (docx): no changes\n"
