@@ -571,7 +571,8 @@ def load_docx(path: str, data: bytes, max_bytes: int = MAX_BYTES) -> Document:
     )
     for what, read in (
         ("the headers and footers", reader.headers),
-        ("the tracked changes, comments and pictures", reader.marks),
+        ("the tracked changes and pictures", reader.marks),
+        ("the comments", reader.comments),
     ):
         try:
             read(out)
@@ -674,6 +675,8 @@ class _DocxReader:
         from docx.enum.style import WD_STYLE_TYPE
 
         self.document = document
+        self.anchors: dict[str, str] = {}  # comment id -> the text it is on, found by `marks`
+        self._formatted_run: Any = None  # the last run a tracked formatting change was on
         self.styles: dict[str, str] = {}
         self.character_styles: dict[str, str] = {}
         self.default_style = "Normal"
@@ -759,8 +762,8 @@ class _DocxReader:
         return "\n".join(lines).strip()
 
     def marks(self, out: Document) -> None:
-        """One pass over the body: tracked changes, comments with the text they are on, and
-        pictures with their bytes' hash (a missing relationship is named in `unread`)."""
+        """One pass over the body: tracked changes, pictures with their bytes' hash (a missing
+        relationship is named in `unread`), and the text each comment is on."""
         from docx.oxml.ns import qn
 
         ins, dele, blip, imagedata = qn("w:ins"), qn("w:del"), qn("a:blip"), _VML_IMAGE
@@ -799,7 +802,7 @@ class _DocxReader:
                 out.images.append(
                     Image(name=name, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
                 )
-        self._comments(out, {k: "".join(v) for k, v in anchors.items()})
+        self.anchors = {k: "".join(v) for k, v in anchors.items()}
 
     def _formatted(self, out: Document, change: Any) -> None:
         """A tracked formatting change: of a run (its text) or a paragraph (its text); runs
@@ -822,8 +825,6 @@ class _DocxReader:
             out.revisions.append(Revision(kind="formatted", author=author, text=text))
         self._formatted_run = holder if holder.tag == qn("w:r") else None
 
-    _formatted_run: Any = None
-
     def _revision(self, out: Document, element: Any, kind: str) -> None:
         from docx.oxml.ns import qn
 
@@ -840,7 +841,8 @@ class _DocxReader:
             return
         out.revisions.append(Revision(kind=kind, author=author, text=text))  # type: ignore[arg-type]
 
-    def _comments(self, out: Document, anchors: dict[str, str]) -> None:
+    def comments(self, out: Document) -> None:
+        """The comments part's comments, with the text each is on (after `marks`)."""
         from docx.opc.constants import RELATIONSHIP_TYPE as RT
         from docx.oxml.ns import qn
 
@@ -854,7 +856,7 @@ class _DocxReader:
                 Comment(
                     author=comment.get(qn("w:author"), ""),
                     text=text,
-                    anchor=anchors.get(comment.get(qn("w:id"), ""), ""),
+                    anchor=self.anchors.get(comment.get(qn("w:id"), ""), ""),
                 )
             )
 
