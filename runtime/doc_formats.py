@@ -27,8 +27,12 @@ The data model is JSON-serialisable (pydantic):
   with "=" (never the cached value); an empty string is the same as no value.
 - `Workbook.sheets` maps sheet names, in workbook order, to rows of cells; trailing empty cells
   and rows are trimmed.
-- `Document.blocks` is the body of a DOCX in order: `Paragraph(style, text)` and
-  `Table(rows)` (a grid of cell texts; short rows are padded with "").
+- `Document.blocks` is the body of a DOCX in order: `Paragraph(style, text, marks)` (text
+  with tracked changes accepted; marks: the runs' bold / italic / underline / character style
+  as spans) and `Table(rows)` (a grid of cell texts; short rows are padded with ""). Beside
+  the body: `headers` (headers and footers by name), `comments`, `revisions` (unaccepted
+  tracked changes), `images` (pictures by part name, sha256, size) and `unread` (parts that
+  could not be read, in words).
 """
 
 from __future__ import annotations
