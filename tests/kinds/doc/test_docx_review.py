@@ -85,8 +85,7 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
     def make(old: Edit, new: Edit) -> tuple[bytes, bytes]:
         files = {"old.docx": made(old), "new.docx": made(new)}
         if request.param == "libreoffice":
-            if shutil.which("soffice") is None:
-                pytest.skip("LibreOffice (soffice) is not installed")
+            assert shutil.which("soffice"), "LibreOffice is missing: run scripts/setup.sh test"
             files = libreoffice(files, tmp_path)
         return files["old.docx"], files["new.docx"]
 
