@@ -57,9 +57,10 @@ class SqlKind(JobKind):
         return {"credential_refs": [target.dsn_env]}
 
     def toolset(self) -> tuple[Tool, ...]:
+        from runtime.kinds.sql.investigate import INVESTIGATION_TOOLS
         from runtime.tools.database import DATABASE_TOOLS
 
-        return DATABASE_TOOLS
+        return (*DATABASE_TOOLS, *INVESTIGATION_TOOLS)
 
     async def execute(self, ctx: JobContext) -> Outcome:
         from runtime.kinds.sql.run import execute

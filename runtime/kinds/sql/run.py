@@ -13,6 +13,10 @@ from runtime.secrets import redact
 
 async def execute(ctx: JobContext) -> Outcome:
     job = ctx.job
+    if await _investigation(ctx):  # free words, and a model routed to investigate with
+        from runtime.kinds.sql.investigate import investigate
+
+        return await investigate(ctx)
     toolbox = ctx.toolbox(None)
     try:
         statement, diagnostic = statement_for(job.spec.instruction)
@@ -33,3 +37,19 @@ async def execute(ctx: JobContext) -> Outcome:
         artifacts=toolbox.artifacts,
         result={"statement": redact(evidence.statement), "diagnostic": diagnostic},
     )
+
+
+async def _investigation(ctx: JobContext) -> bool:
+    """A request that is not a statement, with a model route, and either a question ("why is
+    checkout slow since this morning?": a diagnostic's words in it do not make it one) or
+    not a standard diagnostic."""
+    from runtime.kinds.sql.investigate import is_question, wants_investigation
+    from runtime.kinds.sql.statements import looks_like_sql
+    from runtime.tools.sql import match_diagnostic
+
+    instruction = ctx.job.spec.instruction
+    if looks_like_sql(instruction):
+        return False
+    if not is_question(instruction) and match_diagnostic(instruction) is not None:
+        return False
+    return wants_investigation(ctx)
