@@ -23,12 +23,14 @@ async def cmd_replay(client: ServiceClient, args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     elif report["identical"]:
+        base = f", base {report['base_commit'][:12]}" if report.get("base_commit") else ""
         print(
             f"replay of {job.job_id}: identical ({report['model_responses']} recorded model "
-            f"responses, base {report['base_commit'][:12]}, no model called)"
+            f"responses{base}, no model called)"
         )
     else:
-        print(f"replay of {job.job_id}: differs (base {report['base_commit'][:12]})")
+        base = f" (base {report['base_commit'][:12]})" if report.get("base_commit") else ""
+        print(f"replay of {job.job_id}: differs{base}")
         print(report["difference"].rstrip())
     return 0 if report["identical"] else 1
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from runtime.errors import BudgetExceeded, ModelUnavailable
 from runtime.kinds.base import Failed, Outcome, Succeeded
 from runtime.secrets import redact
@@ -111,21 +113,29 @@ def wants_investigation(ctx: JobContext) -> bool:
     return route is not None and route.model != "direct"
 
 
-async def investigate(ctx: JobContext) -> Outcome:
-    """The agent loop over the investigation tools; findings.md and its cited evidence."""
-    from runtime.agent import job_context, opening_messages, run_agent, transcript_artifact
-    from runtime.kinds.base import NeedsAnswer
-    from runtime.models import load_litellm
+def _opening(ctx: JobContext, toolbox: Toolbox) -> list[dict[str, Any]]:
+    """The prompt, the question, its context and answers: the same for a run and its replay."""
+    from runtime.agent import job_context, opening_messages
     from runtime.tools.sql import DIAGNOSTICS
 
-    job, limits = ctx.job, ctx.limits
-    toolbox: Toolbox = ctx.toolbox(None)
-    client = ctx.model()
-    await load_litellm()  # before the agent's deadline starts: the first import takes seconds
-    messages = opening_messages(
+    job = ctx.job
+    return opening_messages(
         job.spec.target or "", job.spec.instruction, job.answers, SYSTEM_PROMPT,
         context=job_context(job, toolbox.recorder.read), diagnostics=", ".join(DIAGNOSTICS),
     )  # fmt: skip
+
+
+async def investigate(ctx: JobContext) -> Outcome:
+    """The agent loop over the investigation tools; findings.md and its cited evidence."""
+    from runtime.agent import run_agent, transcript_artifact
+    from runtime.kinds.base import NeedsAnswer
+    from runtime.models import load_litellm
+
+    limits = ctx.limits
+    toolbox: Toolbox = ctx.toolbox(None)
+    client = ctx.model()
+    await load_litellm()  # before the agent's deadline starts: the first import takes seconds
+    messages = _opening(ctx, toolbox)
     try:
         outcome = await run_agent(
             toolbox, client, messages,
@@ -179,3 +189,59 @@ def findings(report: str, artifacts: list[Any]) -> str:
     if not evidence:
         lines.append("- no query ran")
     return "\n".join(lines) + "\n"
+
+
+class SqlReplayReport(BaseModel):
+    """A replayed investigation: the recorded model responses fed again, every query run again
+    against the database now; identical when each tool result (the query, its refusal, its
+    rows) is what the model read in the run."""
+
+    identical: bool
+    model_responses: int
+    queries: int
+    base_commit: str | None = None  # a SQL job has no repository
+    difference: str = ""
+
+
+async def replay(ctx: JobContext) -> SqlReplayReport:
+    """Re-run an investigation from its recorded model responses (`ctx` keeps nothing)."""
+    import difflib
+    import json
+
+    from runtime.agent import run_agent
+    from runtime.errors import InvalidTransition
+
+    job = ctx.job
+    events = await ctx.recorder.events()
+    responses = [json.loads(ctx.recorder.read(e.artifacts[1]))
+                 for e in events if e.kind == "model.call" and len(e.artifacts) == 2]  # fmt: skip
+    recorded_ref = next((a for a in reversed(job.artifacts) if a.name == "transcript.json"), None)
+    if not responses or recorded_ref is None:
+        raise InvalidTransition(f"{job.job_id} made no model call; there is nothing to replay")
+    toolbox: Toolbox = ctx.toolbox(None)
+    outcome = await run_agent(
+        toolbox, ctx.model(replay=responses), _opening(ctx, toolbox),
+        max_steps=len(responses), time_limit_s=ctx.limits.agent_time_limit_s,
+    )  # fmt: skip
+    recorded = _tool_results(json.loads(ctx.recorder.read(recorded_ref.sha256)))
+    replayed = _tool_results(json.loads(redact(json.dumps(outcome.transcript, default=str))))
+    identical = recorded == replayed
+    difference = "" if identical else "".join(difflib.unified_diff(
+        recorded.splitlines(keepends=True), replayed.splitlines(keepends=True),
+        "recorded tool results", "replayed tool results",
+    ))  # fmt: skip
+    return SqlReplayReport(
+        identical=identical, model_responses=len(responses),
+        queries=sum(1 for a in toolbox.artifacts if a.name.startswith("evidence/E")),
+        difference=difference[:20_000],
+    )  # fmt: skip
+
+
+_TIMING = re.compile(r"^(E\d+: .*\n\d+ row\(s\)(?: \(cut at the row cap\))?) in [\d.]+ ms$", re.M)
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> str:
+    """Every tool result of a conversation, in order, as one text to compare (without how
+    long each query took)."""
+    texts = (str(m.get("content", "")) for m in messages if m.get("role") == "tool")
+    return "\n".join(_TIMING.sub(r"\1", text) for text in texts)

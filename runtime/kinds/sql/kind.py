@@ -62,14 +62,34 @@ class SqlKind(JobKind):
 
         return (*DATABASE_TOOLS, *INVESTIGATION_TOOLS)
 
+    async def replay(self, ctx: JobContext, *, on_base: str | None = None) -> Any:
+        """An investigation re-run from its recorded model responses, its queries run again."""
+        from runtime.errors import InvalidTransition
+        from runtime.kinds.sql.investigate import replay
+
+        if on_base:
+            raise InvalidTransition("a SQL job has no branch to replay on; drop --on-base")
+        return await replay(ctx)
+
     async def execute(self, ctx: JobContext) -> Outcome:
         from runtime.kinds.sql.run import execute
 
         return await execute(ctx)
 
     def results(self, job: JobRecord) -> Evidence:
-        """The result table to read, the CSV and the plan as files."""
+        """The result table to read, the CSV and the plan as files; for an investigation, its
+        findings to read and each query's evidence as files."""
         named = {a.name: a for a in job.artifacts}
+        if "findings.md" in named:
+            evidence = sorted((n for n in named if n.startswith("evidence/E")),
+                              key=lambda n: int(n[len("evidence/E"):].split(".")[0]))  # fmt: skip
+            return Evidence(
+                read=[named["findings.md"].sha256],
+                attach=[Attachment(sha256=named[n].sha256,
+                                   filename=f"{job.job_id}-{n.removeprefix('evidence/')}",
+                                   title=f"Evidence {n.removeprefix('evidence/')}")
+                        for n in evidence],
+            )  # fmt: skip
         table = named.get("result.txt")
         files = [("result.csv", "Result (CSV)"), ("plan.json", "EXPLAIN plan")]
         return Evidence(

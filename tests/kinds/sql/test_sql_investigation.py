@@ -14,6 +14,7 @@ import yaml
 from runtime import audit
 from runtime.engine import Engine
 from runtime.jobs import JobState
+from runtime.kinds import registry
 from runtime.settings import Settings
 from tests.kinds.sql.test_sql_jobs import artifact, policy_dir, replica, settle  # noqa: F401
 from tests.standins.model_standin import ModelStandIn, call, say
@@ -68,8 +69,18 @@ async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
             events = await engine.events(job.id)
             sent = standin.requests_for(MODEL)
             dumped = "\n".join(e.model_dump_json() for e in await audit.events_for(engine.db))
+            # Replayed from the record: no model is called, every query runs again.
+            same = await engine.replay(job.id)
+            server, database, _ = replica
+            server.psql("UPDATE orders SET status = 'paid' WHERE id = 1", database=database)
+            changed = await engine.replay(job.id)
         finally:
             await engine.close()
+    assert len(standin.requests_for(MODEL)) == len(sent) == 6
+    assert same.identical and same.model_responses == 6 and same.queries == 3, same
+    assert not changed.identical  # a refund became paid: E1's counts differ, and it says so
+    moved = [line for line in changed.difference.splitlines() if line[:1] in "+-"]
+    assert any(line.startswith("+") and "paid" in line and "101" in line for line in moved)
 
     assert job.state is JobState.succeeded, job.result
     assert job.result["reason"] == "findings from 3 queries"
@@ -99,6 +110,10 @@ async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
         sha = evidence[f"evidence/E{n}.txt"]
         assert f"- [E{n}] `evidence/E{n}.txt` (sha256 {sha[:12]})" in findings
     assert "paid" in artifact(engine, job, "evidence/E1.txt")
+    # What every door shows of it: the findings to read, the evidence as files.
+    shown = registry.kind_for(job.spec.job_type).results(job)
+    assert shown.read == [next(a.sha256 for a in job.artifacts if a.name == "findings.md")]
+    assert [a.filename for a in shown.attach] == [f"{job.job_id}-E{n}.txt" for n in (1, 2, 3)]
 
 
 async def test_a_question_without_a_diagnostics_words_is_investigated_too(
