@@ -82,8 +82,13 @@ def queries_of(job: JobRecord, events: list[AuditEvent], store: ArtifactReader) 
 
 def render_sql(job: JobRecord, events: list[AuditEvent], store: ArtifactReader) -> Markup:
     queries = queries_of(job, events, store)
-    if not queries:
+    # An investigation's findings (the model's report, untrusted text shown as text), read
+    # first; its queries are the evidence E1, E2, ... in the order they ran.
+    ref = next((a for a in reversed(job.artifacts) if a.name == "findings.md"), None)
+    findings = read_ref(store, ref) if ref is not None else None
+    if not queries and findings is None:
         return Markup()
     return render(
-        "_sql.html", queries=queries, max_rows=MAX_ROWS, is_note=lambda x: isinstance(x, Note)
-    )
+        "_sql.html", queries=queries, max_rows=MAX_ROWS, is_note=lambda x: isinstance(x, Note),
+        findings=findings,
+    )  # fmt: skip

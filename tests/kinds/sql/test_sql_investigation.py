@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.console.evidence import render_evidence
 from runtime import audit
 from runtime.engine import Engine
 from runtime.jobs import JobState
@@ -69,6 +70,7 @@ async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
             events = await engine.events(job.id)
             sent = standin.requests_for(MODEL)
             dumped = "\n".join(e.model_dump_json() for e in await audit.events_for(engine.db))
+            page = str(render_evidence(job, events, engine.artifacts))
             # Replayed from the record: no model is called, every query runs again.
             same = await engine.replay(job.id)
             server, database, _ = replica
@@ -110,6 +112,10 @@ async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
         sha = evidence[f"evidence/E{n}.txt"]
         assert f"- [E{n}] `evidence/E{n}.txt` (sha256 {sha[:12]})" in findings
     assert "paid" in artifact(engine, job, "evidence/E1.txt")
+    # The console's job page: the findings first, then the three queries as E1-E3.
+    assert 'id="ev-findings"' in page and "Orders are evenly split by status [E1]" in page
+    assert page.index('id="ev-findings"') < page.index('id="ev-sql"')
+    assert [f"E{n}" in page for n in (1, 2, 3)] == [True] * 3 and "@example.com" not in page
     # What every door shows of it: the findings to read, the evidence as files.
     shown = registry.kind_for(job.spec.job_type).results(job)
     assert shown.read == [next(a.sha256 for a in job.artifacts if a.name == "findings.md")]
