@@ -231,6 +231,19 @@ def tool_result(call_id: str, content: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": escape_text(call_id), "content": escape_text(content)}
 
 
+async def keep_transcript(recorder: Recorder, toolbox: Toolbox, outcome: AgentOutcome) -> None:
+    """The loop's conversation kept with the job's artifacts, and how it ended on the record
+    (`agent.finished`, `agent.asked`, `agent.stopped`), its summary redacted."""
+    transcript = transcript_artifact(recorder, outcome.transcript)
+    toolbox.artifacts.append(transcript)
+    await recorder.log(
+        f"agent.{outcome.kind}",
+        {"summary": redact(outcome.summary)[:2000], "steps": outcome.steps,
+         "question": outcome.question},
+        artifacts=(transcript.sha256,),
+    )  # fmt: skip
+
+
 def transcript_artifact(recorder: Recorder, messages: list[dict[str, Any]]) -> ArtifactRef:
     """A model conversation (every tool result included), secrets redacted, on the chain."""
     text = redact(json.dumps(messages, default=str))

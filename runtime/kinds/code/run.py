@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from runtime.agent import (
     AgentOutcome,
     job_context,
+    keep_transcript,
     opening_messages,
     run_agent,
-    transcript_artifact,
 )
 from runtime.errors import BudgetExceeded, ModelUnavailable, SandboxViolation
 from runtime.jobs import JobRecord
@@ -164,13 +164,7 @@ async def run_model(kind: CodeKind, ctx: JobContext, toolbox: Toolbox) -> Outcom
         )
     except (BudgetExceeded, ModelUnavailable) as error:
         return Failed(reason=error.message, artifacts=toolbox.artifacts)
-    transcript = transcript_artifact(ctx.recorder, outcome.transcript)
-    toolbox.artifacts.append(transcript)
-    await ctx.recorder.log(
-        f"agent.{outcome.kind}",
-        {"summary": outcome.summary, "steps": outcome.steps, "question": outcome.question},
-        artifacts=(transcript.sha256,),
-    )
+    await keep_transcript(ctx.recorder, toolbox, outcome)
     if outcome.kind == "asked":
         return NeedsAnswer(question=outcome.question or "", artifacts=toolbox.artifacts)
     if outcome.kind == "stopped":

@@ -127,7 +127,7 @@ def _opening(ctx: JobContext, toolbox: Toolbox) -> list[dict[str, Any]]:
 
 async def investigate(ctx: JobContext) -> Outcome:
     """The agent loop over the investigation tools; findings.md and its cited evidence."""
-    from runtime.agent import run_agent, transcript_artifact
+    from runtime.agent import keep_transcript, run_agent
     from runtime.kinds.base import NeedsAnswer
     from runtime.models import load_litellm
 
@@ -143,14 +143,7 @@ async def investigate(ctx: JobContext) -> Outcome:
         )  # fmt: skip
     except (BudgetExceeded, ModelUnavailable) as error:
         return Failed(reason=error.message, artifacts=toolbox.artifacts)
-    transcript = transcript_artifact(ctx.recorder, outcome.transcript)
-    toolbox.artifacts.append(transcript)
-    await ctx.recorder.log(
-        f"agent.{outcome.kind}",
-        {"summary": redact(outcome.summary)[:2000], "steps": outcome.steps,
-         "question": outcome.question},
-        artifacts=(transcript.sha256,),
-    )  # fmt: skip
+    await keep_transcript(ctx.recorder, toolbox, outcome)
     if outcome.kind == "asked":
         return NeedsAnswer(question=outcome.question or "", artifacts=toolbox.artifacts)
     if outcome.kind != "finished":

@@ -6,10 +6,12 @@ workbook (formulas included) and a Word document, so every diff is computed on r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -70,9 +72,9 @@ def write_policy(folder: Path, repo: Path, *, model: dict | None = None) -> Path
     return folder
 
 
-@pytest.fixture
-async def docs(tmp_path: Path):
-    repo = make_repo(tmp_path / "reports")
+@contextlib.asynccontextmanager
+async def engine_for(tmp_path: Path, repo: Path) -> AsyncIterator[Engine]:
+    """A service on SQLite in tmp_path whose policy's `reports` target is `repo`."""
     settings = Settings.from_env(
         {
             "ACP_HOME": str(tmp_path / "home"),
@@ -82,9 +84,16 @@ async def docs(tmp_path: Path):
     )
     engine = await Engine.open(settings)
     try:
-        yield engine, repo
+        yield engine
     finally:
         await engine.close()
+
+
+@pytest.fixture
+async def docs(tmp_path: Path):
+    repo = make_repo(tmp_path / "reports")
+    async with engine_for(tmp_path, repo) as engine:
+        yield engine, repo
 
 
 async def run_job(engine: Engine, text: str, person: str = "alice") -> JobRecord:

@@ -27,8 +27,7 @@ from runtime.kinds.doc import diff as doc_diff
 from runtime.kinds.doc.picture import missing, render_pictures, rgb
 from runtime.kinds.doc.picture.render import PAGE_PIXELS
 from runtime.kinds.doc.picture.soffice import Drawing, NotDrawn, draw
-from runtime.settings import Settings
-from tests.kinds.doc.test_doc_jobs import git, settle, write_policy
+from tests.kinds.doc.test_doc_jobs import engine_for, git, settle
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -284,18 +283,8 @@ def pictured_repo(path: Path) -> Path:
 @pytest.fixture
 async def pictured(tmp_path: Path):
     repo = pictured_repo(tmp_path / "reports")
-    settings = Settings.from_env(
-        {
-            "ACP_HOME": str(tmp_path / "home"),
-            "ACP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/acp.db",
-            "ACP_POLICY_DIR": str(write_policy(tmp_path / "policy", repo)),
-        }
-    )
-    engine = await Engine.open(settings)
-    try:
+    async with engine_for(tmp_path, repo) as engine:
         yield engine, repo
-    finally:
-        await engine.close()
 
 
 NEXT_VERSIONS = (

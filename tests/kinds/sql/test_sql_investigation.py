@@ -6,8 +6,11 @@ and the findings cite the evidence that ran."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -37,47 +40,57 @@ def _with_model(folder: Path, base_url: str) -> None:
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
 
 
-async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
-    tmp_path,
-    replica,  # noqa: F811 (the fixture, imported above)
-    monkeypatch,
-):
-    _, _, dsn = replica
-    monkeypatch.setenv("PAYMENTS_REPLICA_DSN", dsn)
+@contextlib.asynccontextmanager
+async def investigating(
+    tmp_path: Path, served: tuple, monkeypatch: Any, replies: tuple, database: str = ""
+) -> AsyncIterator[tuple[Engine, ModelStandIn]]:
+    """A service whose `sql` route is the stand-in model, scripted with `replies`, reading the
+    replica fixture's database (`served`), with `database`'s extra target settings."""
+    monkeypatch.setenv("PAYMENTS_REPLICA_DSN", served[2])
     monkeypatch.setenv("ACP_SQL_TEST_KEY", "sk-sql-test")
-    folder = policy_dir(tmp_path, database="      mask_columns: [email]\n      row_cap: 50\n")
+    folder = policy_dir(tmp_path, database=database)
     async with ModelStandIn(api_key="sk-sql-test") as standin:
         _with_model(folder, standin.base_url)
-        standin.script(
-            MODEL,
-            call("query", statement="SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 1"),
-            call("query", statement="DELETE FROM orders"),
-            call("query", statement="SELECT pg_read_file('/etc/passwd')"),
-            call("query", statement="SELECT id, email FROM orders ORDER BY id"),
-            call("diagnostic", name="locks"),
-            say(REPORT),
-        )
+        standin.script(MODEL, *replies)
         settings = Settings.from_env(
             {"ACP_HOME": str(tmp_path / "home"), "ACP_POLICY_DIR": str(folder)}
         )
         engine = await Engine.open(settings)
         try:
-            job = await engine.submit(
-                "sql payments-replica: why is checkout slow since this morning?",
-                engine.actor("cli", "carol"),
-            )
-            job = await settle(engine, job.id)
-            events = await engine.events(job.id)
-            sent = standin.requests_for(MODEL)
-            dumped = "\n".join(e.model_dump_json() for e in await audit.events_for(engine.db))
-            page = str(render_evidence(job, events, engine.artifacts))
-            # Replayed from the record: no model is called, every query runs again.
-            same = await engine.replay(job.id)
-            server, database, _ = replica
-            server.psql("UPDATE orders SET status = 'paid' WHERE id = 1", database=database)
-            changed = await engine.replay(job.id)
+            yield engine, standin
         finally:
             await engine.close()
+
+
+async def test_a_scripted_investigation_is_refused_masked_capped_and_cited(
+    tmp_path,
+    replica,  # noqa: F811 (the fixture, imported above)
+    monkeypatch,
+):
+    replies = (
+        call("query", statement="SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY 1"),
+        call("query", statement="DELETE FROM orders"),
+        call("query", statement="SELECT pg_read_file('/etc/passwd')"),
+        call("query", statement="SELECT id, email FROM orders ORDER BY id"),
+        call("diagnostic", name="locks"),
+        say(REPORT),
+    )
+    capped = "      mask_columns: [email]\n      row_cap: 50\n"
+    async with investigating(tmp_path, replica, monkeypatch, replies, capped) as (engine, standin):
+        job = await engine.submit(
+            "sql payments-replica: why is checkout slow since this morning?",
+            engine.actor("cli", "carol"),
+        )
+        job = await settle(engine, job.id)
+        events = await engine.events(job.id)
+        sent = standin.requests_for(MODEL)
+        dumped = "\n".join(e.model_dump_json() for e in await audit.events_for(engine.db))
+        page = str(render_evidence(job, events, engine.artifacts))
+        # Replayed from the record: no model is called, every query runs again.
+        same = await engine.replay(job.id)
+        server, database, _ = replica
+        server.psql("UPDATE orders SET status = 'paid' WHERE id = 1", database=database)
+        changed = await engine.replay(job.id)
     assert len(standin.requests_for(MODEL)) == len(sent) == 6
     assert same.identical and same.model_responses == 6 and same.queries == 3, same
     assert not changed.identical  # a refund became paid: E1's counts differ, and it says so
@@ -127,29 +140,16 @@ async def test_a_question_without_a_diagnostics_words_is_investigated_too(
     replica,  # noqa: F811 (the fixture, imported above)
     monkeypatch,
 ):
-    _, _, dsn = replica
-    monkeypatch.setenv("PAYMENTS_REPLICA_DSN", dsn)
-    monkeypatch.setenv("ACP_SQL_TEST_KEY", "sk-sql-test")
-    folder = policy_dir(tmp_path)
-    async with ModelStandIn(api_key="sk-sql-test") as standin:
-        _with_model(folder, standin.base_url)
-        standin.script(
-            MODEL,
-            call("query", statement="SELECT count(*) FROM orders WHERE status = 'refunded'"),
-            say("100 orders were refunded [E1], a third of all; [E7] is not evidence."),
+    replies = (
+        call("query", statement="SELECT count(*) FROM orders WHERE status = 'refunded'"),
+        say("100 orders were refunded [E1], a third of all; [E7] is not evidence."),
+    )
+    async with investigating(tmp_path, replica, monkeypatch, replies) as (engine, _):
+        job = await engine.submit(
+            "sql payments-replica: did refunds go up?", engine.actor("cli", "carol")
         )
-        settings = Settings.from_env(
-            {"ACP_HOME": str(tmp_path / "home"), "ACP_POLICY_DIR": str(folder)}
-        )
-        engine = await Engine.open(settings)
-        try:
-            job = await engine.submit(
-                "sql payments-replica: did refunds go up?", engine.actor("cli", "carol")
-            )
-            job = await settle(engine, job.id)
-            findings = artifact(engine, job, "findings.md")
-        finally:
-            await engine.close()
+        job = await settle(engine, job.id)
+        findings = artifact(engine, job, "findings.md")
     assert job.state is JobState.succeeded, job.result
     assert "- [E1] `evidence/E1.txt`" in findings
     assert "- [E7] no query E7 ran" in findings  # a citation of nothing is said, not dropped
