@@ -54,8 +54,14 @@ async def query(use: ToolUse, statement: str, diagnostic: str = "") -> SqlEviden
         primary_for_diagnostics=target.primary_for_diagnostics,
     )
     try:
+        # A diagnostic's plan is the plan of a catalog query: noise, so only a person's own
+        # statement is explained.
         evidence = await run_query(
-            dsn, statement, limits, max_sleep_s=limits.statement_timeout_ms / 1000
+            dsn,
+            statement,
+            limits,
+            max_sleep_s=limits.statement_timeout_ms / 1000,
+            plan=not diagnostic,
         )
     except NotAReplica as primary:  # refused for what the server is, like a write
         raise ReadOnlyViolation(primary.message, hint=primary.hint) from None

@@ -19,7 +19,7 @@ import math
 import re
 import time
 import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import pglast
@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from runtime.errors import AcpError, NotAReplica, ReadOnlyViolation
 from runtime.secrets import redact
+from runtime.tools.sql_diagnostics import DIAGNOSTICS, Diagnostic, match_diagnostic
 
 __all__ = [
     "DIAGNOSTICS",
@@ -68,7 +69,7 @@ class SqlEvidence(BaseModel):
     row_count: int
     truncated: bool
     duration_ms: float
-    plan: Any | None  # EXPLAIN (FORMAT JSON) of the statement; None for SHOW and EXPLAIN
+    plan: Any | None  # EXPLAIN (FORMAT JSON) of the statement; None for SHOW, EXPLAIN, diagnostics
     csv: str
     table: str
     server: dict[str, Any]  # in_recovery, role, can_write, version
@@ -266,84 +267,6 @@ def _sleep_seconds(name: str, args: tuple[Any, ...]) -> float | None:
     return float(match.group(1)) * _UNIT_S.get(match.group(2) or "s", 1.0)
 
 
-# --- standard diagnostics ----------------------------------------------------------------
-
-
-class Diagnostic(NamedTuple):
-    description: str
-    sql: str  # with {limit}
-    keywords: tuple[str, ...]
-
-
-DIAGNOSTICS: dict[str, Diagnostic] = {
-    "slowest": Diagnostic(
-        "statements with the highest mean execution time (pg_stat_statements)",
-        "SELECT queryid, calls, round(mean_exec_time::numeric, 2) AS mean_ms, "
-        "round(total_exec_time::numeric, 2) AS total_ms, rows, left(query, 200) AS query "
-        "FROM pg_stat_statements ORDER BY mean_exec_time DESC LIMIT {limit}",
-        ("slowest", "slow", "mean time", "expensive"),
-    ),
-    "frequent": Diagnostic(
-        "statements called most often (pg_stat_statements)",
-        "SELECT queryid, calls, round(mean_exec_time::numeric, 2) AS mean_ms, "
-        "round(total_exec_time::numeric, 2) AS total_ms, rows, left(query, 200) AS query "
-        "FROM pg_stat_statements ORDER BY calls DESC LIMIT {limit}",
-        ("frequent", "most called", "most run", "often", "calls"),
-    ),
-    "bloat": Diagnostic(
-        "dead tuples and sequential scans per table (pg_stat_user_tables)",
-        "SELECT schemaname, relname, n_live_tup, n_dead_tup, "
-        "round(100.0 * n_dead_tup / nullif(n_live_tup + n_dead_tup, 0), 1) AS dead_pct, "
-        "seq_scan, seq_tup_read, idx_scan, last_vacuum, last_autovacuum "
-        "FROM pg_stat_user_tables ORDER BY n_dead_tup DESC, seq_scan DESC LIMIT {limit}",
-        ("bloat", "dead tuple", "dead rows", "vacuum", "seq scan", "sequential"),
-    ),
-    "index_usage": Diagnostic(
-        "index scans and sizes, least used first (pg_stat_user_indexes)",
-        "SELECT schemaname, relname, indexrelname, idx_scan, idx_tup_read, idx_tup_fetch, "
-        "pg_size_pretty(pg_relation_size(indexrelid)) AS index_size "
-        "FROM pg_stat_user_indexes "
-        "ORDER BY idx_scan ASC, pg_relation_size(indexrelid) DESC LIMIT {limit}",
-        ("index", "indexes", "indices"),
-    ),
-    "locks": Diagnostic(
-        "locks held and awaited, with the sessions holding them (pg_locks, pg_stat_activity)",
-        "SELECT l.pid, l.locktype, l.mode, l.granted, l.relation::regclass AS relation, "
-        "a.usename, a.state, pg_blocking_pids(l.pid) AS blocked_by, "
-        "now() - a.query_start AS for_how_long, left(a.query, 200) AS query "
-        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.pid <> pg_backend_pid() ORDER BY l.granted, a.query_start LIMIT {limit}",
-        ("lock", "locks", "blocking", "blocked", "waiting"),
-    ),
-    "long_running": Diagnostic(
-        "sessions not idle, longest running first (pg_stat_activity)",
-        "SELECT pid, usename, state, wait_event_type, wait_event, "
-        "now() - query_start AS running_for, left(query, 200) AS query "
-        "FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() "
-        "ORDER BY query_start LIMIT {limit}",
-        ("long-running", "long running", "running", "activity", "active"),
-    ),
-}
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
-
-
-def match_diagnostic(instruction: str) -> tuple[str, str] | None:
-    """(name, sql) for a standard diagnostic named in plain words, e.g. 'top 10 slowest queries'."""
-    text = instruction.lower()
-    best: tuple[int, str] | None = None
-    for name, diagnostic in DIAGNOSTICS.items():
-        score = sum(1 for word in diagnostic.keywords if re.search(rf"\b{re.escape(word)}", text))
-        if score and (best is None or score > best[0]):
-            best = (score, name)
-    if best is None:
-        return None
-    number = re.search(r"\b(\d{1,6})\b", text)
-    limit = min(max(int(number.group(1)), 1), MAX_LIMIT) if number else DEFAULT_LIMIT
-    name = best[1]
-    return name, DIAGNOSTICS[name].sql.format(limit=limit)
-
-
 # --- layers 3 and 4: the read-only session ---------------------------------------------
 
 _SERVER_CHECK = """
@@ -369,19 +292,22 @@ SELECT pg_is_in_recovery() AS in_recovery,
 
 
 async def run_query(
-    dsn: str, statement: str, limits: SqlLimits, *, max_sleep_s: float = 5.0
+    dsn: str, statement: str, limits: SqlLimits, *, max_sleep_s: float = 5.0, plan: bool = True
 ) -> SqlEvidence:
     """Check the statement again (whatever the caller did), run it read-only, return evidence.
 
-    A sleep under max_sleep_s still stops at the statement_timeout.
+    A sleep under max_sleep_s still stops at the statement_timeout. plan=False for a standard
+    diagnostic: the plan of a catalog query tells the reader nothing about their database.
     """
     check_statement(
         statement, allow_explain_analyze=limits.allow_explain_analyze, max_sleep_s=max_sleep_s
     )
-    return await execute_read_only(dsn, statement, limits)
+    return await execute_read_only(dsn, statement, limits, plan=plan)
 
 
-async def execute_read_only(dsn: str, statement: str, limits: SqlLimits) -> SqlEvidence:
+async def execute_read_only(
+    dsn: str, statement: str, limits: SqlLimits, *, plan: bool = True
+) -> SqlEvidence:
     """Layers 3 and 4 alone: the replica check and the READ ONLY transaction with timeouts.
 
     Only for a statement that passed check_statement (tests call it directly to show the
@@ -403,13 +329,17 @@ async def execute_read_only(dsn: str, statement: str, limits: SqlLimits) -> SqlE
                 hint="point the DSN at a replica or a read-only role, or the policy must mark "
                 "the target primary_for_diagnostics",
             )
-        return await _run_in_read_only_transaction(conn, statement, limits, server)
+        return await _run_in_read_only_transaction(conn, statement, limits, server, plan)
     finally:
         await conn.close(timeout=5)
 
 
 async def _run_in_read_only_transaction(
-    conn: asyncpg.Connection, statement: str, limits: SqlLimits, server: dict[str, Any]
+    conn: asyncpg.Connection,
+    statement: str,
+    limits: SqlLimits,
+    server: dict[str, Any],
+    want_plan: bool,
 ) -> SqlEvidence:
     # The SELECT 1 takes the transaction's first snapshot: after it, nothing in the
     # transaction can switch it to read-write.
@@ -429,7 +359,7 @@ async def _run_in_read_only_transaction(
         duration_ms = (time.perf_counter() - started) * 1000
         columns = [attr.name for attr in prepared.get_attributes()]
         plan = None
-        if isinstance(pglast.parse_sql(statement)[0].stmt, ast.SelectStmt):
+        if want_plan and isinstance(pglast.parse_sql(statement)[0].stmt, ast.SelectStmt):
             raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement}")
             plan = json.loads(raw) if isinstance(raw, str) else raw
     except asyncpg.QueryCanceledError as error:
