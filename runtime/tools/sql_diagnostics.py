@@ -317,8 +317,11 @@ held AS (
     GROUP BY l.pid
 )
 SELECT c.root AS root_blocker, c.path AS chain, a.pid, a.usename, a.state, b.blocked_by,
-       (SELECT string_agg(l.mode || ' on '
-                          || coalesce(l.relation::regclass::text, l.locktype), ', ')
+       (SELECT string_agg(l.mode || ' on ' || CASE
+                WHEN l.relation IS NOT NULL THEN l.relation::regclass::text
+                WHEN l.locktype = 'transactionid'
+                THEN 'a row locked by transaction ' || l.transactionid
+                ELSE l.locktype END, ', ')
         FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) AS waiting_for,
        h.holds, now() - a.xact_start AS in_transaction_for,
        now() - a.state_change AS in_state_for, left(a.query, 200) AS query
