@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.cli import artifacts, audit, db, env, jobs, policy, routines, tokens
+from bot.cli import artifacts, audit, db, env, jobs, policy, routines, sql, tokens
 from bot.cli.parser import build_parser
 from bot.cli.render import job_line, render_job
 
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "schema":
             return jobs.cmd_schema(args)
+        if args.command == "sql":
+            return sql.cmd_sql(args)
         return asyncio.run(_run(args))
     except AcpError as error:
         print(f"acp: {error.render()}", file=sys.stderr)

@@ -12,6 +12,7 @@ import bot.cli.audit as audit
 import bot.cli.db as db
 import bot.cli.env as env
 import bot.cli.policy as policy
+import bot.cli.sql as sql
 import bot.cli.tokens as tokens
 
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("routine")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
+    sql.add_parser(sub)
     db.add_parser(sub)
     env.add_parser(sub)
     tokens.add_parser(sub)

@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["DEFAULT_LIMIT", "DIAGNOSTICS", "MAX_LIMIT", "Diagnostic", "match_diagnostic"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "DIAGNOSTICS",
+    "MAX_LIMIT",
+    "STATEMENT_WORDS",
+    "Diagnostic",
+    "match_diagnostic",
+]
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -48,9 +55,9 @@ def _top_statements(order: str, extra: str = "") -> str:
     )
 
 
-# Words that ask for the statement lists in general; each list adds its own order words, so
-# "slowest by mean time" matches the mean list more than the total one.
-_STATEMENT_WORDS = (
+# Words that ask for the statement lists in general (alone: the total-time list); each list
+# adds its own order words, so "slowest by mean time" matches the mean list more.
+STATEMENT_WORDS = (
     "slowest",
     "slow queries",
     "slow statements",
@@ -350,17 +357,17 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
         "statements by total execution time, with calls, mean, stddev, share of the "
         "database's total, rows and shared-buffer hit ratio (pg_stat_statements)",
         _top_statements("total_exec_time DESC"),
-        (*_STATEMENT_WORDS, "total time", "total", "most time"),
+        (*STATEMENT_WORDS, "total time", "total", "most time"),
     ),
     "top_mean_time": Diagnostic(
         "statements by mean execution time (pg_stat_statements)",
         _top_statements("mean_exec_time DESC"),
-        (*_STATEMENT_WORDS, "mean", "mean time", "average", "avg", "per call"),
+        (*STATEMENT_WORDS, "mean", "mean time", "average", "avg", "per call"),
     ),
     "top_calls": Diagnostic(
         "statements called most often (pg_stat_statements)",
         _top_statements("calls DESC"),
-        (*_STATEMENT_WORDS, "most called", "calls", "frequent", "most frequent", "most run"),
+        (*STATEMENT_WORDS, "most called", "calls", "frequent", "most frequent", "most run"),
     ),
     "top_io": Diagnostic(
         "statements by blocks read from outside shared buffers, temp blocks too "
@@ -370,7 +377,7 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
             ", shared_blks_read, temp_blks_read + temp_blks_written AS temp_blks, "
             "round((blk_read_time + blk_write_time)::numeric, 2) AS io_ms",
         ),
-        (*_STATEMENT_WORDS, "i/o", "io", "reads", "disk reads", "blocks read"),
+        (*STATEMENT_WORDS, "i/o", "io", "reads", "disk reads", "blocks read"),
     ),
     "cache_hit": Diagnostic(
         "shared-buffer cache hit ratio of the database, then each table and index, most "

@@ -9,6 +9,7 @@ through the SQL tool (run_query), as a person's request would.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from decimal import Decimal
 
@@ -140,6 +141,21 @@ def test_every_diagnostic_is_picked_by_its_own_name_and_passes_the_check():
         matched = match_diagnostic(name.replace("_", " "))
         assert matched is not None and matched[0] == name
         check_statement(diagnostic.sql.format(limit=10))
+
+
+def test_acp_sql_diagnostics_lists_each_name_what_it_shows_and_its_phrases(capsys):
+    from bot.cli import main
+
+    assert main(["sql", "diagnostics"]) == 0
+    out = capsys.readouterr().out
+    for name, diagnostic in DIAGNOSTICS.items():
+        assert f"\n{name}\n" in out
+        assert diagnostic.description.split()[0] in out
+    assert "'largest tables'" in out and "'idle in transaction'" in out and "'slowest'" in out
+    assert main(["sql", "diagnostics", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in listed] == list(DIAGNOSTICS)
+    assert "wraparound" in listed[[d["name"] for d in listed].index("vacuum")]["phrases"]
 
 
 # --- statement lists ---------------------------------------------------------------------
