@@ -80,13 +80,13 @@ async def model_diagnostic(use: ToolUse, name: str, limit: int = 10) -> str:
     from runtime.errors import AcpError
     from runtime.toolbox import ToolUse
     from runtime.tools.database import query
-    from runtime.tools.sql import DIAGNOSTICS, match_diagnostic
+    from runtime.tools.sql_diagnostics import DIAGNOSTICS, MAX_LIMIT
 
-    key = name.strip().lower().replace(" ", "_")
+    key = name.strip().lower().replace(" ", "_").replace("-", "_")
     if key not in DIAGNOSTICS:
         raise AcpError(f"there is no diagnostic {name!r}; the names are {', '.join(DIAGNOSTICS)}")
-    matched = match_diagnostic(f"{key.replace('_', ' ')} {max(1, min(int(limit), 100))}")
-    sql = matched[1] if matched and matched[0] == key else DIAGNOSTICS[key].sql.format(limit=limit)
+    rows = max(1, min(int(limit), MAX_LIMIT))
+    sql = DIAGNOSTICS[key].sql.format(limit=rows)
     evidence = await query.run(ToolUse(use.box, query.name), statement=sql, diagnostic=key)
     return _numbered(use, evidence, f"diagnostic {key}")
 
