@@ -290,7 +290,8 @@ SELECT CASE WHEN pg_is_in_recovery() THEN 'replica'
             ELSE 'pg_is_in_recovery() is false: this server is a primary, with '
                  || (SELECT count(*) FROM pg_stat_replication) || ' standby(s) connected'
        END AS detail,
-       pg_last_wal_receive_lsn() AS received_lsn, pg_last_wal_replay_lsn() AS replayed_lsn,
+       pg_last_wal_receive_lsn()::text AS received_lsn,
+       pg_last_wal_replay_lsn()::text AS replayed_lsn,
        pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) AS replay_lag_bytes,
        now() - pg_last_xact_replay_timestamp() AS since_last_replayed_commit,
        pg_last_xact_replay_timestamp() AS last_replayed_commit

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import subprocess
+import time
 from decimal import Decimal
 
 import asyncpg
@@ -72,6 +75,31 @@ def pg():
         # the extension after the workload, so the DDL of -i counts (as on the issue's server)
         server.psql(SETUP, database="bench")
         yield server
+
+
+def _as_postgres(pg: PostgresServer, *command: str) -> None:
+    """A server tool run as the postgres user (PostgreSQL refuses root)."""
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    tool = [str(pg.bin_dir / command[0]), *command[1:]]
+    subprocess.run([*prefix, *tool], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def standby(pg: PostgresServer):
+    """A streaming replica of the module's server (pg_basebackup -R): the DSN of its bench."""
+    data = pg.data_dir.parent / "standby"
+    _as_postgres(pg, "pg_basebackup", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+                 "-D", str(data), "-R", "-X", "stream", "-c", "fast", "--no-sync")  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write(f"\nport = {port}\n")
+    _as_postgres(pg, "pg_ctl", "start", "-D", str(data), "-l", str(data / "log"), "-w", "-t", "30")
+    try:
+        yield f"postgresql://dba@127.0.0.1:{port}/bench"
+    finally:
+        _as_postgres(pg, "pg_ctl", "stop", "-D", str(data), "-m", "immediate")
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +308,32 @@ async def test_replication_lag_on_a_primary_says_it_is_not_a_replica(dba):
     assert row["status"] == "not a replica"
     assert "pg_is_in_recovery() is false" in row["detail"]
     assert row["replay_lag_bytes"] is None
+
+
+async def test_replication_lag_on_a_streaming_replica_shows_wal_and_replay_delay(
+    standby, superuser
+):
+    primary = await asyncpg.connect(superuser)
+    try:  # a commit on the primary, so the replica has one to replay
+        await primary.execute("UPDATE pgbench_branches SET bbalance = bbalance")
+        written = await primary.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+    finally:
+        await primary.close()
+    deadline = time.monotonic() + 20
+    while True:  # until the replica has replayed the primary's commit
+        [row] = await diagnose(standby, "replica lag", "replication_lag")
+        if _lsn(row["replayed_lsn"]) >= _lsn(written) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert row["status"] == "replica" and row["detail"] == "streaming"
+    assert _lsn(row["received_lsn"]) >= _lsn(written)
+    assert _lsn(row["received_lsn"]) - _lsn(row["replayed_lsn"]) == int(row["replay_lag_bytes"])
+    assert row["last_replayed_commit"] is not None and row["since_last_replayed_commit"]
+
+
+def _lsn(text: str | None) -> int:
+    high, low = (text or "0/0").split("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 # --- sessions ----------------------------------------------------------------------------
