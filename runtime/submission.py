@@ -480,6 +480,12 @@ class Submissions:
             updated = job.model_copy(
                 update={
                     "spec": spec,
+                    # A job type answered is known from now on: the next answer (a target, a
+                    # statement) is read by that kind, not by the code kind's steps.
+                    "classifier": {
+                        **job.classifier,
+                        "job_type_known": parsed.job_type is not None,
+                    },
                     "tools_granted": decision.tools_granted,
                     "decision": decision.model_dump(mode="json"),
                     "policy_hash": self.loaded.sha256,

@@ -64,8 +64,8 @@ def render_job(client: ServiceClient, job: JobRecord, *, with_diff: bool = True)
     kind = registry.kind_for(job.spec.job_type)
     waiting = job.state.value == "awaiting_approval"
     shown = kind.evidence(job) if waiting else kind.results(job)
-    for line in shown.lines:
-        lines.append(f"  {line.label:<12}: {line.text}")
+    for line in shown.lines:  # a multi-line fact (a statement) stays under its label
+        lines.append(f"  {line.label:<12}: " + line.text.replace("\n", "\n" + " " * 16))
     if shown.attach:
         names = ", ".join(f"{a.filename} ({a.sha256[:12]})" for a in shown.attach)
         lines.append(

@@ -250,8 +250,20 @@ class SlackDelivery:
         """What the kind shows of an ended job: text to read (in the thread, a file when
         long) and files to attach."""
         shown = self._kind(job).results(job)
+        attached = {item.sha256 for item in shown.attach}
         if read:
+            if shown.lines:  # the facts the result stands on (a SQL job: the statement)
+                facts = "\n".join(f"{line.label}: {line.text}" for line in shown.lines)
+                if len(facts) <= blocks.TEXT_LIMIT - 20:
+                    await self.client.chat_postMessage(
+                        channel=channel, thread_ts=ts, text=blocks.code_block(facts)
+                    )
+                else:
+                    await self._upload(channel, ts, f"{job.job_id}-statement.txt", facts,
+                                       "The statement that ran")  # fmt: skip
             for digest in shown.read:
+                if digest in attached:  # a file of its own below, not posted twice
+                    continue
                 text = self.engine.artifacts.read(digest).decode(errors="replace")
                 if len(text) <= blocks.TEXT_LIMIT - 20:
                     await self.client.chat_postMessage(

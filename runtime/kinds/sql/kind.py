@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.jobs import Attachment, Evidence, JobRecord, JobType
+from runtime.jobs import Attachment, Evidence, EvidenceLine, JobRecord, JobType
 from runtime.kinds.base import JobContext, JobKind, Outcome
 from runtime.tools.base import Tool
 
@@ -33,25 +33,24 @@ class SqlKind(JobKind):
 
     def has_explicit_steps(self, instruction: str, steps: list[str]) -> bool:
         """A SQL job runs without a model when it is a statement or a standard diagnostic."""
-        from runtime.kinds.sql.statements import looks_like_sql
-        from runtime.tools.sql import match_diagnostic
+        from runtime.kinds.sql.statements import read_request
 
-        return (
-            bool(steps) or looks_like_sql(instruction) or match_diagnostic(instruction) is not None
-        )
+        return bool(steps) or read_request(instruction).form != "words"
 
     def check_request(self, instruction: str, target: str | None, policy: Any) -> None:
-        from runtime.kinds.sql.statements import refuse_sql_writes
+        from runtime.kinds.sql.statements import check_sql_request
 
-        refuse_sql_writes(instruction, policy, target)
+        check_sql_request(instruction, policy, target)
 
     def answer(self, answer: str, policy: Any, target: str | None) -> dict[str, Any]:
-        """A SQL job's answer is its statement (or diagnostic), refused now if it writes."""
-        from runtime.kinds.sql.statements import refuse_sql_writes
+        """A SQL job's answer is what it runs: the job's instruction becomes the statement (or
+        the diagnostic's words), refused now if it writes; its steps are cleared, so nothing
+        but the answer is read."""
+        from runtime.kinds.sql.statements import check_sql_request, unfenced
 
-        statement = answer.strip().strip("`").strip()
-        refuse_sql_writes(statement, policy, target)
-        return {"instruction": statement}
+        statement = unfenced(answer)
+        check_sql_request(statement, policy, target)
+        return {"instruction": statement, "commands": []}
 
     def spec_scopes(self, target: Any) -> dict[str, Any]:
         return {"credential_refs": [target.dsn_env]}
@@ -77,8 +76,9 @@ class SqlKind(JobKind):
         return await execute(ctx)
 
     def results(self, job: JobRecord) -> Evidence:
-        """The result table to read, the CSV and the plan as files; for an investigation, its
-        findings to read and each query's evidence as files."""
+        """The statement that ran, the result table and the plan tree to read, the CSV and the
+        plan as files; for an investigation, its findings to read and each query's evidence as
+        files."""
         named = {a.name: a for a in job.artifacts}
         if "findings.md" in named:
             evidence = sorted((n for n in named if n.startswith("evidence/E")),
@@ -90,10 +90,21 @@ class SqlKind(JobKind):
                                    title=f"Evidence {n.removeprefix('evidence/')}")
                         for n in evidence],
             )  # fmt: skip
-        table = named.get("result.txt")
-        files = [("result.csv", "Result (CSV)"), ("plan.json", "EXPLAIN plan")]
+        lines = []
+        if job.result.get("statement"):
+            lines.append(EvidenceLine(label="statement", text=str(job.result["statement"]).strip()))
+        if job.result.get("diagnostic"):
+            lines.append(EvidenceLine(label="diagnostic", text=str(job.result["diagnostic"])))
+        if job.result.get("window"):
+            lines.append(EvidenceLine(label="window", text=str(job.result["window"])))
+        # The plan tree is read with the result and attached as a file (a door that can
+        # attach does not post it twice).
+        read = [named[name].sha256 for name in ("result.txt", "plan.txt") if name in named]
+        files = [("result.csv", "Result (CSV)"), ("plan.txt", "EXPLAIN plan (tree)"),
+                 ("plan.json", "EXPLAIN plan (JSON)")]  # fmt: skip
         return Evidence(
-            read=[table.sha256] if table else [],
+            lines=lines,
+            read=read,
             attach=[
                 Attachment(sha256=named[name].sha256, filename=f"{job.job_id}-{name}", title=title)
                 for name, title in files
