@@ -59,6 +59,7 @@ def _top_statements(order: str, extra: str = "") -> str:
 # adds its own order words, so "slowest by mean time" matches the mean list more.
 STATEMENT_WORDS = (
     "slowest",
+    "slow",
     "slow queries",
     "slow statements",
     "top queries",
@@ -368,7 +369,15 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
     "top_calls": Diagnostic(
         "statements called most often (pg_stat_statements)",
         _top_statements("calls DESC"),
-        (*STATEMENT_WORDS, "most called", "calls", "frequent", "most frequent", "most run"),
+        (
+            *STATEMENT_WORDS,
+            "most called",
+            "calls",
+            "frequent",
+            "most frequent",
+            "most run",
+            "often",
+        ),
     ),
     "top_io": Diagnostic(
         "statements by blocks read from outside shared buffers, temp blocks too "
@@ -406,7 +415,16 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
         "indexes never scanned since the statistics were reset, droppable ones first; "
         "primary keys and unique ones marked 'keep'",
         _UNUSED_INDEXES,
-        ("unused indexes", "unused index", "index usage", "least used indexes", "unused"),
+        (
+            "unused indexes",
+            "unused index",
+            "index usage",
+            "least used indexes",
+            "unused",
+            "index",
+            "indexes",
+            "indices",
+        ),
     ),
     "duplicate_indexes": Diagnostic(
         "indexes with the same keys as another, or a prefix of another btree, with the "
@@ -446,6 +464,7 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
             "analyze",
             "dead tuples",
             "dead rows",
+            "dead tuple",
             "xid age",
             "freeze",
         ),
@@ -473,6 +492,8 @@ DIAGNOSTICS: dict[str, Diagnostic] = {
             "running queries",
             "sessions",
             "activity",
+            "active",
+            "running",
         ),
     ),
 }
