@@ -464,24 +464,55 @@ def _csv(columns: list[str], rows: list[list[Any]]) -> str:
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:
-    text = _text(value).replace("\n", " ").replace("\t", " ")
-    return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
+TABLE_LINE = 120  # a row's width the columns share; each wraps at no less than TABLE_CELL
+TABLE_CHARS = 100_000  # the text table stops at this size; the CSV has every row it kept
+
+
+def _cell(value: Any, width: int) -> list[str]:
+    """A value as the lines of its cell: its own lines, each wrapped at `width`, every
+    character kept (a plan line is read whole, over two lines, not cut)."""
+    lines = []
+    for line in _text(value).replace("\t", " ").splitlines() or [""]:
+        lines += [line[i : i + width] for i in range(0, len(line), width)] or [""]
+    return lines
 
 
 def _table(columns: list[str], rows: list[list[Any]], truncated: bool) -> str:
-    shown = [[_cell(v) for v in row] for row in rows[:TABLE_ROWS]]
-    header = [_cell(c) for c in columns]
-    widths = [max([len(header[i])] + [len(r[i]) for r in shown]) for i in range(len(columns))]
-    lines = [
-        " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
-        "-+-".join("-" * w for w in widths),
+    wrap = max(TABLE_CELL, TABLE_LINE // max(len(columns), 1))
+    header = [_cell(c, wrap) for c in columns]
+    shown = [[_cell(v, wrap) for v in row] for row in rows[:TABLE_ROWS]]
+    widths = [
+        max(len(line) for cell in [header[i]] + [r[i] for r in shown] for line in cell)
+        for i in range(len(columns))
     ]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in shown]
-    lines = [line.rstrip() for line in lines]
+
+    def text_of(cells: list[list[str]]) -> list[str]:
+        height = max((len(cell) for cell in cells), default=1)
+        return [
+            " | ".join(
+                (cell[n] if n < len(cell) else "").ljust(w)
+                for cell, w in zip(cells, widths, strict=True)
+            ).rstrip()
+            for n in range(height)
+        ]
+
+    lines = [*text_of(header), "-+-".join("-" * w for w in widths)]
+    size = sum(len(line) + 1 for line in lines)
+    kept = 0
+    for row in shown:
+        row_lines = text_of(row)
+        size += sum(len(line) + 1 for line in row_lines)
+        if size > TABLE_CHARS and kept:
+            break
+        lines += row_lines
+        kept += 1
     footer = f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
-    if len(rows) > TABLE_ROWS:
+    if kept < len(shown):
+        footer += f", first {kept} shown (the text stops at {TABLE_CHARS:,} characters)"
+    elif len(rows) > TABLE_ROWS:
         footer += f", first {TABLE_ROWS} shown"
+    if kept < len(rows):
+        footer += "; every row is in the result.csv artifact"
     if truncated:
         footer += ", stopped at the row cap"
     lines.append(footer + ")")
