@@ -52,13 +52,21 @@ async def test_sql_result_reaches_the_thread_as_a_table_and_files(sql_rig):
     table = await sql_rig.thread_with("refunded")
     assert "```" in table["text"]
     deadline = time.monotonic() + 15
-    while len(sql_rig.standin.files) < 2:
+    while len(sql_rig.standin.files) < 3:
         assert time.monotonic() < deadline, sql_rig.standin.files
         await asyncio.sleep(0.1)
     names = {f["filename"] for f in sql_rig.standin.files}
-    assert {"J-1-result.csv", "J-1-plan.json"} <= names
+    assert {"J-1-result.csv", "J-1-plan.txt", "J-1-plan.json"} <= names
     csv = next(f for f in sql_rig.standin.files if f["filename"] == "J-1-result.csv")
     assert b"paid,20" in csv["content"]
+    # The statement that ran, in the thread with its result; the plan tree as a file.
+    assert (
+        "statement: SELECT status, count(*) FROM orders"
+        in (await sql_rig.thread_with("statement: "))["text"]
+    )
+    tree = next(f for f in sql_rig.standin.files if f["filename"] == "J-1-plan.txt")
+    content = tree["content"] if isinstance(tree["content"], bytes) else tree["content"].encode()
+    assert "◀ costliest: ".encode() in content
 
 
 async def test_doc_job_review_in_the_thread_then_the_published_document_as_a_file(rig):
