@@ -497,23 +497,29 @@ def _table(columns: list[str], rows: list[list[Any]], truncated: bool) -> str:
         ]
 
     lines = [*text_of(header), "-+-".join("-" * w for w in widths)]
-    size = sum(len(line) + 1 for line in lines)
-    kept = 0
+    room = TABLE_CHARS - sum(len(line) + 1 for line in lines)
+    kept, part = 0, False
     for row in shown:
         row_lines = text_of(row)
-        size += sum(len(line) + 1 for line in row_lines)
-        if size > TABLE_CHARS and kept:
+        if sum(len(line) + 1 for line in row_lines) > room:
+            while not kept and row_lines and len(row_lines[0]) < room:  # one row over it alone
+                room -= len(row_lines[0]) + 1
+                lines.append(row_lines.pop(0))
+                part = True
             break
         lines += row_lines
+        room -= sum(len(line) + 1 for line in row_lines)
         kept += 1
     footer = f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
-    if kept < len(shown):
+    if part:
+        footer += f", the first in part (the text stops at {TABLE_CHARS:,} characters)"
+    elif kept < len(shown):
         footer += f", first {kept} shown (the text stops at {TABLE_CHARS:,} characters)"
     elif len(rows) > TABLE_ROWS:
         footer += f", first {TABLE_ROWS} shown"
-    if kept < len(rows):
-        footer += "; every row is in the result.csv artifact"
     if truncated:
         footer += ", stopped at the row cap"
+    if kept < len(rows):
+        footer += "; every row kept is in the result.csv artifact"
     lines.append(footer + ")")
     return "\n".join(lines) + "\n"

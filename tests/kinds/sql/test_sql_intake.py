@@ -261,3 +261,13 @@ def test_acp_show_prints_the_statement_and_the_plan_tree_with_the_costliest_node
     assert "% of cost" in marked
     assert "paid" in shown  # the result table, with the plan under it
     assert "J-1-plan.txt" in shown  # and the tree as a file (Slack attaches it)
+
+
+def test_the_text_table_stays_bounded_and_says_where_every_row_is():
+    from runtime.tools.sql import TABLE_CHARS, _table
+
+    many = _table(["n", "text"], [[i, "y" * 5000] for i in range(40)], False)
+    assert len(many) <= TABLE_CHARS + 200
+    assert "first 18 shown" in many and "every row kept is in the result.csv artifact" in many
+    one = _table(["text"], [["x" * 300_000]], False)
+    assert len(one) <= TABLE_CHARS + 200 and "the first in part" in one
