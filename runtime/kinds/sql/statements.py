@@ -8,9 +8,10 @@ The rules, in order (tests/kinds/sql/test_sql_intake.py holds them as a table):
    parse as a read (`table sizes` is `TABLE sizes`, `show locks` is `SHOW locks`) and name a
    standard diagnostic: words, so the diagnostic. A keyword in capitals (`TABLE sizes`) is SQL.
    A write that parses (`lock waits`, `vacuum orders`) stays a statement and is refused.
-2. It does not parse but is shaped like SQL (a statement keyword in capitals, or `*`, `(`,
-   `=`, quotes, `;`, or `select ... from`): a malformed statement, refused with the
-   parser's reason.
+2. It does not parse but is shaped like SQL (its keyword in capitals; `select` with `*`, `(`,
+   `,`, `=`, `;` or `from`; `explain select`; `with x as (`; `values (`): a malformed
+   statement, refused with the parser's reason. `show me the locks` and `explain why it is
+   slow` are words.
 3. Otherwise it is words: a diagnostic if the words name one (a time window in them is taken
    out first, then honoured or refused), else words for a model or a clarifying question.
 """
