@@ -403,11 +403,6 @@ async def test_a_sizes_job_runs_the_diagnostic_and_keeps_no_plan_of_the_catalog_
     assert "plan.json" not in {ref.name for ref in job.artifacts}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="until runtime/kinds/sql/statements.py takes lower-case bare words that name a "
-    "diagnostic ('table sizes') as words, not as the statement TABLE sizes",
-)
 async def test_a_table_sizes_job_runs_the_sizes_diagnostic_not_the_statement_table_sizes(
     sql_engine,  # noqa: F811 (the fixture, imported above)
 ):
