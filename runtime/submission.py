@@ -546,6 +546,8 @@ class Submissions:
             if chosen is None or not chosen.requestable:
                 options = ", ".join(job.clarification.options)
                 raise BadRequest(f"'{answer}' is not a job type", hint=f"answer one of: {options}")
+            # What intake refuses for this kind (a SQL write) is refused once the kind is known.
+            chosen.check_request(parsed.instruction, parsed.target, self.policy)
             return parsed.model_copy(update={"job_type": chosen.job_type})
         if field == "target":
             job_type = parsed.job_type or JobType.code

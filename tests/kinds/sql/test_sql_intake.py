@@ -271,3 +271,23 @@ def test_the_text_table_stays_bounded_and_says_where_every_row_is():
     assert "first 18 shown" in many and "every row kept is in the result.csv artifact" in many
     one = _table(["text"], [["x" * 300_000]], False)
     assert len(one) <= TABLE_CHARS + 200 and "the first in part" in one
+
+
+async def test_a_write_in_words_is_refused_once_sql_is_answered_as_its_type(sql_engine):
+    carol = sql_engine.actor("cli", "carol")
+    job = await sql_engine.submit("delete the refunded orders", carol)
+    assert job.clarification.field == "job_type"
+    with pytest.raises(SqlWriteRefused) as refused:
+        await sql_engine.answer(job.id, carol, "sql")
+    assert "'delete …' asks for a change" in refused.value.message
+    assert (await sql_engine.get(job.id)).state is JobState.needs_clarification
+
+
+async def test_a_question_with_a_window_and_no_model_fails_saying_why(sql_engine):
+    job = await sql_engine.submit(
+        "sql payments-replica: why are queries slow since this morning?",
+        sql_engine.actor("cli", "carol"),
+    )
+    job = await settle(sql_engine, job.id)
+    assert job.state is JobState.failed
+    assert "a time window ('since this morning') cannot be applied" in job.result["reason"]
